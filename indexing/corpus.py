@@ -1,0 +1,194 @@
+"""Reading a corpus: a folder of files, or a ``corpus.jsonl``, into :class:`Document` objects.
+
+Formats: ``.txt``, ``.md``, ``.html``/``.htm`` (text extracted with selectolax), ``.pdf``
+(pypdf), ``.jsonl`` (one ``{"id","domain","title","text"}`` per line). A file that cannot be
+read is skipped with its path and the reason; everything else is still read.
+
+Document ids: a file's path relative to the source folder (``aspirin.md``); a JSONL line's
+``id`` field. The domain comes from the ``domain`` argument (a flag), else a JSONL line's
+``domain`` field, else the source folder's name.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pypdf import PdfReader
+from pypdf.errors import PdfReadError
+from selectolax.lexbor import LexborHTMLParser as HTMLParser
+
+TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
+HTML_SUFFIXES = {".html", ".htm"}
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | {".pdf", ".jsonl"}
+# Markup that is page furniture, not content.
+HTML_BOILERPLATE = "script, style, noscript, nav, header, footer, aside, form, template, svg"
+DOMAIN_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+class CorpusError(ValueError):
+    """The source as a whole cannot be read (missing path, bad domain name)."""
+
+
+class UnreadableFile(ValueError):
+    """One file (or line) cannot be read; the message is the reason shown in the report."""
+
+
+@dataclass(frozen=True)
+class Document:
+    id: str
+    domain: str
+    title: str
+    text: str
+    source: str  # the path (and line) it came from, for reports
+
+
+@dataclass(frozen=True)
+class Skipped:
+    source: str
+    reason: str
+
+
+@dataclass
+class CorpusRead:
+    documents: list[Document] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    files_seen: int = 0
+
+
+def normalise_domain(name: str) -> str:
+    domain = re.sub(r"[^a-z0-9_-]+", "-", name.strip().lower()).strip("-")
+    if not DOMAIN_NAME.match(domain):
+        raise CorpusError(f"{name!r} is not a usable domain name (letters, digits, '-' or '_', at most 64)")
+    return domain
+
+
+def read_corpus(source: Path, domain: str | None = None, max_file_bytes: int = 20_000_000) -> CorpusRead:
+    """Read every supported file under ``source`` (a folder or one file)."""
+    source = Path(source)
+    if not source.exists():
+        raise CorpusError(f"corpus source {source} does not exist")
+    forced_domain = normalise_domain(domain) if domain else None
+    result = CorpusRead()
+    if source.is_file():
+        files, root = [source], source.parent
+        default_domain = forced_domain or normalise_domain(source.parent.name if source.suffix != ".jsonl" else source.stem)
+    else:
+        files = sorted(p for p in source.rglob("*") if p.is_file() and not _hidden(p.relative_to(source)))
+        root = source
+        default_domain = forced_domain or normalise_domain(source.name)
+    for path in files:
+        result.files_seen += 1
+        relative = path.relative_to(root).as_posix()
+        try:
+            result.documents.extend(_read_file(path, relative, forced_domain, default_domain, max_file_bytes, result))
+        except UnreadableFile as exc:
+            result.skipped.append(Skipped(str(path), str(exc)))
+    return result
+
+
+def _hidden(relative: Path) -> bool:
+    return any(part.startswith(".") for part in relative.parts)
+
+
+def _read_file(path: Path, doc_id: str, forced_domain: str | None, default_domain: str,
+               max_file_bytes: int, result: CorpusRead) -> list[Document]:
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise UnreadableFile(f"unsupported file type {suffix or '(none)'!r}")
+    size = path.stat().st_size
+    if size == 0:
+        raise UnreadableFile("empty file (0 bytes)")
+    if size > max_file_bytes:
+        raise UnreadableFile(f"file is {size} bytes, over the {max_file_bytes}-byte limit")
+    data = path.read_bytes()
+    domain = forced_domain or default_domain
+    if suffix == ".pdf":
+        title, text = read_pdf(data, fallback_title=path.stem)
+    elif suffix == ".jsonl":
+        return _read_jsonl(path, decode_text(data), forced_domain, default_domain, result)
+    elif suffix in HTML_SUFFIXES:
+        title, text = read_html(decode_text(data), fallback_title=path.stem)
+    else:
+        title, text = read_plain(decode_text(data), markdown=suffix != ".txt", fallback_title=path.stem)
+    return [Document(doc_id, domain, title, text, str(path))]
+
+
+def decode_text(data: bytes) -> str:
+    if b"\x00" in data[:8192]:
+        raise UnreadableFile("binary content (NUL bytes), not text")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UnreadableFile(f"not valid UTF-8 (bad byte at offset {exc.start})") from None
+
+
+def read_plain(text: str, *, markdown: bool, fallback_title: str) -> tuple[str, str]:
+    """Title: the first markdown heading, or a short first line of a text file."""
+    lines = text.strip().splitlines()
+    title = fallback_title
+    if lines:
+        first = lines[0].strip()
+        if markdown and first.startswith("#"):
+            title = first.lstrip("#").strip() or fallback_title
+        elif not markdown and 0 < len(first) <= 120:
+            title = first
+    return title, text
+
+
+def read_html(html: str, *, fallback_title: str) -> tuple[str, str]:
+    tree = HTMLParser(html)
+    title_node = tree.css_first("title") or tree.css_first("h1")
+    title = title_node.text(strip=True) if title_node else ""
+    for node in tree.css(HTML_BOILERPLATE):
+        node.decompose()
+    body = tree.body or tree.root
+    if body is None:
+        return title or fallback_title, ""
+    # One line per block element so sentences and list items stay apart.
+    text = body.text(separator="\n", strip=True)
+    return title or fallback_title, text
+
+
+def read_pdf(data: bytes, *, fallback_title: str) -> tuple[str, str]:
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        pages = [page.extract_text() or "" for page in reader.pages]
+        title = (reader.metadata.title if reader.metadata else None) or fallback_title
+    except (PdfReadError, ValueError, KeyError, TypeError, OSError, RecursionError) as exc:
+        raise UnreadableFile(f"unreadable PDF ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # pypdf raises many internal types on malformed input
+        raise UnreadableFile(f"unreadable PDF ({type(exc).__name__}: {exc})") from None
+    return str(title), "\n\n".join(pages)
+
+
+def _read_jsonl(path: Path, text: str, forced_domain: str | None, default_domain: str,
+                result: CorpusRead) -> list[Document]:
+    documents = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            documents.append(_jsonl_document(json.loads(line), where, forced_domain, default_domain))
+        except json.JSONDecodeError as exc:
+            result.skipped.append(Skipped(where, f"invalid JSON ({exc.msg})"))
+        except (UnreadableFile, CorpusError) as exc:
+            result.skipped.append(Skipped(where, str(exc)))
+    return documents
+
+
+def _jsonl_document(row: object, where: str, forced_domain: str | None, default_domain: str) -> Document:
+    if not isinstance(row, dict):
+        raise UnreadableFile("a line must be a JSON object with id and text")
+    doc_id, text = row.get("id"), row.get("text")
+    if not isinstance(doc_id, (str, int)) or str(doc_id).strip() == "":
+        raise UnreadableFile("missing 'id'")
+    if not isinstance(text, str):
+        raise UnreadableFile("missing or non-string 'text'")
+    domain = forced_domain or (normalise_domain(row["domain"]) if isinstance(row.get("domain"), str) else default_domain)
+    title = row.get("title") if isinstance(row.get("title"), str) else str(doc_id)
+    return Document(str(doc_id), domain, title, text, where)

@@ -1,0 +1,128 @@
+"""One connection to the knowledge graph, through the official neo4j driver.
+
+``NEO4J_URI`` set: connect there and start nothing. Unset: start (or attach to) the embedded
+FalkorDB server in the data dir. Either way every query goes through :meth:`GraphConnection.query`,
+which applies the server's dialect to the parameters, turns driver errors into a
+:class:`GraphError` that says what was being done, and restarts a crashed embedded server.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from neo4j import Driver, GraphDatabase
+from neo4j.exceptions import AuthError, Neo4jError, ServiceUnavailable, SessionExpired
+
+from assistant.settings import Settings
+from indexing import cypher
+from indexing.graph_server import EmbeddedGraphServer
+
+log = logging.getLogger(__name__)
+
+# FalkorDB can leave one new connection hanging in its handshake (see graph_server.py); a
+# short connect timeout turns that into a quick retry instead of a minute's wait.
+CONNECT_TIMEOUT_S = 2.0
+
+
+class GraphError(RuntimeError):
+    """A graph operation failed; the message names the operation and the cause."""
+
+
+class GraphConnection:
+    def __init__(self, settings: Settings, server: EmbeddedGraphServer | None = None):
+        self.settings = settings
+        self.server = server
+        self.database = settings.neo4j_database
+        self.dialect: cypher.Dialect = cypher.FALKORDB if settings.uses_embedded_graph else cypher.NEO4J
+        self._driver: Driver | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+    @classmethod
+    def open(cls, settings: Settings) -> "GraphConnection":
+        """Connect to NEO4J_URI, or start/attach the embedded server in the data dir."""
+        server = None
+        if settings.uses_embedded_graph:
+            server = EmbeddedGraphServer(settings.graph_dir, start_timeout_s=settings.graph_start_timeout_s).start()
+        connection = cls(settings, server)
+        connection.query(cypher.PING, what="checking the graph connection")
+        return connection
+
+    @property
+    def uri(self) -> str:
+        return self.server.bolt_uri if self.server else str(self.settings.neo4j_uri)
+
+    def close(self, stop_server: bool = True) -> None:
+        if self._driver is not None:
+            self._driver.close()
+            self._driver = None
+        if stop_server and self.server is not None:
+            self.server.stop()
+
+    def __enter__(self) -> "GraphConnection":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- queries ---------------------------------------------------------------------------
+    def query(self, statement: str, params: dict[str, Any] | None = None, *, what: str) -> list[dict[str, Any]]:
+        """Run one statement in a managed transaction; rows come back as dicts.
+
+        ``what`` describes the operation for error messages ("writing entities of law").
+        """
+        encoded = self.dialect.encode_params(params or {})
+        for attempt in (1, 2):
+            try:
+                result = self._get_driver().execute_query(statement, encoded, database_=self.database)
+                return [record.data() for record in result.records]
+            except AuthError as exc:
+                raise GraphError(f"{what}: the graph server refused our credentials ({exc.message})") from exc
+            except (ServiceUnavailable, SessionExpired) as exc:
+                if attempt == 1 and self._recover():
+                    continue
+                raise GraphError(f"{what}: the graph server at {self.uri} is unreachable ({exc})") from exc
+            except Neo4jError as exc:
+                # FalkorDB reports most failures as a generic UnknownError; say what we were doing.
+                raise GraphError(f"{what}: the graph server rejected the query ({exc.code}: {exc.message})") from exc
+        raise AssertionError("unreachable")
+
+    def ping(self) -> bool:
+        try:
+            self.query(cypher.PING, what="ping")
+            return True
+        except GraphError:
+            return False
+
+    # --- internals -------------------------------------------------------------------------
+    def _get_driver(self) -> Driver:
+        if self._driver is None:
+            self._driver = GraphDatabase.driver(
+                self.uri,
+                auth=self._auth(),
+                connection_timeout=CONNECT_TIMEOUT_S,
+                # Long-lived pooled connections: closing them is what upsets FalkorDB.
+                max_connection_lifetime=24 * 3600,
+            )
+        return self._driver
+
+    def _auth(self) -> tuple[str, str] | None:
+        if self.server is not None:
+            return self.server.auth
+        if self.settings.neo4j_password is None:
+            return None
+        return (self.settings.neo4j_user, self.settings.neo4j_password.get_secret_value())
+
+    def _recover(self) -> bool:
+        """Restart a dead embedded server and reconnect. False when there is nothing to do."""
+        if self.server is None:
+            return False
+        try:
+            restarted = self.server.ensure_running()
+        except Exception as exc:  # a failed restart is reported by the caller's GraphError
+            log.error("could not restart the graph server: %s", exc)
+            return False
+        if restarted and self._driver is not None:
+            self._driver.close()
+            self._driver = None
+        return restarted
