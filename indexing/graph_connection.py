@@ -20,9 +20,13 @@ from indexing.graph_server import EmbeddedGraphServer
 
 log = logging.getLogger(__name__)
 
-# FalkorDB can leave one new connection hanging in its handshake (see graph_server.py); a
-# short connect timeout turns that into a quick retry instead of a minute's wait.
+# FalkorDB 4.16 often leaves the next new connection hanging in its Bolt handshake after a
+# client closed one (checked here; see graph_server.py). Short connect and acquisition
+# timeouts turn that into a retry after a few seconds instead of the driver's default minute;
+# one long-lived driver per process keeps closes, and so these waits, rare.
 CONNECT_TIMEOUT_S = 2.0
+ACQUISITION_TIMEOUT_S = 3.0
+MAX_RETRY_TIME_S = 10.0
 
 
 class GraphError(RuntimeError):
@@ -72,6 +76,8 @@ class GraphConnection:
         ``what`` describes the operation for error messages ("writing entities of law").
         """
         encoded = self.dialect.encode_params(params or {})
+        if self.server is not None and not self.server.is_running():
+            self._recover()  # a dead embedded server: restart now, not after the driver's retries
         for attempt in (1, 2):
             try:
                 result = self._get_driver().execute_query(statement, encoded, database_=self.database)
@@ -101,8 +107,10 @@ class GraphConnection:
                 self.uri,
                 auth=self._auth(),
                 connection_timeout=CONNECT_TIMEOUT_S,
+                connection_acquisition_timeout=ACQUISITION_TIMEOUT_S,
                 # Long-lived pooled connections: closing them is what upsets FalkorDB.
                 max_connection_lifetime=24 * 3600,
+                max_transaction_retry_time=MAX_RETRY_TIME_S,
             )
         return self._driver
 

@@ -264,20 +264,25 @@ class EmbeddedGraphServer:
     def _bolt_answers(self, uri: str) -> bool:
         """A raw Bolt handshake: cheap, and unlike a driver session it leaves the server clean.
 
-        FalkorDB 4.16 (checked here) leaves the next new connection hanging in its handshake
-        after a driver closes an authenticated connection, so probing with a throwaway driver
-        would make the app's first real query wait. The raw handshake has no such effect;
-        credentials are checked by the first real query.
+        FalkorDB 4.16 (checked here) often leaves the next new connection hanging in its
+        handshake after a driver closes an authenticated connection, so probing with a
+        throwaway driver would make the app's first real query wait. Credentials are checked
+        by the first real query.
         """
         host, port = uri.removeprefix("bolt://").rsplit(":", 1)
-        try:
-            with socket.create_connection((host, int(port)), timeout=1.0) as conn:
-                conn.settimeout(1.0)
-                conn.sendall(BOLT_HANDSHAKE)
-                reply = conn.recv(4)
-            return len(reply) == 4 and reply != b"\x00\x00\x00\x00"
-        except OSError:
-            return False
+        # A stalled handshake (the quirk above) is followed by a prompt one: try twice.
+        for _ in range(2):
+            try:
+                with socket.create_connection((host, int(port)), timeout=1.0) as conn:
+                    conn.settimeout(1.0)
+                    conn.sendall(BOLT_HANDSHAKE)
+                    reply = conn.recv(4)
+                return len(reply) == 4 and reply != b"\x00\x00\x00\x00"
+            except ConnectionRefusedError:
+                return False
+            except OSError:
+                continue
+        return False
 
     def _read_state(self) -> ServerState | None:
         try:

@@ -23,7 +23,7 @@ from indexing.chunking import Chunk, chunk_document
 from indexing.clean import Duplicate, clean_documents, content_hash
 from indexing.corpus import SUPPORTED_SUFFIXES, Document, Skipped, read_corpus
 from indexing.embedding import Embedder, get_embedder
-from indexing.vector_store import DomainIndex, IndexParams, IndexUnavailable, write_vector_files
+from indexing.vector_store import DomainIndex, IndexParams, IndexUnavailable, verify_files, write_vector_files
 from indexing.versions import DomainVersions, read_manifest, write_manifest
 
 MANIFEST_SCHEMA = 1
@@ -159,19 +159,21 @@ def _index_domain(settings: Settings, domain: str, documents: list[Document], sk
     new_docs = _document_entries(cleaned.documents, chunks)
     _diff(report, previous.get("documents", {}) if previous else {}, new_docs)
     report.chunks_total = len(chunks)
-    settings_changed = previous is not None and _index_settings(settings, embedder) != previous.get("index_settings")
+    # A serving version with other settings, or damaged files, is rebuilt from scratch.
+    rebuild = previous is not None and (
+        _index_settings(settings, embedder) != previous.get("index_settings") or not _files_intact(versions, previous))
     if dry_run:
         return report
     if not chunks:
         report.error = "no text left to index after cleaning"
         return report
-    if previous is not None and not report.has_changes and not settings_changed:
+    if previous is not None and not report.has_changes and not rebuild:
         report.index_type = previous.get("index_type")
         return report
 
     with versions.writer_lock():
         versions.cleanup(settings.keep_index_versions)  # leftovers of a crashed earlier run
-        vectors = _embed_with_reuse(chunks, versions, previous, embedder, settings_changed, report, progress)
+        vectors = _embed_with_reuse(chunks, versions, previous, embedder, rebuild, report, progress)
         build_dir = versions.new_build_dir()
         vector_meta = write_vector_files(build_dir, chunks, vectors, _index_params(settings))
         version = versions.next_version()
@@ -252,10 +254,18 @@ def _diff(report: DomainReport, old_docs: dict[str, dict], new_docs: dict[str, d
             report.chunks_removed += len(old["chunks"])
 
 
+def _files_intact(versions: DomainVersions, manifest: dict) -> bool:
+    try:
+        verify_files(versions.path(manifest["version"]), manifest)
+        return True
+    except (IndexUnavailable, KeyError):
+        return False
+
+
 def _embed_with_reuse(chunks: list[Chunk], versions: DomainVersions, previous: dict | None, embedder: Embedder,
-                      settings_changed: bool, report: DomainReport, progress: bool) -> np.ndarray:
+                      rebuild: bool, report: DomainReport, progress: bool) -> np.ndarray:
     reusable: dict[str, np.ndarray] = {}
-    if previous is not None and not settings_changed:
+    if previous is not None and not rebuild:
         try:
             old = DomainIndex(versions.domain, previous["version"], versions.path(previous["version"]))
             old_vectors = old.vectors()

@@ -151,12 +151,23 @@ class VectorStore:
     def get(self, domain: str) -> DomainIndex:
         """The serving version, loaded once and reloaded when CURRENT names a new one."""
         versions = DomainVersions(self.domains_dir, domain)
-        version = versions.current()
-        if version is None:
-            raise IndexUnavailable(f"domain {domain!r} has no index yet")
-        loaded = self._loaded.get(domain)
-        if loaded is not None and loaded.version == version:
-            return loaded
+        for attempt in (1, 2):
+            version = versions.current()
+            if version is None:
+                raise IndexUnavailable(f"domain {domain!r} has no index yet")
+            loaded = self._loaded.get(domain)
+            if loaded is not None and loaded.version == version:
+                return loaded
+            try:
+                return self._load(domain, version, versions)
+            except IndexUnavailable:
+                # Two switches in quick succession can prune the version we just read from
+                # CURRENT; read CURRENT again once before calling the domain broken.
+                if attempt == 2 or versions.current() == version:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _load(self, domain: str, version: str, versions: DomainVersions) -> DomainIndex:
         with self._lock:
             loaded = self._loaded.get(domain)
             if loaded is None or loaded.version != version:

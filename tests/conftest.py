@@ -1,0 +1,44 @@
+"""Shared fixtures: one real graph server for the whole session, one loaded embedder, and
+settings pointing every test at its own temporary data dir."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from assistant.settings import DEMO_CORPORA_DIR, Settings, load_settings
+from indexing.embedding import Embedder, get_embedder
+from indexing.graph_server import EmbeddedGraphServer
+
+DEMO_DOMAINS = ("medicine", "finance", "law")
+
+
+@pytest.fixture(scope="session")
+def graph_server(tmp_path_factory) -> EmbeddedGraphServer:
+    """A real FalkorDB server on a free port in a temp dir, for the whole test session."""
+    server = EmbeddedGraphServer(tmp_path_factory.mktemp("graph")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    return get_embedder()
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch) -> Settings:
+    """Settings isolated from the developer's environment and ./data."""
+    for name in ("NEO4J_URI", "NEO4J_USER", "NEO4J_PASSWORD", "NEO4J_DATABASE"):
+        monkeypatch.delenv(name, raising=False)
+    return load_settings(data_dir=tmp_path / "data", _env_file=None)
+
+
+@pytest.fixture
+def demo_copy(tmp_path) -> Path:
+    """A writable copy of the demo corpora (tests edit, add and delete files in it)."""
+    target = tmp_path / "corpora"
+    shutil.copytree(DEMO_CORPORA_DIR, target)
+    return target

@@ -1,0 +1,89 @@
+"""The commands a newcomer runs: `assistant index`, `assistant status`, `python launch.py`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from assistant.bootstrap import bootstrap
+from assistant.settings import DEMO_CORPORA_DIR, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(args, env_extra, timeout=300):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEO4J_", "ASSISTANT_"))}
+    env.update(env_extra)
+    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_cli_index_dry_run_then_index_then_status(tmp_path):
+    env = {"ASSISTANT_DATA_DIR": str(tmp_path / "data")}
+    cli = [sys.executable, "-m", "assistant.cli"]
+    source = DEMO_CORPORA_DIR / "law"
+    dry = run(cli + ["index", "--source", str(source), "--dry-run", "--quiet"], env)
+    assert dry.returncode == 0, dry.stderr
+    assert "+28 added" in dry.stdout and "dry run: nothing written" in dry.stdout
+    assert "no domains indexed yet" in run(cli + ["status"], env).stdout
+
+    done = run(cli + ["index", "--source", str(source), "--quiet"], env)
+    assert done.returncode == 0, done.stderr
+    assert "switched (none) -> v000001" in done.stdout
+    status = run(cli + ["status"], env)
+    assert status.returncode == 0
+    line = next(line for line in status.stdout.splitlines() if line.startswith("law"))
+    assert line.split()[:3] == ["law", "v000001", "28"] and line.endswith("ok")
+
+
+def test_cli_reports_a_missing_source_clearly(tmp_path):
+    result = run([sys.executable, "-m", "assistant.cli", "index", "--source", str(tmp_path / "missing")],
+                 {"ASSISTANT_DATA_DIR": str(tmp_path / "data")})
+    assert result.returncode == 2 and "does not exist" in result.stderr
+
+
+def test_bootstrap_indexes_demo_domains_once(tmp_path, monkeypatch):
+    demo = tmp_path / "demo"
+    demo.mkdir()
+    for domain in ("law", "finance"):
+        target = demo / domain
+        target.mkdir()
+        for path in sorted((DEMO_CORPORA_DIR / domain).iterdir())[:4]:
+            shutil.copy(path, target / path.name)
+    for name in ("NEO4J_URI", "NEO4J_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings(data_dir=tmp_path / "data", demo_corpora_dir=demo, _env_file=None)
+
+    first = bootstrap(settings, progress=False)
+    try:
+        assert sorted(r.domains[0].domain for r in first.indexed) == ["finance", "law"]
+        assert first.graph.ping()
+    finally:
+        first.graph.close()
+    second = bootstrap(settings, progress=False)
+    try:
+        assert second.indexed == [] and sorted(second.up_to_date) == ["finance", "law"]
+    finally:
+        second.graph.close()
+    (demo / "law" / "added.md").write_text("# Added\n\nA new statute on river navigation was passed.\n")
+    third = bootstrap(settings, progress=False)
+    try:
+        assert [r.domains[0].domain for r in third.indexed] == ["law"] and third.up_to_date == ["finance"]
+    finally:
+        third.graph.close()
+    assert (settings.graph_dir / "graph.rdb").exists()  # saved on clean shutdown
+
+
+def test_launch_bootstrap_only_prints_where_things_are(tmp_path):
+    demo = tmp_path / "demo" / "law"
+    demo.mkdir(parents=True)
+    for path in sorted((DEMO_CORPORA_DIR / "law").iterdir())[:3]:
+        shutil.copy(path, demo / path.name)
+    env = {"ASSISTANT_DATA_DIR": str(tmp_path / "data"), "ASSISTANT_DEMO_CORPORA_DIR": str(tmp_path / "demo")}
+    result = run([sys.executable, "launch.py", "--bootstrap-only"], env)
+    assert result.returncode == 0, result.stderr
+    assert "Graph server:  bolt://127.0.0.1:" in result.stdout
+    assert "Domain law" in result.stdout and "3 documents" in result.stdout
+    assert not (tmp_path / "data" / "graph" / "server.json").exists()  # server stopped on exit
