@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = load_settings()
     result = bootstrap(settings)
-    graph = result.graph
+    graph = result.connection
     try:
         print(f"\nData dir:      {settings.data_dir}")
         print(f"Graph server:  {graph.uri} ({'embedded FalkorDB' if graph.server else 'external Neo4j'})")
@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Graph secret:  {settings.graph_dir / 'secret'} (mode 0600)")
         for row in summarise_domains(settings.domains_dir):
             state = "ok" if row.healthy else f"UNHEALTHY: {row.problem}"
-            print(f"Domain {row.domain:<10} {row.version}  {row.documents} documents, {row.chunks} chunks  [{state}]")
+            print(f"Domain {row.domain:<10} {row.version}  {row.documents} documents, {row.chunks} chunks, "
+                  f"{row.entities} entities, {row.relations} relations  [{state}]")
         if args.bootstrap_only:
             return 0
         print("\nRunning. `assistant status` in another shell shows the domains. Ctrl-C stops (the graph is saved).")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from assistant.settings import Settings
 from indexing.graph_connection import GraphConnection
+from indexing.graph_store import GraphStore
 from indexing.pipeline import IndexReport, index_source, source_fingerprint
 from indexing.versions import DomainVersions, read_manifest
 
@@ -20,7 +21,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class BootstrapResult:
-    graph: GraphConnection
+    connection: GraphConnection
+    graph: GraphStore
     indexed: list[IndexReport] = field(default_factory=list)
     up_to_date: list[str] = field(default_factory=list)
 
@@ -30,28 +32,33 @@ def demo_sources(settings: Settings) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
 
 
-def is_up_to_date(settings: Settings, source: Path) -> bool:
-    """True when the domain's serving version was built from exactly these files."""
-    current = DomainVersions(settings.domains_dir, source.name).current_path()
+def is_up_to_date(settings: Settings, graph: GraphStore, source: Path) -> bool:
+    """True when the domain's serving version was built from exactly these files and the graph
+    still holds it (the graph is derived data: a lost graph is rebuilt from the corpus)."""
+    versions = DomainVersions(settings.domains_dir, source.name)
+    current = versions.current_path()
     if current is None:
         return False
     try:
-        built_from = read_manifest(current).get("source", {}).get("fingerprint")
+        manifest = read_manifest(current)
     except (OSError, ValueError):
         return False
-    return built_from == source_fingerprint(source)
+    return (manifest.get("source", {}).get("fingerprint") == source_fingerprint(source)
+            and manifest.get("graph") is not None and graph.has_version(source.name, manifest["version"]))
 
 
 def bootstrap(settings: Settings, progress: bool = True) -> BootstrapResult:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    graph = GraphConnection.open(settings)
-    result = BootstrapResult(graph)
+    connection = GraphConnection.open(settings)
+    graph = GraphStore(connection, settings.domains_dir)
+    graph.ensure_indexes()
+    result = BootstrapResult(connection, graph)
     for source in demo_sources(settings):
-        if is_up_to_date(settings, source):
+        if is_up_to_date(settings, graph, source):
             result.up_to_date.append(source.name)
             continue
         print(f"Indexing demo domain {source.name!r} from {source} ...", flush=True)
-        report = index_source(settings, source, source.name, progress=progress)
+        report = index_source(settings, source, source.name, progress=progress, graph=graph)
         print(report.format(), flush=True)
         result.indexed.append(report)
     return result

@@ -11,12 +11,37 @@ from assistant.settings import load_settings
 
 
 def cmd_index(args: argparse.Namespace) -> int:
+    from indexing.graph_connection import GraphConnection
+    from indexing.graph_store import GraphStore
     from indexing.pipeline import index_source
 
     settings = load_settings()
-    report = index_source(settings, Path(args.source), args.domain, dry_run=args.dry_run, progress=not args.quiet)
+    with GraphConnection.open(settings) as connection:
+        graph = GraphStore(connection, settings.domains_dir)
+        graph.ensure_indexes()
+        report = index_source(settings, Path(args.source), args.domain, dry_run=args.dry_run,
+                              progress=not args.quiet, graph=graph)
     print(report.format())
     return 0 if report.ok else 1
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from indexing.graph_connection import GraphConnection
+    from indexing.graph_render import draw_subgraph
+    from indexing.graph_store import GraphStore
+
+    settings = load_settings()
+    with GraphConnection.open(settings) as connection:
+        graph = GraphStore(connection, settings.domains_dir)
+        links = graph.link_entities(args.domain, args.entity, limit=3)
+        if not links:
+            print(f"no entity in {args.domain!r} matches {args.entity!r}", file=sys.stderr)
+            return 1
+        keys = [links[0].key]
+        subgraph = graph.subgraph(args.domain, keys, hops=args.hops, limit=args.limit)
+    out = draw_subgraph(subgraph, Path(args.out), title=f"{links[0].name} ({args.domain}, {args.hops} hops)", focus=set(keys))
+    print(f"{out}: {len(subgraph.nodes)} entities, {len(subgraph.edges)} relations around {links[0].name!r}")
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -29,19 +54,21 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not rows:
         print("no domains indexed yet: run `assistant index --source PATH` or `make run`")
         return 0
-    header = f"{'domain':<16} {'version':<9} {'docs':>6} {'chunks':>7} {'index':<6} {'created':<26} health"
+    header = (f"{'domain':<16} {'version':<9} {'docs':>6} {'chunks':>7} {'entities':>8} {'relations':>9} "
+              f"{'index':<6} {'created':<26} health")
     print(header)
     print("-" * len(header))
     for row in rows:
         health = "ok" if row.healthy else f"UNHEALTHY: {row.problem}"
-        print(f"{row.domain:<16} {row.version or '-':<9} {row.documents:>6} {row.chunks:>7} "
-              f"{row.index_type or '-':<6} {row.created or '-':<26} {health}")
+        print(f"{row.domain:<16} {row.version or '-':<9} {row.documents:>6} {row.chunks:>7} {row.entities:>8} "
+              f"{row.relations:>9} {row.index_type or '-':<6} {row.created or '-':<26} {health}")
     return 0 if all(row.healthy for row in rows) else 1
 
 
 COMMANDS = {
-    "index": (cmd_index, "index a corpus folder or corpus.jsonl into FAISS (and, later, the graph)"),
+    "index": (cmd_index, "index a corpus folder or corpus.jsonl into FAISS and the knowledge graph"),
     "status": (cmd_status, "list indexed domains with counts, versions and health"),
+    "graph": (cmd_graph, "draw an entity's neighbourhood in a domain's knowledge graph to a PNG"),
 }
 
 
@@ -56,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--domain", help="domain name (default: each JSONL line's domain, else the folder name)")
     index.add_argument("--dry-run", action="store_true", help="report what would change; write nothing")
     index.add_argument("--quiet", action="store_true", help="no progress bars")
+    picture = sub.choices["graph"]
+    picture.add_argument("--domain", required=True)
+    picture.add_argument("--entity", required=True, help="an entity name or alias (fuzzy matched)")
+    picture.add_argument("--hops", type=int, choices=(1, 2), default=2)
+    picture.add_argument("--limit", type=int, default=40, help="most relations drawn")
+    picture.add_argument("--out", default="graph.png")
     return parser
 
 

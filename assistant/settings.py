@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     hnsw_m: int = Field(default=32, ge=4)
     hnsw_ef_construction: int = Field(default=80, ge=8)
     hnsw_ef_search: int = Field(default=64, ge=8)
+    # --- knowledge graph ---------------------------------------------------------------------
+    fusion_fuzzy_min_ratio: float = Field(default=92.0, ge=0, le=100, description="rapidfuzz ratio above which two entity names are spelling variants.")
+    fusion_embedding_min_cosine: float = Field(default=0.93, ge=0, le=1, description="Name-embedding cosine above which two entity names are paraphrases.")
+
     keep_index_versions: int = Field(default=2, ge=2, description="Versions kept per domain (current + previous) so open readers never lose their files.")
 
     @field_validator("chunk_overlap_tokens")

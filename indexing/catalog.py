@@ -20,6 +20,8 @@ class DomainSummary:
     source: str | None
     healthy: bool
     problem: str | None = None
+    entities: int = 0
+    relations: int = 0
 
 
 def summarise_domain(domains_dir: Path, domain: str) -> DomainSummary:
@@ -37,9 +39,11 @@ def summarise_domain(domains_dir: Path, domain: str) -> DomainSummary:
         verify_files(directory, manifest)
     except IndexUnavailable as exc:
         problem = str(exc)
+    graph = manifest.get("graph") or {}
     return DomainSummary(domain, version, manifest.get("doc_count", 0), manifest.get("chunk_count", 0),
                          manifest.get("index_type"), manifest.get("created"),
-                         (manifest.get("source") or {}).get("path"), problem is None, problem)
+                         (manifest.get("source") or {}).get("path"), problem is None, problem,
+                         graph.get("entities", 0), graph.get("relations", 0))
 
 
 def summarise_domains(domains_dir: Path) -> list[DomainSummary]:

@@ -27,6 +27,8 @@ SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | {".pdf", ".jsonl"}
 # Markup that is page furniture, not content.
 HTML_BOILERPLATE = "script, style, noscript, nav, header, footer, aside, form, template, svg"
 DOMAIN_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+# Curated knowledge placed with a corpus: facts imported into the graph as they are, not documents.
+CURATED_TRIPLES_FILES = ("triples.csv", "triples.jsonl")
 
 
 class CorpusError(ValueError):
@@ -57,6 +59,7 @@ class CorpusRead:
     documents: list[Document] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     files_seen: int = 0
+    curated_files: list[tuple[Path, str]] = field(default_factory=list)  # (triples file, its domain)
 
 
 def normalise_domain(name: str) -> str:
@@ -82,6 +85,9 @@ def read_corpus(source: Path, domain: str | None = None, max_file_bytes: int = 2
         default_domain = forced_domain or normalise_domain(source.name)
     for path in files:
         result.files_seen += 1
+        if path.name.lower() in CURATED_TRIPLES_FILES:
+            result.curated_files.append((path, default_domain))
+            continue
         relative = path.relative_to(root).as_posix()
         try:
             result.documents.extend(_read_file(path, relative, forced_domain, default_domain, max_file_bytes, result))

@@ -7,11 +7,133 @@ live in the :class:`Dialect` classes at the bottom and nowhere else.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 # --- health -------------------------------------------------------------------------------
 PING = "RETURN 1 AS ok"
+
+# --- the graph model ------------------------------------------------------------------------
+# (:Document)-[:HAS_CHUNK]->(:Chunk)-[:MENTIONS]->(:Entity)-[:RELATED {type, ...}]->(:Entity)
+# Every node and edge carries `domain` and `version`: a re-index writes a complete new version
+# beside the serving one, the domain's CURRENT file switches both FAISS and graph at once, and
+# old versions are deleted afterwards. Relation types are a property (`type`), not a Cypher
+# relationship type, because relationship types cannot be parameters and the types come from
+# the corpus.
+
+WRITE_DOCUMENTS = """
+UNWIND $rows AS r
+CREATE (:Document {domain: $domain, version: $version, doc_id: r.doc_id, title: r.title, source: r.source})
+"""
+
+WRITE_CHUNKS = """
+UNWIND $rows AS r
+MATCH (d:Document {domain: $domain, version: $version, doc_id: r.doc_id})
+CREATE (d)-[:HAS_CHUNK]->(:Chunk {domain: $domain, version: $version, chunk_id: r.chunk_id,
+                                  doc_id: r.doc_id, ordinal: r.ordinal})
+"""
+
+WRITE_ENTITIES = """
+UNWIND $rows AS r
+CREATE (:Entity {domain: $domain, version: $version, key: r.key, name: r.name, type: r.type,
+                 aliases: r.aliases, mentions: r.mentions})
+"""
+
+WRITE_MENTIONS = """
+UNWIND $rows AS r
+MATCH (c:Chunk {domain: $domain, version: $version, chunk_id: r.chunk_id})
+MATCH (e:Entity {domain: $domain, version: $version, key: r.key})
+CREATE (c)-[:MENTIONS]->(e)
+"""
+
+WRITE_FACTS = """
+UNWIND $rows AS r
+MATCH (h:Entity {domain: $domain, version: $version, key: r.head})
+MATCH (t:Entity {domain: $domain, version: $version, key: r.tail})
+CREATE (h)-[:RELATED {domain: $domain, version: $version, type: r.type, confidence: r.confidence,
+                      count: r.count, chunk_ids: r.chunk_ids, doc_ids: r.doc_ids, curated: r.curated}]->(t)
+"""
+
+# One row per statement: the baseline the batched writes are benchmarked against.
+WRITE_ONE_FACT = """
+MATCH (h:Entity {domain: $domain, version: $version, key: $head})
+MATCH (t:Entity {domain: $domain, version: $version, key: $tail})
+CREATE (h)-[:RELATED {domain: $domain, version: $version, type: $type, confidence: $confidence,
+                      count: $count, chunk_ids: $chunk_ids, doc_ids: $doc_ids, curated: $curated}]->(t)
+"""
+
+# Deletes run in bounded batches (the caller loops until nothing is left) so one huge
+# transaction never holds the server. Labels are fixed here, never taken from data.
+DELETE_VERSION_BATCH = {
+    "Entity": """
+MATCH (n:Entity {domain: $domain, version: $version})
+WITH n LIMIT $batch
+DETACH DELETE n
+RETURN count(*) AS deleted
+""",
+    "Chunk": """
+MATCH (n:Chunk {domain: $domain, version: $version})
+WITH n LIMIT $batch
+DETACH DELETE n
+RETURN count(*) AS deleted
+""",
+    "Document": """
+MATCH (n:Document {domain: $domain, version: $version})
+WITH n LIMIT $batch
+DETACH DELETE n
+RETURN count(*) AS deleted
+""",
+}
+
+LIST_VERSIONS = """
+MATCH (d:Document {domain: $domain})
+RETURN DISTINCT d.version AS version
+"""
+
+COUNT_VERSION = """
+MATCH (d:Document {domain: $domain, version: $version})
+RETURN count(d) AS documents
+"""
+
+STATS = {
+    "documents": "MATCH (n:Document {domain: $domain, version: $version}) RETURN count(n) AS n",
+    "chunks": "MATCH (n:Chunk {domain: $domain, version: $version}) RETURN count(n) AS n",
+    "entities": "MATCH (n:Entity {domain: $domain, version: $version}) RETURN count(n) AS n",
+    "relations": "MATCH (:Entity {domain: $domain, version: $version})-[r:RELATED]->() RETURN count(r) AS n",
+    "mentions": "MATCH (:Chunk {domain: $domain, version: $version})-[r:MENTIONS]->() RETURN count(r) AS n",
+}
+
+ENTITY_CATALOG = """
+MATCH (e:Entity {domain: $domain, version: $version})
+RETURN e.key AS key, e.name AS name, e.type AS type, e.aliases AS aliases, e.mentions AS mentions
+"""
+
+FACTS_FROM = """
+MATCH (h:Entity {domain: $domain, version: $version})-[r:RELATED]->(t:Entity)
+WHERE h.key IN $keys
+RETURN h.key AS head_key, h.name AS head, r.type AS relation, t.key AS tail_key, t.name AS tail,
+       r.confidence AS confidence, r.count AS count, r.chunk_ids AS chunk_ids, r.doc_ids AS doc_ids,
+       r.curated AS curated
+ORDER BY r.confidence DESC, r.count DESC
+LIMIT $limit
+"""
+
+FACTS_TO = """
+MATCH (h:Entity)-[r:RELATED]->(t:Entity {domain: $domain, version: $version})
+WHERE t.key IN $keys
+RETURN h.key AS head_key, h.name AS head, r.type AS relation, t.key AS tail_key, t.name AS tail,
+       r.confidence AS confidence, r.count AS count, r.chunk_ids AS chunk_ids, r.doc_ids AS doc_ids,
+       r.curated AS curated
+ORDER BY r.confidence DESC, r.count DESC
+LIMIT $limit
+"""
+
+DOCUMENT_TITLES = """
+MATCH (d:Document {domain: $domain, version: $version})
+WHERE d.doc_id IN $doc_ids
+RETURN d.doc_id AS doc_id, d.title AS title
+"""
 
 # --- dialects -----------------------------------------------------------------------------
 
@@ -38,22 +160,55 @@ class Dialect:
     """What differs between the graph servers we support."""
 
     name: str
+    # Largest query text + inlined parameters the server survives, or None for no limit.
+    max_inline_bytes: int | None = None
 
     def encode_params(self, params: dict[str, Any]) -> dict[str, Any]:
         return params
+
+    def inline_size(self, statement: str, encoded_params: dict[str, Any]) -> int:
+        """An upper estimate of the bytes the server inlines for this call (JSON is at least as
+        long as FalkorDB's `CYPHER k=v` header for the same, already escaped, values)."""
+        return len(statement.encode("utf-8")) + len(json.dumps(encoded_params, ensure_ascii=False).encode("utf-8"))
+
+    def index_statements(self) -> list[str]:
+        return []  # each dialect below lists its own
 
 
 @dataclass(frozen=True)
 class FalkorDBDialect(Dialect):
     name: str = "falkordb"
+    # FalkorDB 4.16 copies "CYPHER <params> <query>" into a fixed buffer: at about 4 KB the
+    # whole server aborts (checked here: a 4,072-character string parameter is the largest that
+    # survives, and a 3,000-character one fails beside a long query). Calls are kept below this.
+    max_inline_bytes: int | None = 3800
 
     def encode_params(self, params: dict[str, Any]) -> dict[str, Any]:
         return {key: _encode_nested(value) for key, value in params.items()}
+
+    def index_statements(self) -> list[str]:
+        # FalkorDB has no IF NOT EXISTS: creating an existing index fails, and the caller ignores that.
+        return [
+            "CREATE INDEX FOR (n:Entity) ON (n.key)",
+            "CREATE INDEX FOR (n:Entity) ON (n.domain)",
+            "CREATE INDEX FOR (n:Chunk) ON (n.chunk_id)",
+            "CREATE INDEX FOR (n:Document) ON (n.doc_id)",
+            "CREATE INDEX FOR (n:Document) ON (n.domain)",
+        ]
 
 
 @dataclass(frozen=True)
 class Neo4jDialect(Dialect):
     name: str = "neo4j"
+
+    def index_statements(self) -> list[str]:
+        return [
+            "CREATE INDEX entity_key IF NOT EXISTS FOR (n:Entity) ON (n.key)",
+            "CREATE INDEX entity_domain IF NOT EXISTS FOR (n:Entity) ON (n.domain)",
+            "CREATE INDEX chunk_id IF NOT EXISTS FOR (n:Chunk) ON (n.chunk_id)",
+            "CREATE INDEX document_id IF NOT EXISTS FOR (n:Document) ON (n.doc_id)",
+            "CREATE INDEX document_domain IF NOT EXISTS FOR (n:Document) ON (n.domain)",
+        ]
 
 
 FALKORDB = FalkorDBDialect()

@@ -76,6 +76,11 @@ class GraphConnection:
         ``what`` describes the operation for error messages ("writing entities of law").
         """
         encoded = self.dialect.encode_params(params or {})
+        limit = self.dialect.max_inline_bytes
+        if limit is not None and self.dialect.inline_size(statement, encoded) > limit:
+            # Refuse here: sent, it would crash the embedded server (see cypher.FalkorDBDialect).
+            raise GraphError(f"{what}: the query's parameters are too large for the {self.dialect.name} server "
+                             f"({self.dialect.inline_size(statement, encoded)} bytes, limit {limit})")
         if self.server is not None and not self.server.is_running():
             self._recover()  # a dead embedded server: restart now, not after the driver's retries
         for attempt in (1, 2):
@@ -92,6 +97,11 @@ class GraphConnection:
                 # FalkorDB reports most failures as a generic UnknownError; say what we were doing.
                 raise GraphError(f"{what}: the graph server rejected the query ({exc.code}: {exc.message})") from exc
         raise AssertionError("unreachable")
+
+    def fits(self, statement: str, params: dict[str, Any]) -> bool:
+        """Whether one call with these parameters is within the server's size limit."""
+        limit = self.dialect.max_inline_bytes
+        return limit is None or self.dialect.inline_size(statement, self.dialect.encode_params(params)) <= limit
 
     def ping(self) -> bool:
         try:

@@ -1,4 +1,5 @@
-"""Index a corpus source: read → clean → dedup → chunk → diff → embed → FAISS → switch.
+"""Index a corpus source: read → clean → dedup → chunk → diff → embed → FAISS (+ extract →
+fuse → graph) → switch.
 
 ``index_source`` is the one entry point (CLI, launch.py, later the admin tab). Per domain it
 compares the new chunks with the serving version's manifest, embeds only chunks it has not seen
@@ -23,6 +24,13 @@ from indexing.chunking import Chunk, chunk_document
 from indexing.clean import Duplicate, clean_documents, content_hash
 from indexing.corpus import SUPPORTED_SUFFIXES, Document, Skipped, read_corpus
 from indexing.embedding import Embedder, get_embedder
+from indexing.cooccurrence import cooccurrence_relations
+from indexing.extraction import Extractor, read_curated_triples
+from indexing.fusion import FusionParams, fuse
+from indexing.graph_build import (EXTRACTIONS_FILE, GRAPH_SUMMARY_FILE, diff_graph, extract_with_reuse,
+                                  load_graph_summary, save_extractions, save_graph_summary)
+from indexing.graph_store import GraphStore
+from indexing.spacy_extractor import SpacyExtractor
 from indexing.vector_store import DomainIndex, IndexParams, IndexUnavailable, verify_files, write_vector_files
 from indexing.versions import DomainVersions, read_manifest, write_manifest
 
@@ -51,6 +59,16 @@ class DomainReport:
     chunks_total: int = 0
     chunks_embedded: int = 0
     index_type: str | None = None
+    graph_written: bool = False
+    chunks_extracted: int = 0
+    entities_total: int = 0
+    relations_total: int = 0
+    entities_added: int = 0
+    entities_removed: int = 0
+    relations_added: int = 0
+    relations_removed: int = 0
+    curated_facts: int = 0
+    source_overlap: dict[tuple[str, str], float] = field(default_factory=dict)
     error: str | None = None
 
     @property
@@ -94,6 +112,12 @@ class IndexReport:
                          f"-{d.documents_removed} removed, {d.documents_unchanged} unchanged")
             lines.append(f"  chunks: +{d.chunks_added} added, ~{d.chunks_changed} changed, -{d.chunks_removed} removed, "
                          f"{d.chunks_unchanged} unchanged; {d.chunks_total} in index, {d.chunks_embedded} embedded now")
+            if d.graph_written:
+                lines.append(f"  graph: {d.entities_total} entities (+{d.entities_added} -{d.entities_removed}), "
+                             f"{d.relations_total} relations (+{d.relations_added} -{d.relations_removed}), "
+                             f"{d.curated_facts} curated facts; {d.chunks_extracted} chunks extracted now")
+                for (u, v), gamma in sorted(d.source_overlap.items()):
+                    lines.append(f"  source overlap gamma({u}, {v}) = {gamma:.3f}")
             if d.error:
                 lines.append(f"  ERROR: {d.error}; version {d.previous_version or '(none)'} keeps serving")
             elif d.dry_run:
@@ -120,7 +144,10 @@ def source_fingerprint(source: Path) -> str:
 
 
 def index_source(settings: Settings, source: Path, domain: str | None = None, *, dry_run: bool = False,
-                 progress: bool = True, embedder: Embedder | None = None) -> IndexReport:
+                 progress: bool = True, embedder: Embedder | None = None, graph: GraphStore | None = None,
+                 extractor: Extractor | None = None) -> IndexReport:
+    """Index every domain found in ``source``. With ``graph``, each new version also gets its
+    knowledge graph (extracted with ``extractor``, spaCy by default), switched together."""
     started = time.perf_counter()
     source = Path(source).resolve()
     read = read_corpus(source, domain, settings.max_file_bytes)
@@ -131,18 +158,34 @@ def index_source(settings: Settings, source: Path, domain: str | None = None, *,
     if domain and not by_domain:
         report.domains.append(DomainReport(domain, dry_run, error="no readable documents in the source"))
     embedder = embedder or get_embedder(settings.embedder, settings.embed_batch_size)
+    if graph is not None and extractor is None:
+        extractor = SpacyExtractor()
     fingerprint = source_fingerprint(source)
     for name, documents in by_domain.items():
-        report.domains.append(_index_domain(settings, name, documents, report.skipped, embedder,
-                                            dry_run=dry_run, progress=progress,
-                                            source={"path": str(source), "fingerprint": fingerprint}))
+        curated = [path for path, curated_domain in read.curated_files if curated_domain == name]
+        job = _DomainJob(settings, name, embedder, graph, extractor, curated, dry_run, progress,
+                         {"path": str(source), "fingerprint": fingerprint})
+        report.domains.append(_index_domain(job, documents, report.skipped))
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _index_domain(settings: Settings, domain: str, documents: list[Document], skipped: list[Skipped],
-                  embedder: Embedder, *, dry_run: bool, progress: bool, source: dict) -> DomainReport:
-    report = DomainReport(domain, dry_run, documents_read=len(documents))
+@dataclass
+class _DomainJob:
+    settings: Settings
+    domain: str
+    embedder: Embedder
+    graph: GraphStore | None
+    extractor: Extractor | None
+    curated_files: list[Path]
+    dry_run: bool
+    progress: bool
+    source: dict
+
+
+def _index_domain(job: _DomainJob, documents: list[Document], skipped: list[Skipped]) -> DomainReport:
+    settings, domain = job.settings, job.domain
+    report = DomainReport(domain, job.dry_run, documents_read=len(documents))
     documents = _drop_repeated_ids(documents, skipped)
     cleaned = clean_documents(documents, near_duplicate_threshold=settings.near_duplicate_threshold,
                               words_per_shingle=settings.shingle_words, permutations=settings.minhash_permutations)
@@ -150,8 +193,9 @@ def _index_domain(settings: Settings, domain: str, documents: list[Document], sk
     report.documents_indexed = len(cleaned.documents)
 
     chunks: list[Chunk] = []
-    for document in tqdm(cleaned.documents, desc=f"chunk {domain}", unit="doc", disable=not progress, leave=False):
-        chunks.extend(chunk_document(document, embedder.count_tokens, settings.chunk_tokens, settings.chunk_overlap_tokens))
+    for document in tqdm(cleaned.documents, desc=f"chunk {domain}", unit="doc", disable=not job.progress, leave=False):
+        chunks.extend(chunk_document(document, job.embedder.count_tokens, settings.chunk_tokens,
+                                     settings.chunk_overlap_tokens))
 
     versions = DomainVersions(settings.domains_dir, domain)
     previous = _serving_manifest(versions)
@@ -159,10 +203,15 @@ def _index_domain(settings: Settings, domain: str, documents: list[Document], sk
     new_docs = _document_entries(cleaned.documents, chunks)
     _diff(report, previous.get("documents", {}) if previous else {}, new_docs)
     report.chunks_total = len(chunks)
-    # A serving version with other settings, or damaged files, is rebuilt from scratch.
-    rebuild = previous is not None and (
-        _index_settings(settings, embedder) != previous.get("index_settings") or not _files_intact(versions, previous))
-    if dry_run:
+    curated_fingerprint = _curated_fingerprint(job.curated_files)
+    # A serving version with other settings, other curated facts, damaged files, or without
+    # its graph is rebuilt: all derived data can be made again from the corpus.
+    vectors_stale = previous is not None and (
+        _index_settings(settings, job.embedder) != previous.get("index_settings") or not _files_intact(versions, previous))
+    graph_stale = previous is not None and job.graph is not None and (
+        previous.get("curated") != curated_fingerprint or not job.graph.has_version(domain, previous["version"]))
+    rebuild = vectors_stale or graph_stale
+    if job.dry_run:
         return report
     if not chunks:
         report.error = "no text left to index after cleaning"
@@ -172,30 +221,100 @@ def _index_domain(settings: Settings, domain: str, documents: list[Document], sk
         return report
 
     with versions.writer_lock():
-        versions.cleanup(settings.keep_index_versions)  # leftovers of a crashed earlier run
-        vectors = _embed_with_reuse(chunks, versions, previous, embedder, rebuild, report, progress)
+        _clean_leftovers(job, versions)
+        vectors = _embed_with_reuse(chunks, versions, previous, job.embedder, vectors_stale, report, job.progress)
         build_dir = versions.new_build_dir()
         vector_meta = write_vector_files(build_dir, chunks, vectors, _index_params(settings))
         version = versions.next_version()
+        if job.graph is not None:
+            _build_graph(job, report, build_dir, version, chunks, new_docs, versions, previous)
         manifest = {
             "schema": MANIFEST_SCHEMA,
             "domain": domain,
             "version": version,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "index_settings": _index_settings(settings, embedder),
-            "dimension": embedder.dimension,
+            "index_settings": _index_settings(settings, job.embedder),
+            "dimension": job.embedder.dimension,
             "doc_count": len(new_docs),
             "chunk_count": len(chunks),
-            "source": source,
+            "source": job.source,
             "documents": new_docs,
+            "extractor": job.extractor.name if job.graph is not None else None,
+            "curated": curated_fingerprint if job.graph is not None else None,
+            "graph": _graph_counts(report) if job.graph is not None else None,
             **vector_meta,
         }
         write_manifest(build_dir, manifest)
         versions.commit(build_dir, version)
         versions.switch(version)
-        versions.cleanup(settings.keep_index_versions)
+        _clean_leftovers(job, versions)
     report.version, report.switched, report.index_type = version, True, vector_meta["index_type"]
     return report
+
+
+def _clean_leftovers(job: _DomainJob, versions: DomainVersions) -> None:
+    """Remove what a crashed run left (build folders, graph versions never switched to) and
+    versions older than the kept ones, on disk and in the graph."""
+    versions.cleanup(job.settings.keep_index_versions)
+    if job.graph is not None:
+        job.graph.delete_versions_except(job.domain, versions.all_versions())
+
+
+def _build_graph(job: _DomainJob, report: DomainReport, build_dir: Path, version: str, chunks: list[Chunk],
+                 new_docs: dict[str, dict], versions: DomainVersions, previous: dict | None) -> None:
+    previous_dir = versions.path(previous["version"]) if previous else None
+    extractions, reused = extract_with_reuse(chunks, job.extractor, previous_dir,
+                                             previous.get("extractor") if previous else None, job.progress)
+    curated = [fact for path in job.curated_files for fact in read_curated_triples(path)]
+    graph = fuse(extractions, curated, derived=cooccurrence_relations(extractions), encode=job.embedder.encode,
+                 params=_fusion_params(job.settings), source_of=_source_of(job.source["path"], new_docs))
+    save_extractions(build_dir / EXTRACTIONS_FILE, extractions)
+    save_graph_summary(build_dir / GRAPH_SUMMARY_FILE, graph)
+    documents = [{"doc_id": doc_id, "title": d["title"], "source": d["source"]} for doc_id, d in new_docs.items()]
+    rows = len(documents) + len(chunks) + len(graph.entities) + len(graph.mentions) + len(graph.facts)
+    with tqdm(total=rows, desc=f"graph {job.domain}", unit="row", disable=not job.progress, leave=False) as bar:
+        job.graph.write_version(job.domain, version, documents, chunks, graph, on_progress=bar.update)
+    previous_summary = load_graph_summary(previous_dir / GRAPH_SUMMARY_FILE) if previous_dir else None
+    for name, value in diff_graph(previous_summary, graph).items():
+        setattr(report, name, value)
+    report.graph_written = True
+    report.chunks_extracted = len(chunks) - reused
+    report.entities_total, report.relations_total = len(graph.entities), len(graph.facts)
+    report.curated_facts = sum(f.curated for f in graph.facts)
+    report.source_overlap = graph.source_overlap
+
+
+def _graph_counts(report: DomainReport) -> dict:
+    return {"entities": report.entities_total, "relations": report.relations_total, "curated": report.curated_facts}
+
+
+def _source_of(source_path: str, docs: dict[str, dict]):
+    """A document's source for the overlap report: its top-level sub-folder or file under the
+    indexed path (documents of one flat folder share one source)."""
+    root = Path(source_path)
+
+    def source_of(doc_id: str) -> str:
+        path = Path(docs.get(doc_id, {}).get("source", "").split(":")[0])
+        try:
+            relative = path.relative_to(root if root.is_dir() else root.parent)
+        except ValueError:
+            return root.name
+        return relative.parts[0] if len(relative.parts) > 1 else (path.name if path.suffix == ".jsonl" else root.name)
+
+    return source_of
+
+
+def _curated_fingerprint(paths: list[Path]) -> str | None:
+    if not paths:
+        return None
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(str(path).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _fusion_params(settings: Settings) -> FusionParams:
+    return FusionParams(settings.fusion_fuzzy_min_ratio, settings.fusion_embedding_min_cosine)
 
 
 def _drop_repeated_ids(documents: list[Document], skipped: list[Skipped]) -> list[Document]:

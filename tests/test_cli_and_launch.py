@@ -59,20 +59,20 @@ def test_bootstrap_indexes_demo_domains_once(tmp_path, monkeypatch):
     first = bootstrap(settings, progress=False)
     try:
         assert sorted(r.domains[0].domain for r in first.indexed) == ["finance", "law"]
-        assert first.graph.ping()
+        assert first.connection.ping()
     finally:
-        first.graph.close()
+        first.connection.close()
     second = bootstrap(settings, progress=False)
     try:
         assert second.indexed == [] and sorted(second.up_to_date) == ["finance", "law"]
     finally:
-        second.graph.close()
+        second.connection.close()
     (demo / "law" / "added.md").write_text("# Added\n\nA new statute on river navigation was passed.\n")
     third = bootstrap(settings, progress=False)
     try:
         assert [r.domains[0].domain for r in third.indexed] == ["law"] and third.up_to_date == ["finance"]
     finally:
-        third.graph.close()
+        third.connection.close()
     assert (settings.graph_dir / "graph.rdb").exists()  # saved on clean shutdown
 
 

@@ -101,3 +101,14 @@ def test_second_process_attaches_instead_of_starting_a_rival(graph_server):
                          capture_output=True, text=True, timeout=60, check=True).stdout.split()
     assert out == [graph_server.bolt_uri, "False"]  # attached, not owner
     assert graph_server.is_running()  # a non-owner's stop leaves the server running
+
+
+def test_oversized_parameters_are_refused_before_they_reach_the_server(settings, graph_server):
+    """FalkorDB aborts on ~4 KB of inlined parameters; the connection must refuse such a call
+    with a clear error instead of sending it, and the server must keep serving."""
+    connection = GraphConnection(settings, graph_server)
+    with pytest.raises(GraphError, match="too large"):
+        connection.query("RETURN size($text) AS n", {"text": "x" * 100_000}, what="sending a huge parameter")
+    assert graph_server.is_running()
+    assert connection.query("RETURN size($text) AS n", {"text": "y" * 3000}, what="a large but allowed one") == [{"n": 3000}]
+    connection.close(stop_server=False)

@@ -1,0 +1,91 @@
+"""Building a domain's graph for a new index version: extract (reusing unchanged chunks),
+fuse, and compare with the previous version.
+
+Extraction results are saved per chunk in the version folder (``extractions.jsonl``), so a
+re-index runs the extractor only on chunks it has not seen; fusion then runs over the whole
+domain again, which is what makes a deleted document's contributions disappear while facts
+that other documents support stay.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Sequence
+
+from tqdm import tqdm
+
+from indexing.chunking import Chunk
+from indexing.extraction import ChunkExtraction, EntityMention, Extractor, RelationMention
+from indexing.fusion import DomainGraph
+
+EXTRACTIONS_FILE = "extractions.jsonl"
+GRAPH_SUMMARY_FILE = "graph.json"
+EXTRACT_BATCH = 32
+
+
+def save_extractions(path: Path, extractions: Sequence[ChunkExtraction]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for extraction in extractions:
+            f.write(json.dumps(asdict(extraction), ensure_ascii=False) + "\n")
+
+
+def load_extractions(path: Path) -> dict[str, ChunkExtraction]:
+    loaded = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            loaded[row["chunk_id"]] = ChunkExtraction(
+                row["chunk_id"], row["doc_id"],
+                [EntityMention(**e) for e in row["entities"]],
+                [RelationMention(**r) for r in row["relations"]])
+    return loaded
+
+
+def extract_with_reuse(chunks: Sequence[Chunk], extractor: Extractor, previous_dir: Path | None,
+                       previous_extractor: str | None, progress: bool = True) -> tuple[list[ChunkExtraction], int]:
+    """Extractions for every chunk, in order; returns them and how many were reused."""
+    cached: dict[str, ChunkExtraction] = {}
+    if previous_dir is not None and previous_extractor == extractor.name:
+        try:
+            cached = load_extractions(previous_dir / EXTRACTIONS_FILE)
+        except (OSError, ValueError, TypeError, KeyError):
+            cached = {}  # missing or damaged: extract everything again
+    todo = [c for c in chunks if c.id not in cached]
+    fresh: dict[str, ChunkExtraction] = {}
+    with tqdm(total=len(todo), desc=f"extract {chunks[0].domain if chunks else ''}", unit="chunk",
+              disable=not progress, leave=False) as bar:
+        for start in range(0, len(todo), EXTRACT_BATCH):
+            batch = todo[start:start + EXTRACT_BATCH]
+            for extraction in extractor.extract(batch):
+                fresh[extraction.chunk_id] = extraction
+            bar.update(len(batch))
+    return [cached.get(c.id) or fresh[c.id] for c in chunks], len(chunks) - len(todo)
+
+
+def graph_summary(graph: DomainGraph) -> dict:
+    return {"entities": sorted(graph.entities), "facts": sorted(list(f.triple) for f in graph.facts)}
+
+
+def save_graph_summary(path: Path, graph: DomainGraph) -> None:
+    path.write_text(json.dumps(graph_summary(graph), ensure_ascii=False), encoding="utf-8")
+
+
+def load_graph_summary(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def diff_graph(previous: dict | None, graph: DomainGraph) -> dict[str, int]:
+    """Entities and facts added/removed compared with the previous version's summary."""
+    new = graph_summary(graph)
+    old = previous or {"entities": [], "facts": []}
+    old_entities, new_entities = set(old["entities"]), set(new["entities"])
+    old_facts, new_facts = {tuple(f) for f in old["facts"]}, {tuple(f) for f in new["facts"]}
+    return {
+        "entities_added": len(new_entities - old_entities), "entities_removed": len(old_entities - new_entities),
+        "relations_added": len(new_facts - old_facts), "relations_removed": len(old_facts - new_facts),
+    }

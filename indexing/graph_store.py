@@ -1,0 +1,280 @@
+"""The knowledge graph of every domain: versioned writes and the read API the assistant uses.
+
+Writes: a complete domain version (documents, chunks, entities, mentions, facts) in batched
+``UNWIND`` statements, tagged with the version; the domain's CURRENT file (versions.py) decides
+which version readers see, so the FAISS index and the graph switch together. Reads always
+target the serving version. Every statement is in cypher.py; every value travels as a parameter.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from rapidfuzz import fuzz, process
+from spacy.lang.en.stop_words import STOP_WORDS
+
+from indexing import cypher
+from indexing.chunking import Chunk
+from indexing.entity_keys import canonical_key
+from indexing.fusion import DomainGraph
+from indexing.graph_connection import GraphConnection, GraphError
+from indexing.versions import DomainVersions
+
+WRITE_BATCH = 500  # rows per statement where the server has no size limit (Neo4j)
+DELETE_BATCH = 5000
+# Evidence kept on a fact edge and aliases on an entity; the count keeps the full number.
+MAX_EVIDENCE_IDS = 8
+MAX_ALIASES = 12
+_WORDS = re.compile(r"[\w][\w'’.-]*")
+
+
+@dataclass(frozen=True)
+class Fact:
+    head: str
+    head_key: str
+    relation: str
+    tail: str
+    tail_key: str
+    confidence: float
+    count: int
+    chunk_ids: tuple[str, ...]
+    doc_ids: tuple[str, ...]
+    curated: bool
+    hop: int  # 1 = touches a linked entity, 2 = one step further
+
+    @property
+    def text(self) -> str:
+        return f"{self.head} {self.relation.replace('_', ' ')} {self.tail}"
+
+
+@dataclass(frozen=True)
+class EntityLink:
+    key: str
+    name: str
+    type: str
+    score: float  # 1.0 exact name or alias, lower for fuzzy matches
+    matched_text: str
+
+
+@dataclass
+class Subgraph:
+    nodes: list[dict] = field(default_factory=list)  # {key, name, type}
+    edges: list[dict] = field(default_factory=list)  # {head, relation, tail, confidence}
+
+
+@dataclass
+class _Catalog:
+    """A domain version's entity names and aliases, for linking question text to entities."""
+
+    by_alias: dict[str, str]  # canonical alias key -> entity key
+    names: dict[str, tuple[str, str]]  # entity key -> (name, type)
+    alias_keys: list[str]
+
+
+class GraphStore:
+    def __init__(self, connection: GraphConnection, domains_dir: Path):
+        self.connection = connection
+        self.domains_dir = Path(domains_dir)
+        self._catalogs: dict[tuple[str, str], _Catalog] = {}
+        self._lock = threading.Lock()
+
+    # --- schema ------------------------------------------------------------------------------
+    def ensure_indexes(self) -> None:
+        for statement in self.connection.dialect.index_statements():
+            try:
+                self.connection.query(statement, what="creating graph indexes")
+            except GraphError as exc:
+                if "already indexed" not in str(exc).lower() and self.connection.dialect.name != "falkordb":
+                    raise  # FalkorDB reports an existing index only as a generic error
+
+    # --- writes ------------------------------------------------------------------------------
+    def write_version(self, domain: str, version: str, documents: Sequence[dict], chunks: Sequence[Chunk],
+                      graph: DomainGraph, on_progress: Callable[[int], None] | None = None) -> None:
+        """Write one complete version of a domain. Readers do not see it until CURRENT names it."""
+        scope = {"domain": domain, "version": version}
+        steps = [
+            (cypher.WRITE_DOCUMENTS, [{"doc_id": d["doc_id"], "title": d["title"], "source": d["source"]} for d in documents]),
+            (cypher.WRITE_CHUNKS, [{"chunk_id": c.id, "doc_id": c.doc_id, "ordinal": c.ordinal} for c in chunks]),
+            (cypher.WRITE_ENTITIES, [{"key": e.key, "name": e.name, "type": e.type, "aliases": e.aliases[:MAX_ALIASES],
+                                      "mentions": e.mentions} for e in graph.entities.values()]),
+            (cypher.WRITE_MENTIONS, [{"chunk_id": chunk_id, "key": key} for chunk_id, key in graph.mentions]),
+            (cypher.WRITE_FACTS, [{"head": f.head, "tail": f.tail, "type": f.relation, "confidence": f.confidence,
+                                   "count": f.count, "chunk_ids": f.chunk_ids[:MAX_EVIDENCE_IDS],
+                                   "doc_ids": f.doc_ids[:MAX_EVIDENCE_IDS], "curated": f.curated}
+                                  for f in graph.facts]),
+        ]
+        for statement, rows in steps:
+            for batch in self._batches(statement, scope, rows):
+                self.connection.query(statement, {**scope, "rows": batch}, what=f"writing graph {domain} {version}")
+                if on_progress:
+                    on_progress(len(batch))
+
+    def delete_version(self, domain: str, version: str) -> int:
+        deleted = 0
+        for label, statement in cypher.DELETE_VERSION_BATCH.items():
+            while True:
+                rows = self.connection.query(statement, {"domain": domain, "version": version, "batch": DELETE_BATCH},
+                                             what=f"deleting {label} nodes of {domain} {version}")
+                count = rows[0]["deleted"] if rows else 0
+                deleted += count
+                if count < DELETE_BATCH:
+                    break
+        return deleted
+
+    def versions(self, domain: str) -> list[str]:
+        rows = self.connection.query(cypher.LIST_VERSIONS, {"domain": domain}, what=f"listing graph versions of {domain}")
+        return sorted(r["version"] for r in rows if r["version"])
+
+    def delete_versions_except(self, domain: str, keep: Iterable[str]) -> list[str]:
+        """Drop every graph version of the domain not in ``keep`` (crashed builds, old versions)."""
+        keep = set(keep)
+        stale = [v for v in self.versions(domain) if v not in keep]
+        for version in stale:
+            self.delete_version(domain, version)
+        return stale
+
+    def has_version(self, domain: str, version: str) -> bool:
+        rows = self.connection.query(cypher.COUNT_VERSION, {"domain": domain, "version": version},
+                                     what=f"checking graph version {domain} {version}")
+        return bool(rows and rows[0]["documents"])
+
+    # --- reads -------------------------------------------------------------------------------
+    def serving_version(self, domain: str) -> str:
+        version = DomainVersions(self.domains_dir, domain).current()
+        if version is None:
+            raise GraphError(f"domain {domain!r} has not been indexed")
+        return version
+
+    def stats(self, domain: str, version: str | None = None) -> dict[str, int | str]:
+        version = version or self.serving_version(domain)
+        scope = {"domain": domain, "version": version}
+        counts: dict[str, int | str] = {"version": version}
+        for name, statement in cypher.STATS.items():
+            rows = self.connection.query(statement, scope, what=f"counting {name} of {domain}")
+            counts[name] = rows[0]["n"] if rows else 0
+        return counts
+
+    def link_entities(self, domain: str, text: str, limit: int = 10, min_score: float = 0.88) -> list[EntityLink]:
+        """Entities named in ``text``: exact name/alias matches of its word n-grams, then fuzzy ones.
+        Longer matches win over the shorter ones inside them ("type 2 diabetes" over "diabetes")."""
+        catalog = self._catalog(domain)
+        spans = _candidate_spans(text)
+        links: dict[str, EntityLink] = {}
+        taken: list[tuple[int, int]] = []
+        for start, end, surface, key in spans:  # longest first
+            if any(s <= start and end <= e for s, e in taken):
+                continue
+            entity_key, score = catalog.by_alias.get(key), 1.0
+            if entity_key is None and len(key) >= 5:
+                match = process.extractOne(key, catalog.alias_keys, scorer=fuzz.ratio, score_cutoff=min_score * 100)
+                if match:
+                    entity_key, score = catalog.by_alias[match[0]], match[1] / 100.0
+            if entity_key is None:
+                continue
+            taken.append((start, end))
+            name, entity_type = catalog.names[entity_key]
+            if entity_key not in links or links[entity_key].score < score:
+                links[entity_key] = EntityLink(entity_key, name, entity_type, round(score, 3), surface)
+        return sorted(links.values(), key=lambda link: (-link.score, -len(link.matched_text)))[:limit]
+
+    def facts(self, domain: str, entity_keys: Sequence[str], hops: int = 1, limit: int = 20) -> list[Fact]:
+        """Facts within ``hops`` (1 or 2) of the given entities, best first, with provenance."""
+        if hops not in (1, 2):
+            raise ValueError("hops must be 1 or 2")
+        version = self.serving_version(domain)
+        found: dict[tuple[str, str, str], Fact] = {}
+        frontier, seen_keys = list(dict.fromkeys(entity_keys)), set(entity_keys)
+        for hop in range(1, hops + 1):
+            if not frontier:
+                break
+            for fact in self._facts_touching(domain, version, frontier, hop, limit):
+                found.setdefault((fact.head_key, fact.relation, fact.tail_key), fact)
+            next_keys = {k for f in found.values() if f.hop == hop for k in (f.head_key, f.tail_key)}
+            frontier = sorted(next_keys - seen_keys)
+            seen_keys |= next_keys
+        ranked = sorted(found.values(), key=lambda f: (f.hop, -f.confidence, -f.count, f.head, f.tail))
+        return ranked[:limit]
+
+    def subgraph(self, domain: str, entity_keys: Sequence[str], hops: int = 1, limit: int = 50) -> Subgraph:
+        facts = self.facts(domain, entity_keys, hops, limit)
+        catalog = self._catalog(domain)
+        keys = list(dict.fromkeys(list(entity_keys) + [k for f in facts for k in (f.head_key, f.tail_key)]))
+        nodes = [{"key": k, "name": catalog.names.get(k, (k, ""))[0], "type": catalog.names.get(k, ("", "CONCEPT"))[1]}
+                 for k in keys if k in catalog.names]
+        edges = [{"head": f.head_key, "relation": f.relation, "tail": f.tail_key, "confidence": f.confidence}
+                 for f in facts]
+        return Subgraph(nodes, edges)
+
+    def document_titles(self, domain: str, doc_ids: Sequence[str]) -> dict[str, str]:
+        scope = {"domain": domain, "version": self.serving_version(domain)}
+        titles = {}
+        for batch in self._batches(cypher.DOCUMENT_TITLES, scope, list(doc_ids), key="doc_ids"):
+            rows = self.connection.query(cypher.DOCUMENT_TITLES, {**scope, "doc_ids": batch},
+                                         what=f"reading document titles of {domain}")
+            titles.update({r["doc_id"]: r["title"] for r in rows})
+        return titles
+
+    # --- internals ---------------------------------------------------------------------------
+    def _batches(self, statement: str, scope: dict, rows: list, key: str = "rows") -> Iterable[list]:
+        """Rows in batches of WRITE_BATCH, smaller where the server limits a call's size."""
+        batch: list = []
+        for row in rows:
+            if batch and (len(batch) >= WRITE_BATCH or not self.connection.fits(statement, {**scope, key: batch + [row]})):
+                yield batch
+                batch = []
+            batch.append(row)
+        if batch:
+            yield batch
+
+    def _facts_touching(self, domain: str, version: str, keys: list[str], hop: int, limit: int) -> list[Fact]:
+        scope = {"domain": domain, "version": version, "limit": limit}
+        rows = []
+        for statement in (cypher.FACTS_FROM, cypher.FACTS_TO):
+            for batch in self._batches(statement, scope, keys, key="keys"):
+                rows += self.connection.query(statement, {**scope, "keys": batch}, what=f"reading facts of {domain}")
+        return [Fact(r["head"], r["head_key"], r["relation"], r["tail"], r["tail_key"], float(r["confidence"]),
+                     int(r["count"]), tuple(r["chunk_ids"] or ()), tuple(r["doc_ids"] or ()), bool(r["curated"]), hop)
+                for r in rows]
+
+    def _catalog(self, domain: str) -> _Catalog:
+        version = self.serving_version(domain)
+        cached = self._catalogs.get((domain, version))
+        if cached is not None:
+            return cached
+        rows = self.connection.query(cypher.ENTITY_CATALOG, {"domain": domain, "version": version},
+                                     what=f"loading the entity catalog of {domain}")
+        by_alias: dict[str, str] = {}
+        names: dict[str, tuple[str, str]] = {}
+        for row in sorted(rows, key=lambda r: -(r["mentions"] or 0)):  # frequent entities win alias clashes
+            names[row["key"]] = (row["name"], row["type"])
+            for alias in [row["name"], *(row["aliases"] or [])]:
+                alias_key = canonical_key(alias)
+                if alias_key and alias_key not in STOP_WORDS:
+                    by_alias.setdefault(alias_key, row["key"])
+            by_alias.setdefault(row["key"], row["key"])
+        catalog = _Catalog(by_alias, names, sorted(by_alias))
+        with self._lock:
+            self._catalogs = {k: v for k, v in self._catalogs.items() if k[0] != domain}
+            self._catalogs[(domain, version)] = catalog
+        return catalog
+
+
+def _candidate_spans(text: str, max_words: int = 6) -> list[tuple[int, int, str, str]]:
+    """Word n-grams of the text, longest first: (start word, end word, surface, canonical key).
+    N-grams made only of stop words, or starting/ending with one, are left out."""
+    words = _WORDS.findall(text)
+    spans = []
+    for n in range(min(max_words, len(words)), 0, -1):
+        for start in range(len(words) - n + 1):
+            gram = words[start:start + n]
+            if gram[0].lower() in STOP_WORDS and n > 1 or gram[-1].lower() in STOP_WORDS:
+                continue
+            surface = " ".join(gram).strip(".")
+            key = canonical_key(surface)
+            if key and key not in STOP_WORDS:
+                spans.append((start, start + n, surface, key))
+    return spans

@@ -1,0 +1,151 @@
+"""The graph side of indexing, end to end: spaCy extraction, fusion, versioned graph writes on
+the real server, switched together with FAISS."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from assistant.settings import DEMO_CORPORA_DIR
+from indexing.catalog import summarise_domains
+from indexing.graph_connection import GraphConnection, GraphError
+from indexing.graph_store import GraphStore
+from indexing.pipeline import index_source
+from indexing.vector_store import VectorStore
+from indexing.versions import DomainVersions
+
+
+@pytest.fixture
+def store(settings, graph_server):
+    connection = GraphConnection(settings, graph_server)
+    connection.database = f"test_{uuid.uuid4().hex[:8]}"
+    graph = GraphStore(connection, settings.domains_dir)
+    graph.ensure_indexes()
+    yield graph
+    connection.close(stop_server=False)
+
+
+def triples(facts):
+    return {(f.head.lower(), f.relation, f.tail.lower()) for f in facts}
+
+
+def write(folder: Path, name: str, text: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text)
+
+
+def test_demo_domain_builds_a_graph_with_provenance(settings, embedder, store, demo_copy):
+    report = index_source(settings, demo_copy / "law", "law", progress=False, embedder=embedder, graph=store)
+    law = report.domains[0]
+    assert law.graph_written and law.entities_total > 100 and law.relations_total > 50
+    assert law.entities_added == law.entities_total and law.chunks_extracted == law.chunks_total
+    stats = store.stats("law")
+    assert stats["documents"] == 28 and stats["chunks"] == law.chunks_total
+    assert stats["entities"] == law.entities_total and stats["relations"] == law.relations_total
+    links = store.link_entities("law", "What did Marbury v. Madison establish?")
+    assert links and "marbury" in links[0].key
+    facts = store.facts("law", [links[0].key], hops=1)
+    assert facts and all(f.doc_ids and f.chunk_ids for f in facts)
+    assert any("marbury-v-madison.md" in f.doc_ids for f in facts)
+    chunk_ids = {row.chunk_id for row in VectorStore(settings.domains_dir).get("law").rows}
+    assert all(set(f.chunk_ids) <= chunk_ids for f in facts)  # provenance points at indexed chunks
+    summary = {row.domain: row for row in summarise_domains(settings.domains_dir)}["law"]
+    assert (summary.entities, summary.relations) == (law.entities_total, law.relations_total)
+
+
+def test_deleting_or_changing_a_document_removes_only_its_contributions(settings, embedder, store, tmp_path):
+    corpus = tmp_path / "pharma"
+    write(corpus, "a.md", "# A\n\nAspirin inhibits cyclooxygenase. Warfarin prevents blood clots.\n")
+    write(corpus, "b.md", "# B\n\nAspirin inhibits cyclooxygenase. Metformin lowers blood glucose.\n")
+    write(corpus, "c.md", "# C\n\nPenicillin kills bacteria. Fleming discovered penicillin.\n")
+    index_source(settings, corpus, progress=False, embedder=embedder, graph=store)
+    facts = triples(store.facts("pharma", [l.key for l in store.link_entities("pharma", "aspirin warfarin penicillin")], limit=50))
+    assert ("aspirin", "inhibit", "cyclooxygenase") in facts and ("warfarin", "prevent", "blood clots") in facts
+    shared = next(f for f in store.facts("pharma", ["aspirin"]) if f.relation == "inhibit")
+    assert shared.doc_ids == ("a.md", "b.md") and shared.count == 2
+
+    (corpus / "a.md").unlink()
+    write(corpus, "c.md", "# C\n\nPenicillin kills bacteria. Alexander Fleming discovered penicillin in 1928.\n")
+    second = index_source(settings, corpus, progress=False, embedder=embedder, graph=store).domains[0]
+    assert second.relations_removed >= 1 and second.entities_removed >= 1
+    shared = next(f for f in store.facts("pharma", ["aspirin"]) if f.relation == "inhibit")
+    assert shared.doc_ids == ("b.md",) and shared.count == 1  # still supported by b.md
+    assert store.link_entities("pharma", "warfarin") == []  # its only mention was in a.md
+    assert not any("a.md" in f.doc_ids for f in store.facts("pharma", [l.key for l in store.link_entities("pharma", "aspirin metformin penicillin")], hops=2, limit=100))
+    assert second.chunks_extracted == 1  # only the changed chunk of c.md went through spaCy again
+    assert store.versions("pharma") == ["v000001", "v000002"]  # previous kept for open readers
+
+
+def test_crash_between_graph_batches_leaves_previous_version_answering(settings, embedder, store, demo_copy, monkeypatch):
+    law = demo_copy / "law"
+    index_source(settings, law, "law", progress=False, embedder=embedder, graph=store)
+    key = store.link_entities("law", "Marbury v. Madison")[0].key
+    before = store.facts("law", [key])
+    write(law, "extra.md", "# Extra\n\nThe Court of Appeals reviews decisions of district courts.\n")
+
+    real_query, calls = store.connection.query, {"writes": 0}
+
+    def failing_query(statement, params=None, *, what):
+        if what.startswith("writing graph"):
+            calls["writes"] += 1
+            if calls["writes"] == 3:
+                raise GraphError("writing graph law: simulated crash between batches")
+        return real_query(statement, params, what=what)
+
+    monkeypatch.setattr(store.connection, "query", failing_query)
+    with pytest.raises(GraphError, match="simulated crash"):
+        index_source(settings, law, "law", progress=False, embedder=embedder, graph=store)
+    monkeypatch.undo()
+    assert DomainVersions(settings.domains_dir, "law").current() == "v000001"
+    assert store.facts("law", [key]) == before
+    assert "v000002" in store.versions("law")  # the half-written version is there, but unused
+
+    report = index_source(settings, law, "law", progress=False, embedder=embedder, graph=store).domains[0]
+    assert report.switched and report.version == "v000002"
+    assert store.versions("law") == ["v000001", "v000002"] and store.stats("law")["documents"] == 29
+
+
+def test_curated_triples_are_imported_as_curated_facts(settings, embedder, store, tmp_path):
+    corpus = tmp_path / "finance"
+    write(corpus, "fed.md", "# Fed\n\nThe Federal Reserve sets monetary policy for the United States.\n")
+    write(corpus, "triples.csv", "head,relation,tail,source\nFederal Reserve,created by,Federal Reserve Act,almanac\n"
+                                 "Federal Reserve Act,signed by,Woodrow Wilson,almanac\n")
+    report = index_source(settings, corpus, progress=False, embedder=embedder, graph=store)
+    assert report.files_seen == 2 and report.skipped == [] and report.domains[0].documents_indexed == 1
+    assert report.domains[0].curated_facts == 2
+    facts = store.facts("finance", ["federal reserve"], hops=2)
+    curated = [f for f in facts if f.curated]
+    assert {(f.head, f.relation, f.tail) for f in curated} == {("Federal Reserve", "created_by", "Federal Reserve Act"),
+                                                               ("Federal Reserve Act", "signed_by", "Woodrow Wilson")}
+    assert all(f.confidence == 1.0 and f.doc_ids == ("almanac",) for f in curated)
+
+
+def test_lost_graph_is_rebuilt_from_the_corpus(settings, embedder, store, demo_copy):
+    law = demo_copy / "law"
+    index_source(settings, law, "law", progress=False, embedder=embedder, graph=store)
+    store.delete_versions_except("law", keep=[])  # as if the graph server lost its data
+    report = index_source(settings, law, "law", progress=False, embedder=embedder, graph=store).domains[0]
+    assert report.switched and report.chunks_embedded == 0 and report.chunks_extracted == 0  # all reused
+    assert store.stats("law")["relations"] == report.relations_total > 0
+
+
+def test_cli_graph_draws_a_png(tmp_path):
+    env = {"ASSISTANT_DATA_DIR": str(tmp_path / "data"), "PATH": "/usr/bin:/bin"}
+    source = tmp_path / "medicine"
+    shutil.copytree(DEMO_CORPORA_DIR / "medicine", source)
+    cli = [sys.executable, "-m", "assistant.cli"]
+    indexed = subprocess.run(cli + ["index", "--source", str(source), "--quiet"], env=env, capture_output=True,
+                             text=True, timeout=600, cwd=Path(__file__).resolve().parent.parent)
+    assert indexed.returncode == 0, indexed.stderr
+    assert "graph:" in indexed.stdout
+    out = tmp_path / "aspirin.png"
+    drawn = subprocess.run(cli + ["graph", "--domain", "medicine", "--entity", "aspirin", "--hops", "2", "--out", str(out)],
+                           env=env, capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parent.parent)
+    assert drawn.returncode == 0, drawn.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+    assert "relations around" in drawn.stdout
