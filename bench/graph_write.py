@@ -4,30 +4,26 @@ asserts nothing.
 
 Run from the repository root (``make bench`` does)::
 
-    .venv/bin/python bench/graph_write.py [--entities N] [--relations N] [--per-row N] [--app-rows N]
-                                          [--relations-big N] [--queries N] [--caps 2,5,10,500]
+    .venv/bin/python bench/graph_write.py [--entities N] [--relations N] [--per-row N] [--caps 2,5,10,500]
+                                          [--relations-big N] [--entities-big N] [--queries N]
 
-Everything runs on a fresh ``EmbeddedGraphServer`` in a temporary directory, with the app's own
-``GraphConnection`` and ``GraphStore``; ./data is never touched, and the server is stopped at the end.
+Everything runs on a fresh ``EmbeddedGraphServer`` in a temporary directory, through the app's own
+``GraphConnection`` and ``GraphStore`` (each statement in a ``session.execute_write`` /
+``execute_read`` transaction function); ./data is never touched, and the server is stopped at the end.
 
-Two transports are measured, because they differ by ~40 ms per statement on FalkorDB 4.16:
-
-* app: ``GraphConnection.query`` as the app runs it (the driver's ``execute_query``, which sends
-  BEGIN+RUN+PULL in one go; FalkorDB answers the RUN only ~40 ms later).
-* session: the same statements, parameters, size check and batching through
-  ``session.execute_write`` (BEGIN is sent and answered first), via :class:`SessionConnection`,
-  a ``GraphConnection`` whose ``query`` does only that.
-
-Table 0 times a trivial statement through both. Table 1 writes a synthetic ``DomainGraph``
-(canonical keys "entity 123", relation types from a small set, power-law-ish degrees) with
-``cypher.WRITE_FACTS`` (``UNWIND $rows``) at several row caps and with ``cypher.WRITE_ONE_FACT``
-(one statement per relation), each into its own version of the domain, deleted afterwards.
-FalkorDB inlines parameters into a ~4 KB query buffer (bigger calls abort the server), so the
-connection refuses calls over ``dialect.max_inline_bytes`` and batches are packed below it, as
-``GraphStore.write_version`` does. Table 2 builds a bigger graph with ``GraphStore.write_version``
-(session transport, to keep the run short), publishes it as the serving version (manifest +
-CURRENT), and times ``GraphStore.facts`` at 1 and 2 hops for random keys and for the biggest hubs,
-and ``GraphStore.link_entities``, through both transports.
+* Table 0 times a trivial statement (``RETURN 1``) per ``GraphConnection.query`` call: the fixed
+  cost of one statement.
+* Table 1 writes a synthetic ``DomainGraph`` (canonical keys "entity 123", relation types from a
+  small set, power-law-ish degrees) with ``cypher.WRITE_ONE_FACT`` (one statement per relation)
+  and with ``cypher.WRITE_FACTS`` (``UNWIND $rows``) at several row caps, each into its own version
+  of the domain, counted and deleted afterwards. FalkorDB inlines parameters into a ~4 KB query
+  buffer (bigger calls abort the server), so the connection refuses calls over
+  ``dialect.max_inline_bytes`` and batches are packed below it, as ``GraphStore.write_version``
+  does: whatever the cap, a batch holds only a dozen or so fact rows.
+* Table 2a builds a bigger graph (100,000 relations by default) with ``GraphStore.write_version``
+  and publishes it as the serving version (manifest + CURRENT); table 2b times
+  ``GraphStore.facts`` at 1 and 2 hops for random keys and for the biggest hubs, and
+  ``GraphStore.link_entities`` (first call and cached), alone and followed by ``facts(hops=2)``.
 """
 
 from __future__ import annotations
@@ -44,23 +40,20 @@ import shutil  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
-from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from indexing.graph_connection import GraphConnection, GraphError  # noqa: E402
+from indexing.graph_connection import GraphConnection  # noqa: E402
 
-# Defaults keep the whole script at roughly 3 minutes on 2 CPU cores; the app transport costs
-# ~44 ms per statement there, so its rows are fewer (--app-rows).
+# Defaults keep the whole script well under 5 minutes on 2 CPU cores.
 DEFAULT_ENTITIES = 5_000
 DEFAULT_RELATIONS = 20_000
 DEFAULT_PER_ROW = 2_000
-DEFAULT_APP_ROWS = 500
 DEFAULT_RELATIONS_BIG = 100_000
 DEFAULT_ENTITIES_BIG = 20_000
 DEFAULT_QUERIES = 100
 BATCH_CAPS = (2, 5, 10, 500)  # rows per statement at most; 500 = GraphStore.WRITE_BATCH
-PING_CALLS = 100
+PING_CALLS = 200
 QUESTIONS = 20
 HUBS = 10
 RELATION_TYPES = ("inhibit", "treat", "cause", "regulate", "create")
@@ -112,12 +105,8 @@ def synthetic_graph(n_entities: int, n_relations: int, seed: int):
     """A DomainGraph with ``n_entities`` entities ("Entity 17", key "entity 17") and
     ``n_relations`` distinct (head, relation, tail) facts whose endpoints are drawn with
     power-law weights, so a few entities are hubs. Returns (graph, degree Counter)."""
+    from indexing.entity_keys import canonical_key
     from indexing.fusion import DomainGraph, EntityRecord, FactRecord
-
-    try:
-        from indexing.entity_keys import canonical_key
-    except ImportError:  # older layout
-        from indexing.fusion import canonical_key
 
     rng = random.Random(seed)
     graph = DomainGraph()
@@ -169,10 +158,9 @@ def fact_rows(facts) -> list[dict]:
 def packed_batches(connection: GraphConnection, statement: str, scope: dict, rows: list, cap: int) -> list[list]:
     """Rows in statements of at most ``cap`` rows, smaller where the server limits the size of one
     call (``GraphConnection.fits``), the way ``GraphStore.write_version`` batches."""
-    fits = getattr(connection, "fits", None)
     batches, batch = [], []
     for row in rows:
-        if batch and (len(batch) >= cap or (fits is not None and not fits(statement, {**scope, "rows": batch + [row]}))):
+        if batch and (len(batch) >= cap or not connection.fits(statement, {**scope, "rows": batch + [row]})):
             batches.append(batch)
             batch = []
         batch.append(row)
@@ -181,35 +169,10 @@ def packed_batches(connection: GraphConnection, statement: str, scope: dict, row
     return batches
 
 
-# --- the server and the two transports -------------------------------------------------------------
-
-class SessionConnection(GraphConnection):
-    """A GraphConnection whose ``query`` runs each statement with ``session.execute_write`` on the
-    driver of ``base`` instead of ``driver.execute_query``. Same dialect encoding and size limit;
-    no error wrapping or server recovery (a benchmark does not need them)."""
-
-    def __init__(self, base: GraphConnection):
-        super().__init__(base.settings, base.server)
-        self._base = base
-
-    def _get_driver(self):
-        return self._base._get_driver()
-
-    def query(self, statement: str, params: dict[str, Any] | None = None, *, what: str) -> list[dict[str, Any]]:
-        params = params or {}
-        if hasattr(self, "fits") and not self.fits(statement, params):
-            raise GraphError(f"{what}: the query's parameters are too large for the {self.dialect.name} server")
-        encoded = self.dialect.encode_params(params)
-        with self._get_driver().session(database=self.database) as session:
-            return session.execute_write(lambda tx: tx.run(statement, encoded).data())
-
-    def close(self, stop_server: bool = True) -> None:
-        pass  # the driver and the server belong to ``base``
-
+# --- the server --------------------------------------------------------------------------------------
 
 class Graph:
-    """A fresh embedded FalkorDB in a temp dir, with the app's connection and store, and the
-    same store over the session transport."""
+    """A fresh embedded FalkorDB in a temp dir, with the app's connection and store."""
 
     def __init__(self) -> None:
         from assistant.settings import load_settings
@@ -220,23 +183,20 @@ class Graph:
         # neo4j_uri=None: always the embedded server, whatever NEO4J_URI the environment has
         self.settings = load_settings(data_dir=self.work / "data", neo4j_uri=None, _env_file=None)
         self.server_dir = self.work / "graph"
+        self.server = None
         self.connection = None
         try:
             t = time.perf_counter()
-            self.server = EmbeddedGraphServer(self.server_dir).start()
+            self.server = EmbeddedGraphServer(self.server_dir)
+            self.server.start()
             self.connection = GraphConnection(self.settings, self.server)
             self.connection.query("RETURN 1 AS ok", what="ping")
             self.store = GraphStore(self.connection, self.settings.domains_dir)
             self.store.ensure_indexes()
             self.start_s = time.perf_counter() - t
-            self.session_connection = SessionConnection(self.connection)
-            self.session_store = GraphStore(self.session_connection, self.settings.domains_dir)
         except BaseException:
             self.close()
             raise
-
-    def transports(self) -> list[tuple[str, GraphConnection]]:
-        return [("app", self.connection), ("session", self.session_connection)]
 
     def background_saves(self) -> int:
         try:
@@ -248,117 +208,109 @@ class Graph:
     def close(self) -> None:
         try:
             if self.connection is not None:
-                self.connection.close()  # also stops the server (with a final RDB save)
+                self.connection.close()  # closes the driver and stops the server (with a final RDB save)
+            elif self.server is not None:
+                self.server.stop()
         finally:
             shutil.rmtree(self.work, ignore_errors=True)
 
 
 # --- table 0: the cost of one statement -----------------------------------------------------------
 
-def bench_ping(graph_db: Graph, calls: int) -> dict[str, float]:
-    rows, means = [], {}
-    for name, connection in graph_db.transports():
-        connection.query("RETURN 1 AS ok", what="warm-up")
-        lat, _ = time_calls(lambda c=connection: c.query("RETURN 1 AS ok", what="ping"), [()] * calls)
-        means[name] = float(np.mean(lat))
-        how = ("GraphConnection.query (driver.execute_query)" if name == "app"
-               else "session.execute_write (SessionConnection)")
-        rows.append([f"{name}: {how}", *latency_cells(lat)])
+def bench_ping(graph_db: Graph, calls: int) -> None:
+    connection = graph_db.connection
+    rows = []
+    for read in (False, True):
+        connection.query("RETURN 1 AS ok", what="warm-up", read=read)
+        lat, _ = time_calls(lambda r=read: connection.query("RETURN 1 AS ok", what="ping", read=r), [()] * calls)
+        how = "session.execute_read" if read else "session.execute_write"
+        rows.append([f"GraphConnection.query(read={read}) -> {how}", *latency_cells(lat)])
     print_table(
-        f"Table 0: one trivial statement (RETURN 1) per transport - embedded FalkorDB over loopback Bolt, "
-        f"{os.cpu_count()} cores; {calls} calls each",
-        ["transport", "calls", "mean ms", "p50 ms", "p95 ms", "max ms"], rows,
-        ["execute_query sends BEGIN, RUN and PULL in one write; FalkorDB 4.16 answers BEGIN at once and the RUN",
-         "~40 ms later (seen in the driver's debug log; the signature of Nagle + delayed ACK). execute_write sends",
-         "BEGIN alone, waits for its answer, then RUN+PULL, and sees no such stall."])
-    return means
+        f"Table 0: one trivial statement (RETURN 1) per GraphConnection.query call - embedded FalkorDB over "
+        f"loopback Bolt, {os.cpu_count()} cores; {calls} calls each",
+        ["call", "calls", "mean ms", "p50 ms", "p95 ms", "max ms"], rows,
+        ["Each call opens a session on the pooled driver and runs one transaction function (BEGIN answered",
+         "first, then RUN+PULL, then COMMIT). driver.execute_query, which pipelines BEGIN and RUN, costs ~44 ms",
+         "per statement on FalkorDB 4.16 (the RUN is answered ~40 ms late); the app no longer uses it."])
 
 
 # --- table 1: batched vs per-row writes ------------------------------------------------------------
 
-def bench_writes(graph_db: Graph, n_entities: int, n_relations: int, n_per_row: int, n_app: int,
-                 caps: list[int]) -> dict[str, float]:
+def bench_writes(graph_db: Graph, n_entities: int, n_relations: int, n_per_row: int, caps: list[int]) -> None:
     from indexing import cypher
 
+    connection, store = graph_db.connection, graph_db.store
     domain = "bench-write"
     t = time.perf_counter()
-    graph, degree = synthetic_graph(n_entities, max(n_relations, n_per_row, n_app), seed=11)
+    graph, degree = synthetic_graph(n_entities, max(n_relations, n_per_row), seed=11)
     ents = entity_rows(graph)
     facts_all = fact_rows(graph.facts)
     print(f"  generated {len(ents)} entities, {len(facts_all)} relations in {time.perf_counter() - t:.1f}s "
           f"(max degree {max(degree.values())})", flush=True)
 
-    app, session = graph_db.connection, graph_db.session_connection
-    big = max(caps)
-    runs = [  # (transport name, connection, rows, cap: None = one statement per row)
-        ("app", app, facts_all[:n_app], None),
-        ("app", app, facts_all[:n_app], big),
-        ("session", session, facts_all[:n_per_row], None),
-        *[("session", session, facts_all[:n_relations], cap) for cap in caps],
-    ]
-
+    runs = [(facts_all[:n_per_row], None), *[(facts_all[:n_relations], cap) for cap in caps]]  # cap None: per row
     results, notes = [], []
-    for n, (transport, connection, rows, cap) in enumerate(runs, start=1):
+    for n, (rows, cap) in enumerate(runs, start=1):
         version = f"v{n:06d}"
         scope = {"domain": domain, "version": version}
-        # setup (untimed, session transport): the version's entities
-        for batch in packed_batches(session, cypher.WRITE_ENTITIES, scope, ents, 500):
-            session.query(cypher.WRITE_ENTITIES, {**scope, "rows": batch}, what="writing entities")
+        for batch in packed_batches(connection, cypher.WRITE_ENTITIES, scope, ents, 500):  # setup, untimed
+            connection.query(cypher.WRITE_ENTITIES, {**scope, "rows": batch}, what="writing entities")
         if cap is None:
             t = time.perf_counter()
             for row in rows:
                 connection.query(cypher.WRITE_ONE_FACT, {**scope, **row}, what="writing one fact")
-            seconds, statements = time.perf_counter() - t, len(rows)
+            seconds, statements, largest = time.perf_counter() - t, len(rows), 1
         else:
             batches = packed_batches(connection, cypher.WRITE_FACTS, scope, rows, cap)  # not timed
             t = time.perf_counter()
             for batch in batches:
                 connection.query(cypher.WRITE_FACTS, {**scope, "rows": batch}, what="writing facts")
-            seconds, statements = time.perf_counter() - t, len(batches)
-        stats = graph_db.session_store.stats(domain, version)
+            seconds, statements, largest = time.perf_counter() - t, len(batches), max(map(len, batches))
+        stats = store.stats(domain, version)
         if stats["relations"] != len(rows) or stats["entities"] != len(ents):
             notes.append(f"run {n}: the server holds {stats['entities']} entities / {stats['relations']} relations "
                          f"after writing {len(ents)} / {len(rows)}")
-        graph_db.session_store.delete_version(domain, version)
-        method = "one statement per row (WRITE_ONE_FACT)" if cap is None else f"UNWIND cap {cap} rows (WRITE_FACTS)"
-        results.append((transport, method, cap, len(rows), statements, seconds))
-        print(f"  {transport}, {method}: {len(rows):,} rel in {seconds:.2f}s ({len(rows) / seconds:,.0f} rel/s, "
+        store.delete_version(domain, version)
+        method = "one statement per row (WRITE_ONE_FACT)" if cap is None else f"UNWIND, cap {cap} rows (WRITE_FACTS)"
+        results.append((method, cap, len(rows), statements, largest, seconds))
+        print(f"  {method}: {len(rows):,} rel in {seconds:.2f}s ({len(rows) / seconds:,.0f} rel/s, "
               f"{len(rows) / statements:.1f} rows/statement)", flush=True)
 
-    per_row_rate = {tr: count / seconds for tr, _, cap, count, _, seconds in results if cap is None}
-    app_baseline = per_row_rate["app"]
-    table, rates = [], {}
-    for transport, method, cap, count, statements, seconds in results:
+    per_row_rate = next(count / seconds for _, cap, count, _, _, seconds in results if cap is None)
+    table = []
+    for method, cap, count, statements, largest, seconds in results:
         rate = count / seconds
-        rates[f"{transport} {cap}"] = rate
-        table.append([f"{transport}: {method}", f"{count:,}", f"{statements:,}", f"{count / statements:.1f}",
+        table.append([method, f"{count:,}", f"{statements:,}", f"{count / statements:.1f}", str(largest),
                       f"{seconds:.2f}", f"{rate:,.0f}", f"{seconds / statements * 1000:.2f}",
-                      f"{rate / per_row_rate[transport]:.1f}x", f"{rate / app_baseline:.1f}x"])
-    dialect = app.dialect
-    limit = getattr(dialect, "max_inline_bytes", None)
+                      f"{rate / per_row_rate:.1f}x"])
+
+    dialect = connection.dialect
+    limit = dialect.max_inline_bytes
     sample = facts_all[:200]
-    row_bytes = (round(dialect.inline_size("", dialect.encode_params({"rows": sample})) / len(sample))
-                 if hasattr(dialect, "inline_size") else "?")
-    title = (f"Table 1: graph writes, batched UNWIND vs one statement per row (published Neo4j figure for "
-             f"batching: ~{NEO4J_BATCHING_SPEEDUP}x) - embedded FalkorDB over loopback Bolt, {os.cpu_count()} cores; "
-             f"{len(ents):,} entities per version; session transport: {min(n_relations, len(facts_all)):,} relations "
-             f"batched, {n_per_row:,} per row; app transport: {n_app:,} relations each way "
-             f"(--app-rows; it costs ~44 ms a statement)")
+    row_bytes = round(dialect.inline_size("", dialect.encode_params({"rows": sample})) / len(sample))
+    packed = [len(b) for b in packed_batches(connection, cypher.WRITE_FACTS, {"domain": domain, "version": "v000000"},
+                                             facts_all[:2000], 10**9)]
+    rows_fit, rows_max = round(float(np.mean(packed))), max(packed)
+    limit_text = ("" if limit is None else
+                  f"FalkorDB's ~4 KB inline limit caps a batch at ~{rows_fit} fact rows (at most {rows_max}); ")
+    title = (f"Table 1: graph writes, batched UNWIND vs one statement per row ({limit_text}published Neo4j figure "
+             f"for batching: ~{NEO4J_BATCHING_SPEEDUP}x) - embedded FalkorDB over loopback Bolt, {os.cpu_count()} "
+             f"cores; {len(ents):,} entities per version; {min(n_relations, len(facts_all)):,} relations batched, "
+             f"{min(n_per_row, len(facts_all)):,} one per statement")
     notes = [
-        "x per-row = relations/s over the per-row rate of the same transport; x app per-row = over the app's per-row",
-        "rate (GraphConnection.query, one statement per relation). Each run writes into a fresh version of the",
-        "domain (entities first, untimed), is counted with store.stats and deleted with store.delete_version.",
+        "x per-row = relations/s over the per-row rate measured in this run. All through GraphConnection.query.",
+        "Each run writes into a fresh version of the domain (entities first, untimed), is counted with",
+        "store.stats and deleted with store.delete_version.",
         *([] if limit is None else [
-            f"rows/stmt: the connection refuses calls over {limit} bytes (query text + JSON of the parameters;",
-            f"FalkorDB aborts at ~4 KB), so batches are packed below that as write_version does: a fact row is",
-            f"~{row_bytes} bytes, WRITE_FACTS itself {len(cypher.WRITE_FACTS)}; caps of 100/500/2000 rows (the usual",
-            "Neo4j batch sizes) all come out at the same ~14 rows, so only one of them is a row here.",
+            f"rows/stmt: the connection refuses calls over {limit} bytes (query text + parameters as FalkorDB",
+            "inlines them; it aborts at ~4 KB), so batches are packed below that as write_version does: a fact",
+            f"row is estimated at ~{row_bytes} bytes, WRITE_FACTS itself at {len(cypher.WRITE_FACTS)}; caps above",
+            f"~{rows_fit} rows (100, 500: the usual Neo4j batch sizes) all come out the same.",
         ]),
         *notes,
     ]
-    print_table(title, ["transport: method", "relations", "statements", "rows/stmt", "seconds", "relations/s",
-                        "ms/stmt", "x per-row", "x app per-row"], table, notes)
-    return rates
+    print_table(title, ["method", "relations", "statements", "rows/stmt", "max rows", "seconds", "relations/s",
+                        "ms/stmt", "x per-row"], table, notes)
 
 
 # --- table 2: build and read latency of a big graph -----------------------------------------------
@@ -373,9 +325,10 @@ def publish(graph_db: Graph, domain: str, version: str) -> None:
     versions.switch(version)
 
 
-def bench_reads(graph_db: Graph, n_entities: int, n_relations: int, n_queries: int, ping_ms: dict[str, float]) -> None:
+def bench_reads(graph_db: Graph, n_entities: int, n_relations: int, n_queries: int) -> None:
     from indexing.chunking import Chunk
 
+    store = graph_db.store
     domain = "bench-read"
     version = "v000001"
     t = time.perf_counter()
@@ -407,7 +360,7 @@ def bench_reads(graph_db: Graph, n_entities: int, n_relations: int, n_queries: i
 
     saves_before = graph_db.background_saves()
     started = time.perf_counter()
-    graph_db.session_store.write_version(domain, version, documents, chunks, graph, on_progress=on_progress)
+    store.write_version(domain, version, documents, chunks, graph, on_progress=on_progress)
     build_s = time.perf_counter() - started
     saves = graph_db.background_saves() - saves_before
     step_s, previous = [], started
@@ -416,28 +369,27 @@ def bench_reads(graph_db: Graph, n_entities: int, n_relations: int, n_queries: i
         step_s.append(at - previous)
         previous = at
     publish(graph_db, domain, version)
-    stats = graph_db.store.stats(domain)
+    stats = store.stats(domain)
     print(f"  wrote in {build_s:.1f}s: {stats}", flush=True)
 
-    overhead_ms = ping_ms["app"] - ping_ms["session"]
     build_rows = []
     labels = ("documents", "chunks", "entities", "mentions", "relations")
     for i, label in enumerate(labels):
         if sizes[i]:
-            build_rows.append([label, f"{sizes[i]:,}", f"{progress['statements'][i]:,}", f"{step_s[i]:.2f}",
+            build_rows.append([label, f"{sizes[i]:,}", f"{progress['statements'][i]:,}",
+                               f"{sizes[i] / max(1, progress['statements'][i]):.1f}", f"{step_s[i]:.2f}",
                                f"{sizes[i] / step_s[i]:,.0f}" if step_s[i] else "-"])
     total_statements = sum(progress["statements"])
-    build_rows.append(["write_version total", f"{sum(sizes):,}", f"{total_statements:,}", f"{build_s:.2f}",
+    build_rows.append(["write_version total", f"{sum(sizes):,}", f"{total_statements:,}",
+                       f"{sum(sizes) / max(1, total_statements):.1f}", f"{build_s:.2f}",
                        f"{sum(sizes) / build_s:,.0f}"])
     degrees = sorted(degree.values(), reverse=True)
     print_table(
-        f"Table 2a: build of the big graph (GraphStore.write_version over the session transport, batches packed "
-        f"below the size limit) - embedded FalkorDB over loopback Bolt, {os.cpu_count()} cores; "
-        f"{len(graph.entities):,} entities, {len(graph.facts):,} relations",
-        ["step", "rows", "statements", "seconds", "rows/s"], build_rows,
-        [f"through the app transport (GraphConnection.query) the same {total_statements:,} statements would take about "
-         f"{total_statements * overhead_ms / 1000:,.0f}s more ({overhead_ms:.1f} ms each, table 0): an estimate, not run",
-         f"degrees (in+out): max {degrees[0]:,}, 10th {degrees[min(9, len(degrees) - 1)]:,}, "
+        f"Table 2a: build of the big graph with GraphStore.write_version (batches packed below the size limit) - "
+        f"embedded FalkorDB over loopback Bolt, {os.cpu_count()} cores; {len(graph.entities):,} entities, "
+        f"{len(graph.facts):,} relations",
+        ["step", "rows", "statements", "rows/stmt", "seconds", "rows/s"], build_rows,
+        [f"degrees (in+out): max {degrees[0]:,}, 10th {degrees[min(9, len(degrees) - 1)]:,}, "
          f"median {int(np.median(degrees))}; entities without relations {len(graph.entities) - len(degrees):,}",
          f"server stats after the write: {stats}",
          f"RDB background saves during the write (the server runs with --save 1 1): {saves}"])
@@ -459,33 +411,32 @@ def bench_reads(graph_db: Graph, n_entities: int, n_relations: int, n_queries: i
 
     rows, notes = [], []
     # link_entities: the first call loads the domain's entity catalog (one query + Python);
-    # later calls use the cached catalog and run no query, so this does not depend on the transport.
+    # later calls use the cached catalog and run no query.
     t = time.perf_counter()
-    first_links = graph_db.store.link_entities(domain, questions[0])
+    first_links = store.link_entities(domain, questions[0])
     catalog_ms = (time.perf_counter() - t) * 1000.0
-    lat, results = time_calls(lambda q: graph_db.store.link_entities(domain, q), [(q,) for q in questions])
-    rows.append(["link_entities first call (loads the catalog; app)", "1", f"{catalog_ms:.2f}", "-", "-", "-",
+    lat, results = time_calls(lambda q: store.link_entities(domain, q), [(q,) for q in questions])
+    rows.append(["link_entities, first call (loads the catalog)", "1", f"{catalog_ms:.2f}", "-", "-", "-",
                  str(len(first_links)), "1"])
     rows.append([f"link_entities (cached catalog), {QUESTIONS} questions", *latency_cells(lat),
                  f"{np.mean([len(r) for r in results]):.1f}", "0"])
     notes.append(f"example: {questions[0]!r} -> {[link.key for link in first_links]}")
 
-    for transport, store in (("app", graph_db.store), ("session", graph_db.session_store)):
-        store.facts(domain, [random_keys[0]], hops=1, limit=20)  # warm-up
-        for label, sample in ((f"{len(random_keys)} random keys", random_keys), (f"top-{HUBS} hubs", hubs)):
-            for hops in (1, 2):
-                lat, results = time_calls(lambda k, s=store, h=hops: s.facts(domain, [k], hops=h, limit=20),
-                                          [(k,) for k in sample])
-                rows.append([f"{transport}: facts(hops={hops}, limit=20), {label}", *latency_cells(lat),
-                             f"{np.mean([len(r) for r in results]):.1f}", str(2 * hops)])
+    store.facts(domain, [random_keys[0]], hops=1, limit=20)  # warm-up
+    for label, sample in ((f"{len(random_keys)} random keys", random_keys), (f"top-{HUBS} hubs", hubs)):
+        for hops in (1, 2):
+            lat, results = time_calls(lambda k, h=hops: store.facts(domain, [k], hops=h, limit=20),
+                                      [(k,) for k in sample])
+            rows.append([f"facts(hops={hops}, limit=20), {label}", *latency_cells(lat),
+                         f"{np.mean([len(r) for r in results]):.1f}", str(2 * hops)])
 
-        def lookup(q: str, s=store):
-            found = [link.key for link in s.link_entities(domain, q)]
-            return s.facts(domain, found, hops=2, limit=20) if found else []
+    def lookup(q: str):
+        found = [link.key for link in store.link_entities(domain, q)]
+        return store.facts(domain, found, hops=2, limit=20) if found else []
 
-        lat, results = time_calls(lookup, [(q,) for q in questions])
-        rows.append([f"{transport}: link_entities + facts(hops=2), {QUESTIONS} questions", *latency_cells(lat),
-                     f"{np.mean([len(r) for r in results]):.1f}", "4"])
+    lat, results = time_calls(lookup, [(q,) for q in questions])
+    rows.append([f"link_entities + facts(hops=2), {QUESTIONS} questions", *latency_cells(lat),
+                 f"{np.mean([len(r) for r in results]):.1f}", "4"])
 
     print_table(
         f"Table 2b: facts() and link_entities() latency on the serving version ({len(graph.entities):,} entities, "
@@ -493,8 +444,8 @@ def bench_reads(graph_db: Graph, n_entities: int, n_relations: int, n_queries: i
         f"{os.cpu_count()} cores",
         ["call", "calls", "mean ms", "p50 ms", "p95 ms", "max ms", "results", "stmts/call"], rows,
         ["stmts/call: Cypher statements per call (facts runs FACTS_FROM and FACTS_TO per hop; hop 2 starts from",
-         "the up to 2 x limit keys found at hop 1). results = mean facts (or links) returned. app = GraphStore over",
-         "GraphConnection.query (what the app runs); session = the same GraphStore over SessionConnection.", *notes])
+         "the up to 2 x limit keys found at hop 1, more statements if they do not fit one call).",
+         "results = mean facts (or links) returned.", *notes])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -502,12 +453,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--entities", type=int, default=DEFAULT_ENTITIES,
                         help=f"entities per version in table 1 (default {DEFAULT_ENTITIES})")
     parser.add_argument("--relations", type=int, default=DEFAULT_RELATIONS,
-                        help=f"relations written batched (session transport) in table 1 (default {DEFAULT_RELATIONS})")
+                        help=f"relations written batched in table 1, per cap (default {DEFAULT_RELATIONS})")
     parser.add_argument("--per-row", type=int, default=DEFAULT_PER_ROW,
-                        help=f"relations written one per statement (session transport) (default {DEFAULT_PER_ROW})")
-    parser.add_argument("--app-rows", type=int, default=DEFAULT_APP_ROWS,
-                        help=f"relations written per row and batched through GraphConnection.query "
-                             f"(default {DEFAULT_APP_ROWS})")
+                        help=f"relations written one per statement in table 1 (default {DEFAULT_PER_ROW})")
     parser.add_argument("--caps", default=",".join(map(str, BATCH_CAPS)),
                         help=f"rows-per-statement caps of the batched writes (default {','.join(map(str, BATCH_CAPS))})")
     parser.add_argument("--relations-big", type=int, default=DEFAULT_RELATIONS_BIG,
@@ -516,7 +464,7 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"entities of the table 2 graph (default {DEFAULT_ENTITIES_BIG}, "
                              "or relations-big / 5 if that is smaller)")
     parser.add_argument("--queries", type=int, default=DEFAULT_QUERIES,
-                        help=f"random entity keys timed in table 2 (default {DEFAULT_QUERIES})")
+                        help=f"random entity keys timed in table 2b (default {DEFAULT_QUERIES})")
     args = parser.parse_args(argv)
     try:
         caps = sorted({int(c) for c in args.caps.split(",") if c.strip()})
@@ -524,20 +472,22 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--caps takes comma-separated integers")
     if not caps or min(caps) < 1:
         parser.error("--caps must be >= 1")
-    if min(args.relations, args.per_row, args.app_rows, args.relations_big, args.queries) < 1 or args.entities < 2:
+    if min(args.relations, args.per_row, args.relations_big, args.queries) < 1 or args.entities < 2:
         parser.error("sizes must be >= 1 (--entities >= 2)")
+    if args.entities_big is not None and args.entities_big < 2:
+        parser.error("--entities-big must be >= 2")
     entities_big = args.entities_big or max(100, min(DEFAULT_ENTITIES_BIG, args.relations_big // 5))
 
     started = time.perf_counter()
     print(f"graph_write: {os.cpu_count()} CPUs, --entities {args.entities}, --relations {args.relations}, "
-          f"--per-row {args.per_row}, --app-rows {args.app_rows}, --caps {','.join(map(str, caps))}, "
+          f"--per-row {args.per_row}, --caps {','.join(map(str, caps))}, "
           f"--relations-big {args.relations_big} (entities {entities_big}), --queries {args.queries}", flush=True)
     graph_db = Graph()
     try:
         print(f"  embedded FalkorDB started at {graph_db.server.bolt_uri} in {graph_db.start_s:.1f}s", flush=True)
-        ping_ms = bench_ping(graph_db, PING_CALLS)
-        bench_writes(graph_db, args.entities, args.relations, args.per_row, args.app_rows, caps)
-        bench_reads(graph_db, entities_big, args.relations_big, args.queries, ping_ms)
+        bench_ping(graph_db, PING_CALLS)
+        bench_writes(graph_db, args.entities, args.relations, args.per_row, caps)
+        bench_reads(graph_db, entities_big, args.relations_big, args.queries)
     finally:
         graph_db.close()
     print(f"\ntotal wall time {time.perf_counter() - started:.0f}s")

@@ -86,6 +86,11 @@ RETURN count(*) AS deleted
 """,
 }
 
+LIST_DOMAINS = """
+MATCH (d:Document)
+RETURN DISTINCT d.domain AS domain
+"""
+
 LIST_VERSIONS = """
 MATCH (d:Document {domain: $domain})
 RETURN DISTINCT d.version AS version
@@ -167,12 +172,27 @@ class Dialect:
         return params
 
     def inline_size(self, statement: str, encoded_params: dict[str, Any]) -> int:
-        """An upper estimate of the bytes the server inlines for this call (JSON is at least as
-        long as FalkorDB's `CYPHER k=v` header for the same, already escaped, values)."""
-        return len(statement.encode("utf-8")) + len(json.dumps(encoded_params, ensure_ascii=False).encode("utf-8"))
+        """An upper estimate of the bytes the server inlines for this call: the query text plus
+        each parameter written out as FalkorDB does (floats in %f notation, strings quoted).
+        tests/test_graph_server.py fuzzes it against the real server."""
+        return len(statement.encode("utf-8")) + sum(len(name) + 2 + _inline_len(value)
+                                                   for name, value in encoded_params.items())
 
-    def index_statements(self) -> list[str]:
-        return []  # each dialect below lists its own
+
+def _inline_len(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value.encode("utf-8")) + 2
+    if isinstance(value, bool) or value is None:
+        return 5
+    if isinstance(value, int):
+        return len(str(value))
+    if isinstance(value, float):
+        return len(f"{value:f}") + 2  # FalkorDB writes floats with %f: 1e300 takes 300 digits
+    if isinstance(value, dict):  # {k: v, k: v}
+        return 2 + sum(len(str(k)) + 4 + _inline_len(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return 2 + sum(_inline_len(v) + 2 for v in value)
+    return len(json.dumps(value, default=str)) + 8
 
 
 @dataclass(frozen=True)

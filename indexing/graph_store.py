@@ -126,8 +126,16 @@ class GraphStore:
         return deleted
 
     def versions(self, domain: str) -> list[str]:
-        rows = self.connection.query(cypher.LIST_VERSIONS, {"domain": domain}, what=f"listing graph versions of {domain}")
+        rows = self.connection.query(cypher.LIST_VERSIONS, {"domain": domain}, what=f"listing graph versions of {domain}", read=True)
         return sorted(r["version"] for r in rows if r["version"])
+
+    def domains(self) -> list[str]:
+        rows = self.connection.query(cypher.LIST_DOMAINS, what="listing graph domains", read=True)
+        return sorted(r["domain"] for r in rows if r["domain"])
+
+    def delete_domain(self, domain: str) -> list[str]:
+        """Remove every version of one domain from the graph; other domains are untouched."""
+        return self.delete_versions_except(domain, keep=())
 
     def delete_versions_except(self, domain: str, keep: Iterable[str]) -> list[str]:
         """Drop every graph version of the domain not in ``keep`` (crashed builds, old versions)."""
@@ -139,7 +147,7 @@ class GraphStore:
 
     def has_version(self, domain: str, version: str) -> bool:
         rows = self.connection.query(cypher.COUNT_VERSION, {"domain": domain, "version": version},
-                                     what=f"checking graph version {domain} {version}")
+                                     what=f"checking graph version {domain} {version}", read=True)
         return bool(rows and rows[0]["documents"])
 
     # --- reads -------------------------------------------------------------------------------
@@ -154,7 +162,7 @@ class GraphStore:
         scope = {"domain": domain, "version": version}
         counts: dict[str, int | str] = {"version": version}
         for name, statement in cypher.STATS.items():
-            rows = self.connection.query(statement, scope, what=f"counting {name} of {domain}")
+            rows = self.connection.query(statement, scope, what=f"counting {name} of {domain}", read=True)
             counts[name] = rows[0]["n"] if rows else 0
         return counts
 
@@ -214,7 +222,7 @@ class GraphStore:
         titles = {}
         for batch in self._batches(cypher.DOCUMENT_TITLES, scope, list(doc_ids), key="doc_ids"):
             rows = self.connection.query(cypher.DOCUMENT_TITLES, {**scope, "doc_ids": batch},
-                                         what=f"reading document titles of {domain}")
+                                         what=f"reading document titles of {domain}", read=True)
             titles.update({r["doc_id"]: r["title"] for r in rows})
         return titles
 
@@ -235,7 +243,7 @@ class GraphStore:
         rows = []
         for statement in (cypher.FACTS_FROM, cypher.FACTS_TO):
             for batch in self._batches(statement, scope, keys, key="keys"):
-                rows += self.connection.query(statement, {**scope, "keys": batch}, what=f"reading facts of {domain}")
+                rows += self.connection.query(statement, {**scope, "keys": batch}, what=f"reading facts of {domain}", read=True)
         return [Fact(r["head"], r["head_key"], r["relation"], r["tail"], r["tail_key"], float(r["confidence"]),
                      int(r["count"]), tuple(r["chunk_ids"] or ()), tuple(r["doc_ids"] or ()), bool(r["curated"]), hop)
                 for r in rows]
@@ -246,7 +254,7 @@ class GraphStore:
         if cached is not None:
             return cached
         rows = self.connection.query(cypher.ENTITY_CATALOG, {"domain": domain, "version": version},
-                                     what=f"loading the entity catalog of {domain}")
+                                     what=f"loading the entity catalog of {domain}", read=True)
         by_alias: dict[str, str] = {}
         names: dict[str, tuple[str, str]] = {}
         for row in sorted(rows, key=lambda r: -(r["mentions"] or 0)):  # frequent entities win alias clashes

@@ -29,10 +29,11 @@ from indexing.extraction import Extractor, read_curated_triples
 from indexing.fusion import FusionParams, fuse
 from indexing.graph_build import (EXTRACTIONS_FILE, GRAPH_SUMMARY_FILE, diff_graph, extract_with_reuse,
                                   load_graph_summary, save_extractions, save_graph_summary)
+from indexing.graph_connection import GraphError
 from indexing.graph_store import GraphStore
 from indexing.spacy_extractor import SpacyExtractor
 from indexing.vector_store import DomainIndex, IndexParams, IndexUnavailable, verify_files, write_vector_files
-from indexing.versions import DomainVersions, read_manifest, write_manifest
+from indexing.versions import DomainVersions, IndexBusy, read_manifest, write_manifest
 
 MANIFEST_SCHEMA = 1
 
@@ -165,7 +166,13 @@ def index_source(settings: Settings, source: Path, domain: str | None = None, *,
         curated = [path for path, curated_domain in read.curated_files if curated_domain == name]
         job = _DomainJob(settings, name, embedder, graph, extractor, curated, dry_run, progress,
                          {"path": str(source), "fingerprint": fingerprint})
-        report.domains.append(_index_domain(job, documents, report.skipped))
+        try:
+            report.domains.append(_index_domain(job, documents, report.skipped))
+        except (GraphError, IndexBusy, OSError) as exc:
+            # The serving version is untouched; say what failed and go on with other domains.
+            failed = DomainReport(name, dry_run, documents_read=len(documents), error=str(exc))
+            failed.previous_version = DomainVersions(settings.domains_dir, name).current()
+            report.domains.append(failed)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -294,7 +301,9 @@ def _source_of(source_path: str, docs: dict[str, dict]):
     root = Path(source_path)
 
     def source_of(doc_id: str) -> str:
-        path = Path(docs.get(doc_id, {}).get("source", "").split(":")[0])
+        source = docs.get(doc_id, {}).get("source", "")
+        location, _, line = source.rpartition(":")
+        path = Path(location if line.isdigit() else source)  # "corpus.jsonl:12" -> corpus.jsonl
         try:
             relative = path.relative_to(root if root.is_dir() else root.parent)
         except ValueError:

@@ -10,7 +10,9 @@ import pytest
 
 from assistant.settings import DEMO_CORPORA_DIR, Settings, load_settings
 from indexing.embedding import Embedder, get_embedder
+from indexing.graph_connection import GraphConnection
 from indexing.graph_server import EmbeddedGraphServer
+from indexing.graph_store import GraphStore
 
 DEMO_DOMAINS = ("medicine", "finance", "law")
 
@@ -21,6 +23,28 @@ def graph_server(tmp_path_factory) -> EmbeddedGraphServer:
     server = EmbeddedGraphServer(tmp_path_factory.mktemp("graph")).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def graph_connection(graph_server, tmp_path_factory) -> GraphConnection:
+    """One long-lived connection for the session: FalkorDB makes the first handshake after a
+    client disconnects wait for a timeout (see indexing/graph_server.py), so tests share one."""
+    settings = load_settings(data_dir=tmp_path_factory.mktemp("shared") / "data", _env_file=None)
+    connection = GraphConnection(settings, graph_server)
+    yield connection
+    connection.close(stop_server=False)
+
+
+@pytest.fixture
+def store(graph_connection, settings) -> GraphStore:
+    """A GraphStore over the shared connection and the test's own data dir; the graph is left
+    empty for the next test. (Separate databases per test cannot work over one connection:
+    FalkorDB keeps a connection on the graph it first used.)"""
+    graph = GraphStore(graph_connection, settings.domains_dir)
+    graph.ensure_indexes()
+    yield graph
+    for domain in graph.domains():
+        graph.delete_domain(domain)
 
 
 @pytest.fixture(scope="session")

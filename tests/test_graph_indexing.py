@@ -6,10 +6,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
-import pytest
 
 from assistant.settings import DEMO_CORPORA_DIR
 from indexing.catalog import summarise_domains
@@ -18,16 +16,6 @@ from indexing.graph_store import GraphStore
 from indexing.pipeline import index_source
 from indexing.vector_store import VectorStore
 from indexing.versions import DomainVersions
-
-
-@pytest.fixture
-def store(settings, graph_server):
-    connection = GraphConnection(settings, graph_server)
-    connection.database = f"test_{uuid.uuid4().hex[:8]}"
-    graph = GraphStore(connection, settings.domains_dir)
-    graph.ensure_indexes()
-    yield graph
-    connection.close(stop_server=False)
 
 
 def triples(facts):
@@ -90,17 +78,17 @@ def test_crash_between_graph_batches_leaves_previous_version_answering(settings,
 
     real_query, calls = store.connection.query, {"writes": 0}
 
-    def failing_query(statement, params=None, *, what):
+    def failing_query(statement, params=None, *, what, read=False):
         if what.startswith("writing graph"):
             calls["writes"] += 1
             if calls["writes"] == 3:
                 raise GraphError("writing graph law: simulated crash between batches")
-        return real_query(statement, params, what=what)
+        return real_query(statement, params, what=what, read=read)
 
     monkeypatch.setattr(store.connection, "query", failing_query)
-    with pytest.raises(GraphError, match="simulated crash"):
-        index_source(settings, law, "law", progress=False, embedder=embedder, graph=store)
+    failed = index_source(settings, law, "law", progress=False, embedder=embedder, graph=store)
     monkeypatch.undo()
+    assert "simulated crash" in failed.domains[0].error and failed.domains[0].previous_version == "v000001"
     assert DomainVersions(settings.domains_dir, "law").current() == "v000001"
     assert store.facts("law", [key]) == before
     assert "v000002" in store.versions("law")  # the half-written version is there, but unused
@@ -149,3 +137,15 @@ def test_cli_graph_draws_a_png(tmp_path):
     assert drawn.returncode == 0, drawn.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
     assert "relations around" in drawn.stdout
+
+
+def test_unreachable_graph_server_fails_the_reindex_clearly_and_keeps_serving(settings, embedder, store, demo_copy):
+    law = demo_copy / "law"
+    index_source(settings, law, "law", progress=False, embedder=embedder, graph=store)
+    write(law, "extra.md", "# Extra\n\nThe Court of Appeals reviews decisions of district courts.\n")
+    dead_settings = settings.model_copy(update={"neo4j_uri": "bolt://127.0.0.1:9"})  # nothing listens there
+    dead = GraphStore(GraphConnection(dead_settings), settings.domains_dir)
+    report = index_source(settings, law, "law", progress=False, embedder=embedder, graph=dead)
+    assert not report.ok and "unreachable" in report.domains[0].error
+    assert DomainVersions(settings.domains_dir, "law").current() == "v000001"
+    assert store.stats("law")["documents"] == 28  # the serving graph is untouched

@@ -8,9 +8,13 @@ import sys
 import time
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as settings_hypothesis
+from hypothesis import strategies as st
 from neo4j import GraphDatabase
 from neo4j.exceptions import DriverError, Neo4jError
 
+from assistant.settings import load_settings
 from indexing import cypher
 from indexing.graph_connection import GraphConnection, GraphError
 from indexing.graph_server import EmbeddedGraphServer
@@ -57,8 +61,7 @@ HOSTILE_NAMES = [
 def test_parameters_round_trip_verbatim(settings, graph_server):
     """FalkorDB pastes parameters into the query header; the dialect's escaping must make every
     string come back exactly, and nothing in a value may act as Cypher."""
-    connection = GraphConnection(settings, graph_server)
-    connection.database = "roundtrip"
+    connection = GraphConnection(settings.model_copy(update={"neo4j_database": "roundtrip"}), graph_server)
     connection.query("CREATE (:Probe {name: $name})", {"name": "sentinel"}, what="writing a sentinel")
     rows = connection.query(
         "UNWIND $names AS name CREATE (p:Probe {name: name}) RETURN p.name AS name", {"names": HOSTILE_NAMES},
@@ -112,3 +115,32 @@ def test_oversized_parameters_are_refused_before_they_reach_the_server(settings,
     assert graph_server.is_running()
     assert connection.query("RETURN size($text) AS n", {"text": "y" * 3000}, what="a large but allowed one") == [{"n": 3000}]
     connection.close(stop_server=False)
+
+
+_scalars = st.one_of(st.text(max_size=60), st.integers(-10**12, 10**12), st.floats(allow_nan=False, allow_infinity=False),
+                     st.booleans(), st.none())
+_values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=10) | st.dictionaries(
+    st.from_regex(r"[a-z]{1,8}", fullmatch=True), inner, max_size=5), max_leaves=40)
+
+
+@pytest.fixture(scope="module")
+def shared_connection(graph_server, tmp_path_factory):
+    connection = GraphConnection(load_settings(data_dir=tmp_path_factory.mktemp("fuzz"), _env_file=None), graph_server)
+    yield connection
+    connection.close(stop_server=False)
+
+
+@settings_hypothesis(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(_values, min_size=1, max_size=80))
+def test_any_payload_the_dialect_accepts_leaves_the_server_running(shared_connection, graph_server, rows):
+    """The size guard is an estimate; this checks it errs on the safe side for arbitrary values."""
+    connection = shared_connection
+    statement = "UNWIND $rows AS r RETURN count(r) AS n"
+    while rows and not connection.fits(statement, {"rows": rows}):
+        rows = rows[:-1]
+    if rows:
+        try:
+            connection.query(statement, {"rows": rows}, what="fuzzing the size guard")
+        except GraphError:
+            pass  # a value FalkorDB cannot take is fine; crashing the server is not
+    assert graph_server.is_running()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 
 import pytest
 
@@ -10,19 +9,8 @@ from indexing.chunking import Chunk
 from indexing.extraction import ChunkExtraction, EntityMention, RelationMention
 from indexing.entity_keys import canonical_key
 from indexing.fusion import fuse
-from indexing.graph_connection import GraphConnection, GraphError
-from indexing.graph_store import GraphStore
+from indexing.graph_connection import GraphError
 from indexing.versions import DomainVersions, write_manifest
-
-
-@pytest.fixture
-def store(settings, graph_server):
-    connection = GraphConnection(settings, graph_server)
-    connection.database = f"test_{uuid.uuid4().hex[:8]}"  # a fresh graph per test
-    graph = GraphStore(connection, settings.domains_dir)
-    graph.ensure_indexes()
-    yield graph
-    connection.close(stop_server=False)
 
 
 def mention(chunk, doc, name, type_="CONCEPT"):
@@ -120,7 +108,8 @@ def test_domains_are_isolated(store):
     publish(store, "medicine", "v000001", MEDICINE)
     publish(store, "law", "v000001", [("marbury.md", "Marbury v. Madison", "establish", "judicial review")])
     before = store.stats("medicine")
-    store.delete_versions_except("law", keep=[])
+    assert store.domains() == ["law", "medicine"]
+    assert store.delete_domain("law") == ["v000001"]
     assert store.stats("medicine") == before
     assert store.stats("law")["entities"] == 0
     assert store.facts("medicine", ["aspirin"])  # still answering
