@@ -29,11 +29,10 @@ class Duplicate:
     similarity: float
 
 
-@dataclass
-class CleanResult:
-    documents: list[Document] = field(default_factory=list)
-    empty: list[str] = field(default_factory=list)
-    duplicates: list[Duplicate] = field(default_factory=list)
+class DuplicateCounts:
+    """For results that carry a ``duplicates`` list."""
+
+    duplicates: list[Duplicate]
 
     @property
     def exact_duplicates(self) -> int:
@@ -42,6 +41,13 @@ class CleanResult:
     @property
     def near_duplicates(self) -> int:
         return sum(d.kind == "near" for d in self.duplicates)
+
+
+@dataclass
+class CleanResult(DuplicateCounts):
+    documents: list[Document] = field(default_factory=list)
+    empty: list[str] = field(default_factory=list)
+    duplicates: list[Duplicate] = field(default_factory=list)
 
 
 def normalise_text(text: str) -> str:

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from assistant.settings import Settings
 from indexing.chunking import Chunk, chunk_document
-from indexing.clean import Duplicate, clean_documents, content_hash
+from indexing.clean import Duplicate, DuplicateCounts, clean_documents, content_hash
 from indexing.corpus import SUPPORTED_SUFFIXES, Document, Skipped, read_corpus
 from indexing.embedding import Embedder, get_embedder
 from indexing.cooccurrence import cooccurrence_relations
@@ -39,7 +39,7 @@ MANIFEST_SCHEMA = 1
 
 
 @dataclass
-class DomainReport:
+class DomainReport(DuplicateCounts):
     domain: str
     dry_run: bool = False
     previous_version: str | None = None
@@ -71,14 +71,6 @@ class DomainReport:
     curated_facts: int = 0
     source_overlap: dict[tuple[str, str], float] = field(default_factory=dict)
     error: str | None = None
-
-    @property
-    def exact_duplicates(self) -> int:
-        return sum(d.kind == "exact" for d in self.duplicates)
-
-    @property
-    def near_duplicates(self) -> int:
-        return sum(d.kind == "near" for d in self.duplicates)
 
     @property
     def has_changes(self) -> bool:
