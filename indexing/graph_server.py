@@ -110,10 +110,9 @@ def read_or_create_secret(directory: Path) -> str:
 class EmbeddedGraphServer:
     """Owns (or attaches to) one FalkorDB process whose files live in ``directory``."""
 
-    def __init__(self, directory: Path, *, start_timeout_s: float = 30.0, thread_count: int = 2):
+    def __init__(self, directory: Path, *, start_timeout_s: float = 30.0):
         self.directory = Path(directory)
         self.start_timeout_s = start_timeout_s
-        self.thread_count = thread_count
         self._process: subprocess.Popen | None = None
         self._state: ServerState | None = None
         self._owned = False
