@@ -173,11 +173,11 @@ class GraphStore:
         spans = _candidate_spans(text)
         links: dict[str, EntityLink] = {}
         taken: list[tuple[int, int]] = []
-        for start, end, surface, key in spans:  # longest first
+        for start, end, surface, key, fuzzy_ok in spans:  # longest first
             if any(s <= start and end <= e for s, e in taken):
                 continue
             entity_key, score = catalog.by_alias.get(key), 1.0
-            if entity_key is None and len(key) >= 5:
+            if entity_key is None and fuzzy_ok and len(key) >= 5:
                 match = process.extractOne(key, catalog.alias_keys, scorer=fuzz.ratio, score_cutoff=min_score * 100)
                 if match:
                     entity_key, score = catalog.by_alias[match[0]], match[1] / 100.0
@@ -271,18 +271,20 @@ class GraphStore:
         return catalog
 
 
-def _candidate_spans(text: str, max_words: int = 6) -> list[tuple[int, int, str, str]]:
-    """Word n-grams of the text, longest first: (start word, end word, surface, canonical key).
-    N-grams made only of stop words, or starting/ending with one, are left out."""
+def _candidate_spans(text: str, max_words: int = 6) -> list[tuple[int, int, str, str, bool]]:
+    """Word n-grams of the text, longest first: (start word, end word, surface, canonical key,
+    whether fuzzy matching may be tried). Exact matches may start with a stop word ("First
+    Amendment", where spaCy counts "first" as one); fuzzy ones must start and end with content
+    words, so "the and" never fuzzily matches anything. N-grams ending in a stop word are skipped."""
     words = _WORDS.findall(text)
     spans = []
     for n in range(min(max_words, len(words)), 0, -1):
         for start in range(len(words) - n + 1):
             gram = words[start:start + n]
-            if gram[0].lower() in STOP_WORDS and n > 1 or gram[-1].lower() in STOP_WORDS:
+            if gram[-1].lower() in STOP_WORDS:
                 continue
             surface = " ".join(gram).strip(".")
             key = canonical_key(surface)
             if key and key not in STOP_WORDS:
-                spans.append((start, start + n, surface, key))
+                spans.append((start, start + n, surface, key, gram[0].lower() not in STOP_WORDS))
     return spans

@@ -127,3 +127,11 @@ def test_only_the_serving_version_is_read_and_stale_versions_are_deleted(store):
 def test_unindexed_domain_is_a_clear_error(store):
     with pytest.raises(GraphError, match="not been indexed"):
         store.facts("astronomy", ["moon"])
+
+
+def test_names_starting_with_a_stop_word_are_linked_whole(store):
+    publish(store, "law", "v000001", [("first.md", "First Amendment", "protect", "freedom of speech"),
+                                      ("amend.md", "amendment", "change", "constitution")])
+    links = store.link_entities("law", "What does the First Amendment protect?")
+    assert links[0].key == "first amendment" and links[0].score == 1.0
+    assert "amendment" not in {link.key for link in links}  # inside the longer match
