@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -65,10 +66,40 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if all(row.healthy for row in rows) else 1
 
 
+def cmd_adapters(args: argparse.Namespace) -> int:
+    from adapters.base_model import resolve_base_model
+    from adapters.registry import AdapterInvalid, AdapterRegistry, validate_adapter
+
+    settings = load_settings()
+    registry = AdapterRegistry(settings.adapters_dir)
+    try:
+        if args.action == "list":
+            adapters = registry.list()
+            if not adapters:
+                print(f"no adapters in {settings.adapters_dir}")
+            for info in adapters:
+                print(f"{info.name:<24} {info.domain:<12} rank {info.rank:<3} base {info.base_model} "
+                      f"({info.base_fingerprint[:12]})  {json.dumps(info.metrics)}")
+        elif args.action == "show":
+            info = registry.get(args.name)
+            print(json.dumps({**info.__dict__, "path": str(info.path)}, indent=2, default=str))
+        elif args.action == "validate":
+            info = validate_adapter(Path(args.name), resolve_base_model(settings))
+            print(f"valid: {info.domain} adapter, rank {info.rank}, targets {', '.join(info.target_modules)}")
+        elif args.action == "remove":
+            registry.remove(args.name)
+            print(f"removed {args.name}")
+    except AdapterInvalid as exc:
+        print(f"invalid: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 COMMANDS = {
     "index": (cmd_index, "index a corpus folder or corpus.jsonl into FAISS and the knowledge graph"),
     "status": (cmd_status, "list indexed domains with counts, versions and health"),
     "graph": (cmd_graph, "draw an entity's neighbourhood in a domain's knowledge graph to a PNG"),
+    "adapters": (cmd_adapters, "list, show, validate or remove LoRA adapters"),
 }
 
 
@@ -89,12 +120,17 @@ def build_parser() -> argparse.ArgumentParser:
     picture.add_argument("--hops", type=int, choices=(1, 2), default=2)
     picture.add_argument("--limit", type=int, default=40, help="most relations drawn")
     picture.add_argument("--out", default="graph.png")
+    adapters = sub.choices["adapters"]
+    adapters.add_argument("action", choices=("list", "show", "validate", "remove"))
+    adapters.add_argument("name", nargs="?", help="adapter name (show, remove) or folder (validate)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "adapters" and args.action != "list" and not args.name:
+        build_parser().error(f"adapters {args.action} needs a name")
     handler, _ = COMMANDS[args.command]
     try:
         return handler(args)

@@ -118,6 +118,10 @@ class Settings(BaseSettings):
     def models_dir(self) -> Path:
         return self.data_dir / "models"
 
+    @cached_property
+    def adapters_dir(self) -> Path:
+        return self.data_dir / "adapters"
+
     @property
     def uses_embedded_graph(self) -> bool:
         return not self.neo4j_uri

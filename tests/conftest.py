@@ -48,6 +48,15 @@ def store(graph_connection, settings) -> GraphStore:
 
 
 @pytest.fixture(scope="session")
+def base_model(tmp_path_factory):
+    """The default base model, converted once for the session (about half a minute)."""
+    from adapters.base_model import resolve_base_model
+
+    settings = load_settings(data_dir=tmp_path_factory.mktemp("base") / "data", _env_file=None)
+    return resolve_base_model(settings)
+
+
+@pytest.fixture(scope="session")
 def embedder() -> Embedder:
     return get_embedder()
 

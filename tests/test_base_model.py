@@ -11,9 +11,9 @@ from assistant.settings import load_settings
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory):
-    settings = load_settings(data_dir=tmp_path_factory.mktemp("base") / "data", _env_file=None)
-    return settings, resolve_base_model(settings)
+def converted(base_model):
+    settings = load_settings(data_dir=base_model.path.parent.parent, _env_file=None)
+    return settings, base_model
 
 
 def test_conversion_writes_a_plain_safetensors_checkpoint(converted):
