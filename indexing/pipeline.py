@@ -22,7 +22,7 @@ from tqdm import tqdm
 from assistant.settings import Settings
 from indexing.chunking import Chunk, chunk_document
 from indexing.clean import Duplicate, DuplicateCounts, clean_documents, content_hash
-from indexing.corpus import SUPPORTED_SUFFIXES, Document, Skipped, read_corpus
+from indexing.corpus import CURATED_TRIPLES_FILES, SUPPORTED_SUFFIXES, Document, Skipped, read_corpus
 from indexing.embedding import Embedder, get_embedder
 from indexing.cooccurrence import cooccurrence_relations
 from indexing.extraction import Extractor, read_curated_triples
@@ -126,7 +126,8 @@ def source_fingerprint(source: Path) -> str:
     """A hash of every corpus file's relative path and bytes: equal means nothing to re-index."""
     source = Path(source)
     files = [source] if source.is_file() else sorted(
-        p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
+        p for p in source.rglob("*")
+        if p.is_file() and (p.suffix.lower() in SUPPORTED_SUFFIXES or p.name.lower() in CURATED_TRIPLES_FILES)
     )
     digest = hashlib.sha256()
     for path in files:
