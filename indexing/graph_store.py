@@ -87,9 +87,10 @@ class GraphStore:
         for statement in self.connection.dialect.index_statements():
             try:
                 self.connection.query(statement, what="creating graph indexes")
-            except GraphError as exc:
-                if "already indexed" not in str(exc).lower() and self.connection.dialect.name != "falkordb":
-                    raise  # FalkorDB reports an existing index only as a generic error
+            except GraphError:
+                # FalkorDB has no IF NOT EXISTS and reports an existing index as a generic error.
+                if self.connection.dialect.name != "falkordb":
+                    raise
 
     # --- writes ------------------------------------------------------------------------------
     def write_version(self, domain: str, version: str, documents: Sequence[dict], chunks: Sequence[Chunk],
