@@ -135,3 +135,37 @@ def _folder_fingerprint(path: Path, cache_dir: Path) -> str:
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps({"fingerprint": fingerprint, "path": str(path)}))
     return fingerprint
+
+
+def training_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_tokenizer(base: BaseModel):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(base.path))
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(base: BaseModel, quantization: str = "none", device: str | None = None):
+    """The base as a causal LM: float32 ("none"), bfloat16 ("bf16"), or 4-bit NF4 through
+    bitsandbytes (which also runs on CPU: float32 compute there, bfloat16 on CUDA)."""
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    device = device or training_device()
+    if quantization == "nf4":
+        compute = torch.bfloat16 if device.startswith("cuda") else torch.float32
+        config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute,
+                                    bnb_4bit_use_double_quant=True)
+        return AutoModelForCausalLM.from_pretrained(str(base.path), quantization_config=config, device_map={"": device})
+    dtypes = {"none": torch.float32, "bf16": torch.bfloat16}
+    if quantization not in dtypes:
+        raise BaseModelError(f"unknown quantization {quantization!r} (nf4, bf16 or none)")
+    model = AutoModelForCausalLM.from_pretrained(str(base.path), dtype=dtypes[quantization])
+    return model.to(device)

@@ -95,10 +95,55 @@ def cmd_adapters(args: argparse.Namespace) -> int:
     return 0
 
 
+def _build_dataset(settings, domain: str, user_files: list[str], progress: bool):
+    from adapters.dataset import build_dataset
+    from indexing.graph_connection import GraphConnection, GraphError
+    from indexing.graph_store import GraphStore
+
+    try:
+        connection = GraphConnection.open(settings)
+    except GraphError as exc:  # the dataset is still built from passages; the report says so
+        print(f"warning: graph unavailable ({exc})", file=sys.stderr)
+        return build_dataset(settings, domain, None, [Path(p) for p in user_files], progress)
+    with connection:
+        return build_dataset(settings, domain, GraphStore(connection, settings.domains_dir),
+                             [Path(p) for p in user_files], progress)
+
+
+def cmd_dataset(args: argparse.Namespace) -> int:
+    report = _build_dataset(load_settings(), args.domain, args.user_file, not args.quiet)
+    print(report.format())
+    return 0 if report.total("train") else 1
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from adapters.dataset import META_FILE
+    from adapters.train import train_adapter
+
+    settings = load_settings()
+    if args.rebuild_dataset or not (settings.datasets_dir / args.domain / META_FILE).is_file():
+        print(_build_dataset(settings, args.domain, [], not args.quiet).format())
+    result = train_adapter(settings, args.domain, from_adapter=args.from_adapter, max_steps=args.max_steps,
+                           name=args.name, progress=not args.quiet)
+    print(f"adapter {result.adapter} in {result.path}: {result.steps} steps "
+          f"({'stopped early, ' if result.stopped_early else ''}{result.tokens_per_second:.0f} tokens/s, "
+          f"{result.seconds:.0f} s), loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}, "
+          f"best validation loss {result.best_val_loss}")
+    for label in ("base", "adapter"):
+        m = result.metrics.get(label)
+        if m:
+            yes_no = "-" if m["yesno_accuracy"] is None else f"{m['yesno_accuracy']:.3f}"
+            print(f"  {label:<8} EM {m['exact_match']:.3f}  F1 {m['f1']:.3f}  yes/no acc {yes_no}  "
+                  f"val loss {m['val_loss']:.3f}  perplexity {m['perplexity']:.2f}  (n={m['n']})")
+    return 0
+
+
 COMMANDS = {
     "index": (cmd_index, "index a corpus folder or corpus.jsonl into FAISS and the knowledge graph"),
     "status": (cmd_status, "list indexed domains with counts, versions and health"),
     "graph": (cmd_graph, "draw an entity's neighbourhood in a domain's knowledge graph to a PNG"),
+    "dataset": (cmd_dataset, "build a domain's fine-tuning dataset from its index and graph"),
+    "train": (cmd_train, "train (or resume) a domain's QLoRA adapter, evaluate it and register it"),
     "adapters": (cmd_adapters, "list, show, validate or remove LoRA adapters"),
 }
 
@@ -120,6 +165,18 @@ def build_parser() -> argparse.ArgumentParser:
     picture.add_argument("--hops", type=int, choices=(1, 2), default=2)
     picture.add_argument("--limit", type=int, default=40, help="most relations drawn")
     picture.add_argument("--out", default="graph.png")
+    dataset = sub.choices["dataset"]
+    dataset.add_argument("--domain", required=True)
+    dataset.add_argument("--user-file", action="append", default=[],
+                         help="a JSONL of {messages: [...]} or {prompt, completion} lines to include (repeatable)")
+    dataset.add_argument("--quiet", action="store_true", help="no progress bars")
+    train = sub.choices["train"]
+    train.add_argument("--domain", required=True)
+    train.add_argument("--from-adapter", help="warm-start from this registered adapter (e.g. another domain's)")
+    train.add_argument("--max-steps", type=int, help="optimizer steps (default: the train_max_steps setting)")
+    train.add_argument("--name", help="adapter name (default: <domain>-vN)")
+    train.add_argument("--rebuild-dataset", action="store_true", help="build the dataset again first")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
     adapters = sub.choices["adapters"]
     adapters.add_argument("action", choices=("list", "show", "validate", "remove"))
     adapters.add_argument("name", nargs="?", help="adapter name (show, remove) or folder (validate)")

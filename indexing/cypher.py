@@ -134,6 +134,16 @@ ORDER BY r.confidence DESC, r.count DESC
 LIMIT $limit
 """
 
+# Every fact of a version, one page at a time (for building training data).
+ALL_FACTS_PAGE = """
+MATCH (h:Entity {domain: $domain, version: $version})-[r:RELATED]->(t:Entity)
+RETURN h.key AS head_key, h.name AS head, r.type AS relation, t.key AS tail_key, t.name AS tail,
+       r.confidence AS confidence, r.count AS count, r.chunk_ids AS chunk_ids, r.doc_ids AS doc_ids,
+       r.curated AS curated
+ORDER BY head_key, relation, tail_key
+SKIP $skip LIMIT $limit
+"""
+
 DOCUMENT_TITLES = """
 MATCH (d:Document {domain: $domain, version: $version})
 WHERE d.doc_id IN $doc_ids

@@ -208,6 +208,17 @@ class GraphStore:
         ranked = sorted(found.values(), key=lambda f: (f.hop, -f.confidence, -f.count, f.head, f.tail))
         return ranked[:limit]
 
+    def all_facts(self, domain: str, page: int = 2000) -> list[Fact]:
+        """Every fact of the serving version (hop 0), read in pages so no reply is huge."""
+        scope = {"domain": domain, "version": self.serving_version(domain), "limit": page}
+        facts: list[Fact] = []
+        while True:
+            rows = self.connection.query(cypher.ALL_FACTS_PAGE, {**scope, "skip": len(facts)},
+                                         what=f"reading the facts of {domain}", read=True)
+            facts += [_fact_from_row(r, hop=0) for r in rows]
+            if len(rows) < page:
+                return facts
+
     def subgraph(self, domain: str, entity_keys: Sequence[str], hops: int = 1, limit: int = 50) -> Subgraph:
         facts = self.facts(domain, entity_keys, hops, limit)
         catalog = self._catalog(domain)
@@ -245,9 +256,7 @@ class GraphStore:
         for statement in (cypher.FACTS_FROM, cypher.FACTS_TO):
             for batch in self._batches(statement, scope, keys, key="keys"):
                 rows += self.connection.query(statement, {**scope, "keys": batch}, what=f"reading facts of {domain}", read=True)
-        return [Fact(r["head"], r["head_key"], r["relation"], r["tail"], r["tail_key"], float(r["confidence"]),
-                     int(r["count"]), tuple(r["chunk_ids"] or ()), tuple(r["doc_ids"] or ()), bool(r["curated"]), hop)
-                for r in rows]
+        return [_fact_from_row(r, hop) for r in rows]
 
     def _catalog(self, domain: str) -> _Catalog:
         version = self.serving_version(domain)
@@ -270,6 +279,11 @@ class GraphStore:
             self._catalogs = {k: v for k, v in self._catalogs.items() if k[0] != domain}
             self._catalogs[(domain, version)] = catalog
         return catalog
+
+
+def _fact_from_row(r: dict, hop: int) -> Fact:
+    return Fact(r["head"], r["head_key"], r["relation"], r["tail"], r["tail_key"], float(r["confidence"]),
+                int(r["count"]), tuple(r["chunk_ids"] or ()), tuple(r["doc_ids"] or ()), bool(r["curated"]), hop)
 
 
 def _candidate_spans(text: str, max_words: int = 6) -> list[tuple[int, int, str, str, bool]]:

@@ -1,0 +1,399 @@
+"""Supervised fine-tuning data for one domain's adapter, built from its index and graph.
+
+Kinds of example (all in the chat format of assistant/prompts.py):
+
+- ``fact``: a question about a graph fact, answered closed-book (the knowledge goes into the weights);
+- ``grounded``: the same question with numbered evidence (the fact among distractor facts, and the
+  sentence it was extracted from), answered with a citation, so the adapter learns to use evidence;
+- ``yesno``: "Does X r Y?" with evidence, half of them with a swapped, false object;
+- ``unanswerable``: evidence that does not hold the answer, answered with prompts.NO_ANSWER;
+- ``overview``: "What is <document title>?" answered with the document's opening, the domain's style;
+- ``user``: lines of a user JSONL file (``messages``, or ``prompt``/``completion``).
+
+Exact and near-duplicate examples are dropped, then examples are split by a hash of their
+*group* (all questions about one subject and relation share a group), so the split is fixed and
+no question, paraphrase or answer of a validation fact is ever seen in training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Literal, Sequence
+
+from datasketch import MinHashLSH
+from tqdm import tqdm
+
+from assistant import prompts
+from assistant.settings import Settings
+from indexing.chunking import split_sentences
+from indexing.clean import minhash, normalise_text
+from indexing.graph_store import Fact, GraphStore
+from indexing.vector_store import ChunkRow, VectorStore
+
+TRAIN_FILE, VALIDATION_FILE, META_FILE = "train.jsonl", "validation.jsonl", "dataset.json"
+AnswerType = Literal["span", "yesno", "text"]
+# Co-occurrence is a statistical link, not a statement a question can be asked about.
+UNASKABLE_RELATIONS = {"co_occurs"}
+MAX_EXAMPLE_CHARS = 4000
+_QA_SHINGLE_WORDS = 2  # questions are short: word pairs, not the corpus's 5-word shingles
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+class DatasetError(ValueError):
+    """The dataset cannot be built (no index, unreadable user file); the message says why."""
+
+
+@dataclass
+class Example:
+    id: str
+    kind: str
+    group: str  # examples sharing a group always land in the same split
+    messages: list[dict[str, str]]
+    answer: str  # the gold short answer evaluation compares with
+    answer_type: AnswerType
+    evidence: list[str] = field(default_factory=list)  # chunk ids the answer rests on
+    split: str = ""
+
+    @property
+    def question(self) -> str:
+        return next(m["content"] for m in reversed(self.messages) if m["role"] == "user").rsplit("Question: ", 1)[-1]
+
+    @property
+    def dedup_key(self) -> str:
+        return f"{self.kind}|{_words(self.question)}|{_words(self.answer)}"
+
+
+@dataclass
+class DatasetReport:
+    domain: str
+    folder: Path
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> kind -> n
+    exact_duplicates: int = 0
+    near_duplicates: int = 0
+    facts_used: int = 0
+    facts_skipped: int = 0
+    graph_error: str | None = None
+    user_skipped: list[str] = field(default_factory=list)
+    data_hash: str = ""
+
+    def total(self, split: str) -> int:
+        return sum(self.counts.get(split, {}).values())
+
+    def format(self) -> str:
+        lines = [f"{self.domain}: {self.total('train')} train, {self.total('validation')} validation examples "
+                 f"in {self.folder}"]
+        for split in ("train", "validation"):
+            kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.counts.get(split, {}).items()))
+            lines.append(f"  {split}: {kinds or 'none'}")
+        lines.append(f"  facts used {self.facts_used}, skipped {self.facts_skipped}; duplicates dropped: "
+                     f"{self.exact_duplicates} exact, {self.near_duplicates} near")
+        if self.graph_error:
+            lines.append(f"  graph unavailable, no fact questions: {self.graph_error}")
+        lines += [f"  user file: {reason}" for reason in self.user_skipped]
+        lines.append(f"  data hash {self.data_hash[:16]}")
+        return "\n".join(lines)
+
+
+# --- building ------------------------------------------------------------------------------
+
+def build_dataset(settings: Settings, domain: str, graph: GraphStore | None, user_files: Sequence[Path] = (),
+                  progress: bool = True) -> DatasetReport:
+    """Build, clean, split and write the domain's dataset; returns the report."""
+    report = DatasetReport(domain, settings.datasets_dir / domain)
+    try:
+        rows = VectorStore(settings.domains_dir).get(domain).rows
+    except Exception as exc:  # IndexUnavailable and friends: the message is what matters
+        raise DatasetError(f"domain {domain!r} has no usable index ({exc}); run `assistant index` first") from exc
+    chunks = {row.chunk_id: row for row in rows}
+    facts: list[Fact] = []
+    if graph is not None:
+        try:
+            facts = graph.all_facts(domain)
+        except Exception as exc:  # a dead graph server: passages-only data, said in the report
+            report.graph_error = str(exc)
+    else:
+        report.graph_error = "no graph connection"
+    askable, report.facts_skipped = select_facts(facts, chunks, settings)
+    report.facts_used = len(askable)
+    examples = fact_examples(domain, askable, chunks, progress=progress)
+    examples += overview_examples(domain, rows)
+    for path in user_files:
+        user, skipped = read_user_examples(domain, path)
+        examples += user
+        report.user_skipped += skipped
+    examples = [e for e in examples if _well_formed(e)]
+    examples, report.exact_duplicates, report.near_duplicates = drop_duplicates(examples)
+    split_examples(examples, settings.dataset_validation_percent)
+    write_dataset(report, examples)
+    return report
+
+
+def select_facts(facts: Iterable[Fact], chunks: dict[str, ChunkRow], settings: Settings) -> tuple[list[Fact], int]:
+    """Facts worth asking about: a real relation, confident, a specific subject, a known source."""
+    kept, skipped = [], 0
+    for fact in sorted(facts, key=lambda f: (-f.curated, -f.confidence, -f.count, f.head_key, f.relation, f.tail_key)):
+        source = next((chunks[c] for c in fact.chunk_ids if c in chunks), None)
+        if (fact.relation in UNASKABLE_RELATIONS or fact.confidence < settings.dataset_min_fact_confidence
+                or source is None or not _specific(fact.head, source.title) or fact.head_key == fact.tail_key):
+            skipped += 1
+            continue
+        kept.append(fact)
+    return kept[:settings.dataset_max_facts], skipped + max(0, len(kept) - settings.dataset_max_facts)
+
+
+def _specific(name: str, title: str) -> bool:
+    """"Warfarin", "Paul Volcker", "type 2 diabetes" are specific; a bare "act" or "agency"
+    (the extractor's leftovers of "the act", "the agency") is not, unless it is the document's topic."""
+    words = name.split()
+    return len(words) > 1 or name[:1].isupper() or name.lower() in title.lower()
+
+
+def fact_question(fact: Fact) -> str:
+    if fact.relation == "is_a":
+        return f"What is {fact.head}?"
+    return f"What does {fact.head} {_phrase(fact.relation)}?"
+
+
+def yes_no_question(fact: Fact, tail: str) -> str:
+    if fact.relation == "is_a":
+        return f"Is {fact.head} {tail}?"
+    return f"Does {fact.head} {_phrase(fact.relation)} {tail}?"
+
+
+def fact_examples(domain: str, facts: Sequence[Fact], chunks: dict[str, ChunkRow], progress: bool = True) -> list[Example]:
+    """Closed-book, grounded, yes/no and unanswerable questions, one group per (subject, relation)."""
+    by_group: dict[str, list[Fact]] = defaultdict(list)
+    for fact in facts:
+        by_group[_group(fact)].append(fact)
+    examples: list[Example] = []
+    for group, members in tqdm(sorted(by_group.items()), desc=f"dataset {domain}", unit="group",
+                               disable=not progress, leave=False):
+        rng = random.Random(_stable_int(group))
+        first = members[0]
+        others = [f for f in facts if _group(f) != group]
+        # Closed-book: every object the graph knows for this subject and relation.
+        answer = _join_answers([f.tail for f in members[:3]])
+        question = fact_question(first)
+        examples.append(Example(_id(group, "fact"), "fact", group,
+                                prompts.chat_messages(domain, question, answer=answer), answer, "span",
+                                _evidence_ids(members)))
+        distractors = rng.sample(others, min(2, len(others)))
+        examples.append(_grounded(domain, group, first, distractors, chunks, rng))
+        examples.append(_yes_no(domain, group, first, others, chunks, rng))
+        if _stable_int(group + "|none") % 6 == 0 and len(others) >= 3:
+            examples.append(_unanswerable(domain, group, first, rng.sample(others, 3), chunks))
+    return examples
+
+
+def _grounded(domain: str, group: str, fact: Fact, distractors: list[Fact], chunks: dict[str, ChunkRow],
+              rng: random.Random) -> Example:
+    facts = [fact, *distractors]
+    rng.shuffle(facts)
+    passages = [(chunks[fact.chunk_ids[0]].title, supporting_sentence(fact, chunks))] if fact.chunk_ids[0] in chunks else []
+    evidence = prompts.number_evidence([f.text for f in facts], passages)
+    answer = prompts.cite(fact.tail, facts.index(fact) + 1)
+    return Example(_id(group, "grounded"), "grounded", group,
+                   prompts.chat_messages(domain, fact_question(fact), evidence, answer), fact.tail, "span",
+                   list(fact.chunk_ids))
+
+
+def _yes_no(domain: str, group: str, fact: Fact, others: list[Fact], chunks: dict[str, ChunkRow],
+            rng: random.Random) -> Example:
+    wrong = [f.tail for f in others if f.relation == fact.relation and f.tail_key != fact.tail_key] or \
+            [f.tail for f in others if f.tail_key != fact.tail_key]
+    truthful = _stable_int(group + "|yes") % 2 == 0 or not wrong
+    tail = fact.tail if truthful else rng.choice(wrong)
+    evidence = prompts.number_evidence([fact.text], [])
+    answer = prompts.YES if truthful else prompts.NO
+    return Example(_id(group, "yesno"), "yesno", group,
+                   prompts.chat_messages(domain, yes_no_question(fact, tail), evidence, prompts.cite(answer, 1)),
+                   answer, "yesno", list(fact.chunk_ids))
+
+
+def _unanswerable(domain: str, group: str, fact: Fact, unrelated: list[Fact], chunks: dict[str, ChunkRow]) -> Example:
+    evidence = prompts.number_evidence([f.text for f in unrelated if f.head_key != fact.head_key], [])
+    return Example(_id(group, "unanswerable"), "unanswerable", group,
+                   prompts.chat_messages(domain, fact_question(fact), evidence, prompts.NO_ANSWER),
+                   prompts.NO_ANSWER, "text", [])
+
+
+def overview_examples(domain: str, rows: Sequence[ChunkRow]) -> list[Example]:
+    """"What is <title>?" answered with the opening sentences of that document: the domain's register."""
+    examples, seen = [], set()
+    for row in rows:
+        if row.doc_id in seen:
+            continue
+        seen.add(row.doc_id)
+        text = row.text.removeprefix("# ").removeprefix(row.title).strip() if row.text.startswith("# ") else row.text
+        opening = " ".join(split_sentences(text)[:2]).strip()
+        if len(opening) < 40:
+            continue
+        group = f"doc:{row.doc_id}"
+        question = f"What is {row.title}?"
+        examples.append(Example(_id(group, "overview"), "overview", group,
+                                prompts.chat_messages(domain, question, answer=opening), opening, "text", [row.chunk_id]))
+    return examples
+
+
+def supporting_sentence(fact: Fact, chunks: dict[str, ChunkRow]) -> str:
+    """The sentence of the fact's first chunk that shares most words with the fact."""
+    row = chunks[fact.chunk_ids[0]]
+    wanted = {w[:5] for w in _WORD.findall(f"{fact.head} {fact.tail}".lower())}
+    sentences = split_sentences(row.text) or [row.text]
+    return max(sentences, key=lambda s: (len(wanted & {w[:5] for w in _WORD.findall(s.lower())}), -len(s)))
+
+
+def read_user_examples(domain: str, path: Path) -> tuple[list[Example], list[str]]:
+    """Examples from a JSONL file of ``{"messages": [...]}`` or ``{"prompt": ..., "completion": ...}``;
+    bad lines are skipped with their line number and reason."""
+    examples, skipped = [], []
+    try:
+        handle = open(path, encoding="utf-8")
+    except OSError as exc:
+        raise DatasetError(f"cannot read {path}: {exc}") from exc
+    with handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                messages = _user_messages(domain, json.loads(line))
+            except (ValueError, TypeError, KeyError) as exc:
+                skipped.append(f"{path.name}:{number}: {exc}")
+                continue
+            prompt = json.dumps(messages[:-1], sort_keys=True)
+            group = "user:" + hashlib.sha256(prompt.encode()).hexdigest()[:16]
+            examples.append(Example(_id(group, "user"), "user", group, messages, messages[-1]["content"], "text"))
+    return examples, skipped
+
+
+def _user_messages(domain: str, row: object) -> list[dict[str, str]]:
+    if not isinstance(row, dict):
+        raise ValueError("each line must be a JSON object")
+    if "messages" in row:
+        messages = row["messages"]
+        if not isinstance(messages, list) or not messages:
+            raise ValueError("'messages' must be a non-empty list")
+        for message in messages:
+            if not isinstance(message, dict) or message.get("role") not in ("system", "user", "assistant") \
+                    or not isinstance(message.get("content"), str) or not message["content"].strip():
+                raise ValueError("each message needs a role (system, user, assistant) and non-empty content")
+        if messages[-1]["role"] != "assistant" or not any(m["role"] == "user" for m in messages):
+            raise ValueError("a conversation must have a user turn and end with the assistant's answer")
+        if messages[0]["role"] != "system":
+            messages = [{"role": "system", "content": prompts.system_message(domain)}, *messages]
+        return [{"role": m["role"], "content": m["content"]} for m in messages]
+    prompt, completion = row.get("prompt"), row.get("completion")
+    if not isinstance(prompt, str) or not isinstance(completion, str) or not prompt.strip() or not completion.strip():
+        raise ValueError("expected 'messages', or non-empty 'prompt' and 'completion' strings")
+    return prompts.chat_messages(domain, prompt.strip(), answer=completion.strip())
+
+
+# --- cleaning and splitting ----------------------------------------------------------------
+
+def _well_formed(example: Example) -> bool:
+    for message in example.messages:
+        message["content"] = normalise_text(message["content"])
+    size = sum(len(m["content"]) for m in example.messages)
+    return bool(example.answer.strip()) and example.messages[-1]["content"] != "" and size <= MAX_EXAMPLE_CHARS
+
+
+def drop_duplicates(examples: Sequence[Example], threshold: float = 0.9, permutations: int = 64) -> tuple[list[Example], int, int]:
+    """Drop exact duplicates (same kind, question and answer up to case and punctuation), then near
+    duplicates (MinHash over question and answer word pairs). Returns kept, exact count, near count."""
+    kept, seen, exact = [], set(), 0
+    for example in examples:
+        if example.dedup_key in seen:
+            exact += 1
+            continue
+        seen.add(example.dedup_key)
+        kept.append(example)
+    lsh = MinHashLSH(threshold=threshold, num_perm=permutations)
+    unique, near = [], 0
+    for index, example in enumerate(kept):
+        signature = minhash(example.dedup_key, _QA_SHINGLE_WORDS, permutations)
+        if lsh.query(signature):
+            near += 1
+            continue
+        lsh.insert(str(index), signature)
+        unique.append(example)
+    return unique, exact, near
+
+
+def split_examples(examples: Sequence[Example], validation_percent: int) -> None:
+    """Assign each example's split from a hash of its group: fixed across runs and machines."""
+    for example in examples:
+        example.split = "validation" if _stable_int(example.group) % 100 < validation_percent else "train"
+
+
+def write_dataset(report: DatasetReport, examples: Sequence[Example]) -> None:
+    """Write both splits and the metadata, each file replaced atomically."""
+    report.folder.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    for split, name in (("train", TRAIN_FILE), ("validation", VALIDATION_FILE)):
+        chosen = sorted((e for e in examples if e.split == split), key=lambda e: e.id)
+        report.counts[split] = dict(Counter(e.kind for e in chosen))
+        text = "".join(json.dumps(asdict(e), ensure_ascii=False, sort_keys=True) + "\n" for e in chosen)
+        digest.update(text.encode("utf-8"))
+        _write_atomic(report.folder / name, text)
+    report.data_hash = digest.hexdigest()
+    meta = {"domain": report.domain, "data_hash": report.data_hash, "counts": report.counts,
+            "exact_duplicates": report.exact_duplicates, "near_duplicates": report.near_duplicates,
+            "facts_used": report.facts_used, "graph_error": report.graph_error}
+    _write_atomic(report.folder / META_FILE, json.dumps(meta, indent=2))
+
+
+def load_split(folder: Path, split: Literal["train", "validation"]) -> list[Example]:
+    path = Path(folder) / (TRAIN_FILE if split == "train" else VALIDATION_FILE)
+    if not path.is_file():
+        raise DatasetError(f"{path} is missing; run `assistant dataset --domain ...` first")
+    with open(path, encoding="utf-8") as f:
+        return [Example(**json.loads(line)) for line in f if line.strip()]
+
+
+def dataset_hash(folder: Path) -> str:
+    meta = json.loads((Path(folder) / META_FILE).read_text())
+    return meta["data_hash"]
+
+
+# --- small helpers -------------------------------------------------------------------------
+
+def _write_atomic(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def _phrase(relation: str) -> str:
+    return relation.replace("_", " ")
+
+
+def _group(fact: Fact) -> str:
+    return f"fact:{fact.head_key}|{fact.relation}"
+
+
+def _id(group: str, kind: str) -> str:
+    return hashlib.sha256(f"{group}|{kind}".encode()).hexdigest()[:16]
+
+
+def _stable_int(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+
+
+def _words(text: str) -> str:
+    return " ".join(_WORD.findall(prompts.strip_citations(text).lower()))
+
+
+def _join_answers(tails: Sequence[str]) -> str:
+    unique = list(dict.fromkeys(tails))
+    return unique[0] if len(unique) == 1 else ", ".join(unique[:-1]) + " and " + unique[-1]
+
+
+def _evidence_ids(facts: Sequence[Fact]) -> list[str]:
+    return list(dict.fromkeys(c for f in facts for c in f.chunk_ids))

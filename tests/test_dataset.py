@@ -1,0 +1,116 @@
+"""Fine-tuning data: examples from graph facts and passages, deduplicated, split without leaks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from adapters.dataset import (DatasetError, Example, build_dataset, drop_duplicates, fact_examples, load_split,
+                              read_user_examples, split_examples)
+from assistant import prompts
+from assistant.settings import DEMO_CORPORA_DIR
+from indexing.graph_store import Fact
+from indexing.pipeline import index_source
+from indexing.vector_store import ChunkRow
+
+
+def _fact(head: str, relation: str, tail: str, chunk: str = "warfarin.md#1") -> Fact:
+    return Fact(head, head.lower(), relation, tail, tail.lower(), 0.8, 1, (chunk,), (chunk.split("#")[0],), False, 0)
+
+
+CHUNKS = {
+    "warfarin.md#1": ChunkRow("warfarin.md#1", "warfarin.md", "Warfarin",
+                              "Warfarin is an anticoagulant. Vitamin K reverses warfarin. It is taken by mouth."),
+    "insulin.md#1": ChunkRow("insulin.md#1", "insulin.md", "Insulin",
+                             "Insulin is a peptide hormone. The pancreas produces insulin in beta cells."),
+}
+FACTS = [_fact("Warfarin", "is_a", "an anticoagulant"), _fact("Vitamin K", "reverse", "warfarin"),
+         _fact("Pancreas", "produce", "insulin", "insulin.md#1"), _fact("Insulin", "is_a", "a peptide hormone", "insulin.md#1"),
+         _fact("Beta cells", "secrete", "insulin", "insulin.md#1")]
+
+
+def test_fact_examples_ask_about_the_fact_and_cite_the_evidence():
+    examples = fact_examples("medicine", FACTS, CHUNKS, progress=False)
+    grounded = next(e for e in examples if e.kind == "grounded" and e.group == "fact:vitamin k|reverse")
+    assert grounded.question == "What does Vitamin K reverse?"
+    user = grounded.messages[1]["content"]
+    number = next(line.split("]")[0][1:] for line in user.splitlines() if line.endswith("Vitamin K reverse warfarin"))
+    assert grounded.messages[-1]["content"] == f"warfarin [{number}]."
+    assert "Vitamin K reverses warfarin." in user  # the supporting sentence as a passage
+    assert grounded.messages[0]["content"] == prompts.system_message("medicine")
+    closed = next(e for e in examples if e.kind == "fact" and e.group == grounded.group)
+    assert closed.messages[1]["content"] == "What does Vitamin K reverse?" and closed.answer == "warfarin"
+    yes_no = [e for e in examples if e.kind == "yesno"]
+    assert {e.answer for e in yes_no} <= {prompts.YES, prompts.NO} and len(yes_no) == len({_f.head for _f in FACTS})
+
+
+def test_exact_and_near_duplicates_are_dropped():
+    def example(question: str, answer: str, group: str) -> Example:
+        return Example(group, "fact", group, prompts.chat_messages("medicine", question, answer=answer), answer, "span")
+
+    examples = [example("What does Vitamin K reverse?", "warfarin", "a"),
+                example("what does vitamin K reverse", "Warfarin.", "b"),  # same up to case and punctuation
+                example("What does the drug Vitamin K reverse in adults?", "warfarin", "c"),
+                example("What does Vitamin K reverse in the adult patient population today?", "warfarin", "d"),
+                example("What does Vitamin K reverse in the adult patient population today?!", "warfarin [2]", "e"),
+                example("Who discovered penicillin?", "Alexander Fleming", "f")]
+    kept, exact, near = drop_duplicates(examples)
+    assert exact == 2 and [e.group for e in kept] == ["a", "c", "d", "f"] and near == 0
+    many = [example(f"What does Vitamin K reverse in patient number {i} of the long clinical trial?", "warfarin", str(i))
+            for i in range(2)]
+    many.append(example("What does Vitamin K reverse in patient number 1 of the long clinical trial today?", "warfarin", "x"))
+    kept, exact, near = drop_duplicates(many, threshold=0.7)
+    assert exact == 0 and near >= 1 and len(kept) == 3 - near
+
+
+def test_split_is_fixed_and_keeps_groups_together():
+    examples = fact_examples("medicine", FACTS * 1, CHUNKS, progress=False)
+    split_examples(examples, 40)
+    first = {e.id: e.split for e in examples}
+    split_examples(examples, 40)
+    assert first == {e.id: e.split for e in examples}
+    by_group = {}
+    for example in examples:
+        by_group.setdefault(example.group, set()).add(example.split)
+    assert all(len(splits) == 1 for splits in by_group.values())
+
+
+def test_user_jsonl_lines_are_read_and_bad_lines_reported(tmp_path):
+    path = tmp_path / "extra.jsonl"
+    path.write_text("\n".join([
+        json.dumps({"prompt": "What is INR?", "completion": "The international normalized ratio."}),
+        json.dumps({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]}),
+        json.dumps({"messages": [{"role": "user", "content": "no answer"}]}),
+        "{broken",
+        json.dumps({"prompt": "", "completion": "x"}),
+    ]) + "\n")
+    examples, skipped = read_user_examples("medicine", path)
+    assert [e.answer for e in examples] == ["The international normalized ratio.", "Hello."]
+    assert examples[1].messages[0]["role"] == "system"
+    assert [s.split(":")[1] for s in skipped] == ["3", "4", "5"]
+
+
+def test_building_without_an_index_says_so(settings):
+    with pytest.raises(DatasetError, match="no usable index"):
+        build_dataset(settings, "medicine", None, progress=False)
+
+
+def test_demo_domain_dataset_has_no_train_validation_overlap(settings, store, embedder):
+    report = index_source(settings, DEMO_CORPORA_DIR / "medicine", "medicine", progress=False, graph=store, embedder=embedder)
+    assert report.ok
+    built = build_dataset(settings, "medicine", store, progress=False)
+    train, validation = load_split(built.folder, "train"), load_split(built.folder, "validation")
+    assert built.facts_used > 100 and len(train) > 300 and len(validation) > 40
+    assert {"fact", "grounded", "yesno", "overview"} <= {e.kind for e in train}
+    keys = lambda rows: {e.dedup_key for e in rows}  # noqa: E731
+    assert not keys(train) & keys(validation)
+    assert not {e.group for e in train} & {e.group for e in validation}
+    assert len(keys(train)) == len(train)
+    fact_rows = [e for e in train if e.kind == "grounded"]
+    assert all(e.evidence and all(c.startswith(tuple(d.name for d in (DEMO_CORPORA_DIR / "medicine").iterdir()))
+                                  for c in e.evidence) for e in fact_rows)
+    again = build_dataset(settings, "medicine", store, progress=False)
+    assert again.data_hash == built.data_hash  # deterministic
+    no_graph = build_dataset(settings, "medicine", None, progress=False)
+    assert no_graph.graph_error and no_graph.counts["train"].get("fact", 0) == 0 and no_graph.total("train") > 0
