@@ -189,6 +189,14 @@ class AdapterRegistry:
                 return info
         raise AdapterInvalid(f"no adapter named {name!r}")
 
+    def next_name(self, domain: str) -> str:
+        """``<domain>-vN`` with the first N not yet taken."""
+        taken = {p.name for p in self.root.glob(f"{domain}-v*")} if self.root.is_dir() else set()
+        number = 1
+        while f"{domain}-v{number}" in taken:
+            number += 1
+        return f"{domain}-v{number}"
+
     def install(self, source: Path, name: str, base: BaseModel) -> AdapterInfo:
         """Validate ``source``, copy it beside the registry, and rename it into place."""
         target = self.path(name)

@@ -179,21 +179,13 @@ def train_adapter(settings: Settings, domain: str, *, from_adapter: str | None =
                                             warm_start=from_adapter, settings=loop.recorded_settings(),
                                             training=loop.summary(result), metrics=result.metrics)
                 (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
-                result.adapter = name or next_adapter_name(registry, domain)
+                result.adapter = name or registry.next_name(domain)
                 result.path = registry.install(staging, result.adapter, base).path
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)
     shutil.rmtree(run_dir, ignore_errors=True)
     return result
-
-
-def next_adapter_name(registry: AdapterRegistry, domain: str) -> str:
-    taken = {info.name for info in registry.list()} | {p.name for p in registry.root.glob(f"{domain}-v*")}
-    number = 1
-    while f"{domain}-v{number}" in taken:
-        number += 1
-    return f"{domain}-v{number}"
 
 
 def evaluate_adapter(settings: Settings, base: BaseModel, adapter_dir: Path, validation: Sequence[Example],

@@ -138,12 +138,93 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open_pipeline(settings):
+    """The chat pipeline over the local data dir; without a graph (said on stderr) if it is down."""
+    from assistant.pipeline import ChatPipeline
+    from indexing.graph_connection import GraphConnection, GraphError
+    from indexing.graph_store import GraphStore
+
+    try:
+        connection = GraphConnection.open(settings)
+        graph = GraphStore(connection, settings.domains_dir)
+    except GraphError as exc:
+        print(f"warning: knowledge graph unavailable, answering from passages only ({exc})", file=sys.stderr)
+        connection, graph = None, None
+    return ChatPipeline.create(settings, graph), connection
+
+
+def _print_answer(answer, show_evidence: bool) -> None:
+    adapter = answer.adapter or "base model"
+    where = answer.domain or "all domains (router abstained)"
+    print(f"\n[{where}, confidence {answer.confidence:.2f}, {adapter}; "
+          + ", ".join(f"{k} {v:.2f}s" for k, v in answer.timings.items()) + "]")
+    for note in answer.notes:
+        print(f"note: {note}")
+    if show_evidence:
+        for fact in answer.facts:
+            print(f"  [{answer.evidence_number(fact)}] fact: {fact.text}  ({', '.join(fact.titles) or '-'}; "
+                  f"chunk {fact.fact.chunk_ids[0] if fact.fact.chunk_ids else '-'})")
+        for passage in answer.passages:
+            print(f"  [{answer.evidence_number(passage)}] {passage.title} ({passage.chunk_id}): {passage.text[:160]}...")
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from assistant.pipeline import Answer
+
+    pipeline, connection = _open_pipeline(load_settings())
+    try:
+        answer = None
+        for item in pipeline.stream(args.question, domain=args.domain):
+            if isinstance(item, Answer):
+                answer = item
+            else:
+                print(item, end="", flush=True)
+        if answer.error and not answer.text:
+            print(answer.text)
+        _print_answer(answer, args.show_evidence)
+        return 1 if answer.error else 0
+    finally:
+        if connection:
+            connection.close()
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from assistant.pipeline import Answer
+
+    pipeline, connection = _open_pipeline(load_settings())
+    history: list[dict] = []
+    print("Ask a question (empty line or Ctrl-D to quit).")
+    try:
+        while True:
+            try:
+                question = input("\nyou> ").strip()
+            except EOFError:
+                break
+            if not question:
+                break
+            print("assistant> ", end="", flush=True)
+            for item in pipeline.stream(question, history, domain=args.domain):
+                if isinstance(item, Answer):
+                    _print_answer(item, args.show_evidence)
+                    history += [{"role": "user", "content": question}, {"role": "assistant", "content": item.text}]
+                else:
+                    print(item, end="", flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if connection:
+            connection.close()
+    return 0
+
+
 COMMANDS = {
     "index": (cmd_index, "index a corpus folder or corpus.jsonl into FAISS and the knowledge graph"),
     "status": (cmd_status, "list indexed domains with counts, versions and health"),
     "graph": (cmd_graph, "draw an entity's neighbourhood in a domain's knowledge graph to a PNG"),
     "dataset": (cmd_dataset, "build a domain's fine-tuning dataset from its index and graph"),
     "train": (cmd_train, "train (or resume) a domain's QLoRA adapter, evaluate it and register it"),
+    "ask": (cmd_ask, "answer one question with evidence from the right domain"),
+    "chat": (cmd_chat, "an interactive chat in the terminal"),
     "adapters": (cmd_adapters, "list, show, validate or remove LoRA adapters"),
 }
 
@@ -177,6 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--name", help="adapter name (default: <domain>-vN)")
     train.add_argument("--rebuild-dataset", action="store_true", help="build the dataset again first")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    for name in ("ask", "chat"):
+        chat = sub.choices[name]
+        if name == "ask":
+            chat.add_argument("question")
+        chat.add_argument("--domain", help="skip routing and use this domain")
+        chat.add_argument("--show-evidence", action="store_true", help="list the facts and passages used")
     adapters = sub.choices["adapters"]
     adapters.add_argument("action", choices=("list", "show", "validate", "remove"))
     adapters.add_argument("name", nargs="?", help="adapter name (show, remove) or folder (validate)")

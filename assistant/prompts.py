@@ -76,3 +76,81 @@ def cite(answer: str, *numbers: int) -> str:
 
 def strip_citations(text: str) -> str:
     return _CITATION.sub("", text)
+
+
+# --- fitting a conversation into the model's budget --------------------------------------------
+
+MESSAGE_OVERHEAD_TOKENS = 5  # <|im_start|>role\n ... <|im_end|>\n
+MIN_PASSAGE_TOKENS = 32  # a passage cut shorter than this is left out instead
+
+
+@dataclass
+class Prompt:
+    messages: list[dict[str, str]]
+    evidence: list[EvidenceItem]
+    facts_used: int
+    passages_used: int
+    history_messages: int
+    tokens: int
+
+
+def build_prompt(count_tokens, domain: str | None, question: str, facts: Sequence[str],
+                 passages: Sequence[tuple[str, str]], history: Sequence[dict], budget: int,
+                 history_budget: int) -> Prompt:
+    """System line, as many facts then passages as fit, the most recent turns that fit in
+    ``history_budget``, and the question, all within ``budget`` tokens (``count_tokens`` is the
+    serving model's tokenizer). Facts come first: they are short and the most precise evidence."""
+    def cost(text: str) -> int:
+        return count_tokens(text) + MESSAGE_OVERHEAD_TOKENS
+
+    turns = [{"role": m["role"], "content": m["content"]} for m in history
+             if m.get("role") in ("user", "assistant") and isinstance(m.get("content"), str) and m["content"].strip()]
+    fixed = cost(system_message(domain)) + cost(f"Facts:\nPassages:\n\nQuestion: {question}") + MESSAGE_OVERHEAD_TOKENS
+    kept_turns: list[dict[str, str]] = []
+    spent_history = 0
+    for turn in reversed(turns):
+        size = cost(turn["content"])
+        if spent_history + size > min(history_budget, budget - fixed):
+            break
+        kept_turns.insert(0, turn)
+        spent_history += size
+    if kept_turns and kept_turns[0]["role"] == "assistant":  # never start mid-exchange
+        spent_history -= cost(kept_turns.pop(0)["content"])
+    room = budget - fixed - spent_history
+    chosen_facts: list[str] = []
+    for fact in facts:
+        size = count_tokens(fact) + 4  # "[n] " and the newline
+        if size > room:
+            break
+        chosen_facts.append(fact)
+        room -= size
+    chosen_passages: list[tuple[str, str]] = []
+    for title, text in passages:
+        size = count_tokens(f"{title}: {text}") + 4
+        if size > room:
+            text = _cut_to(count_tokens, text, room - count_tokens(title) - 6)
+            if text is None:
+                break
+            size = count_tokens(f"{title}: {text}") + 4
+        chosen_passages.append((title, text))
+        room -= size
+    evidence = number_evidence(chosen_facts, chosen_passages)
+    messages = [{"role": "system", "content": system_message(domain)}, *kept_turns,
+                {"role": "user", "content": user_message(question, evidence)}]
+    tokens = sum(cost(m["content"]) for m in messages) + MESSAGE_OVERHEAD_TOKENS
+    return Prompt(messages, evidence, len(chosen_facts), len(chosen_passages), len(kept_turns), tokens)
+
+
+def _cut_to(count_tokens, text: str, limit: int) -> str | None:
+    """The longest word prefix of ``text`` within ``limit`` tokens, marked with an ellipsis."""
+    if limit < MIN_PASSAGE_TOKENS:
+        return None
+    words = text.split()
+    low, high = 0, len(words)
+    while low < high:  # binary search on the number of words
+        middle = (low + high + 1) // 2
+        if count_tokens(" ".join(words[:middle]) + " ...") <= limit:
+            low = middle
+        else:
+            high = middle - 1
+    return " ".join(words[:low]) + " ..." if low else None

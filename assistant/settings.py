@@ -48,6 +48,11 @@ class Settings(BaseSettings):
         validation_alias=_env("NEO4J_URI"),
         description="A running Neo4j 5 server (bolt:// or neo4j://). Unset: start the embedded FalkorDB server.",
     )
+    neo4j_server: Literal["neo4j", "falkordb"] = Field(
+        default="neo4j",
+        description="What NEO4J_URI points at: Neo4j 5, or a separately run FalkorDB server's Bolt port "
+                    "(its parameters are inlined, so values are escaped and calls kept small).",
+    )
     neo4j_user: str = Field(default="neo4j", validation_alias=_env("NEO4J_USER"))
     neo4j_password: SecretStr | None = Field(default=None, validation_alias=_env("NEO4J_PASSWORD"))
     neo4j_database: str = Field(
@@ -115,6 +120,31 @@ class Settings(BaseSettings):
     eval_max_examples: int = Field(default=40, ge=1, description="Validation questions answered by base and adapter for EM/F1.")
     eval_max_new_tokens: int = Field(default=32, ge=1)
     train_seed: int = Field(default=0)
+
+    # --- routing (assistant/router.py) --------------------------------------------------------
+    router_neighbours: int = Field(default=10, ge=1, description="Nearest chunks over all domains that vote.")
+    router_knn_weight: float = Field(default=0.5, ge=0, le=1, description="Weight of the k-NN vote; the rest is centroid similarity.")
+    router_centroid_temperature: float = Field(default=0.05, gt=0, description="Softmax temperature over centroid cosines.")
+    router_min_confidence: float = Field(default=0.5, ge=0, le=1, description="Below this share of the vote the router abstains.")
+    router_min_similarity: float = Field(default=0.3, ge=-1, le=1, description="If no chunk is this close to the question, it is off-topic: abstain.")
+    router_history_weight: float = Field(default=0.4, ge=0, description="Weight of the previous user turn in the routing query.")
+
+    # --- retrieval (assistant/retrieval.py) -----------------------------------------------------
+    dense_candidates: int = Field(default=20, ge=1, description="FAISS hits per domain before fusion.")
+    lexical_candidates: int = Field(default=20, ge=0, description="BM25 hits per domain before fusion (0: dense only).")
+    rrf_k: int = Field(default=60, ge=1, description="Reciprocal rank fusion constant.")
+    passages_per_answer: int = Field(default=4, ge=0)
+    facts_per_answer: int = Field(default=6, ge=0)
+    fact_hops: int = Field(default=2, ge=1, le=2)
+    fact_candidates: int = Field(default=40, ge=1, description="Facts read from the graph before ranking.")
+    graph_retry_after_s: float = Field(default=15.0, ge=0, description="After a graph failure, answer from passages for this long before trying the graph again.")
+
+    # --- prompting and generation (assistant/prompts.py, generation.py) ---------------------------
+    context_tokens: int = Field(default=1536, ge=256, description="Prompt budget (system, evidence, history, question) in model tokens.")
+    history_tokens: int = Field(default=384, ge=0, description="Part of the budget earlier turns may use.")
+    max_new_tokens: int = Field(default=160, ge=1)
+    generation_timeout_s: float = Field(default=90.0, gt=0, description="A generation is cut off after this long; the partial answer is kept and marked.")
+    serve_quantization: Literal["none", "nf4"] = Field(default="none", description="none: full-precision base (fastest on CPU); nf4: 4-bit base, less memory.")
 
     # --- knowledge graph ---------------------------------------------------------------------
     fusion_fuzzy_min_ratio: float = Field(default=92.0, ge=0, le=100, description="rapidfuzz ratio above which two entity names are spelling variants.")

@@ -42,7 +42,8 @@ class GraphConnection:
         self.settings = settings
         self.server = server
         self._database = settings.neo4j_database
-        self.dialect: cypher.Dialect = cypher.FALKORDB if settings.uses_embedded_graph else cypher.NEO4J
+        falkordb = settings.uses_embedded_graph or settings.neo4j_server == "falkordb"
+        self.dialect: cypher.Dialect = cypher.FALKORDB if falkordb else cypher.NEO4J
         self._driver: Driver | None = None
 
     # --- lifecycle -------------------------------------------------------------------------

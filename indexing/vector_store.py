@@ -2,7 +2,8 @@
 
 Files in a version folder (see versions.py): ``index.faiss``; ``chunks.jsonl`` (row i of the
 index is line i: chunk id, doc id, title, text); ``vectors.npy`` (the normalised embeddings,
-reused by the next re-index for unchanged chunks); ``manifest.json`` with their checksums.
+reused by the next re-index for unchanged chunks); ``bm25/`` (the lexical index, see lexical.py);
+``manifest.json`` with their checksums.
 
 Small domains get an exact ``IndexFlatIP``; from ``hnsw_min_vectors`` chunks on, an
 ``IndexHNSWFlat`` (inner product on normalised vectors = cosine).
@@ -13,12 +14,14 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 import faiss
 import numpy as np
 
 from indexing.chunking import Chunk
+from indexing.lexical import LexicalIndex, write_lexical_files
 from indexing.versions import DomainVersions, read_manifest, sha256_file
 
 INDEX_FILE = "index.faiss"
@@ -86,10 +89,9 @@ def write_vector_files(directory: Path, chunks: list[Chunk], vectors: np.ndarray
             row = ChunkRow(chunk.id, chunk.doc_id, chunk.title, chunk.text)
             f.write(json.dumps(asdict(row), ensure_ascii=False) + "\n")
     np.save(directory / VECTORS_FILE, np.ascontiguousarray(vectors, dtype=np.float32))
-    return {
-        "index_type": index_type(index),
-        "files": {name: sha256_file(directory / name) for name in DATA_FILES},
-    }
+    files = {name: sha256_file(directory / name) for name in DATA_FILES}
+    files.update(write_lexical_files(directory, [chunk.text for chunk in chunks]))
+    return {"index_type": index_type(index), "files": files}
 
 
 def verify_files(directory: Path, manifest: dict) -> None:
@@ -122,6 +124,17 @@ class DomainIndex:
         if self.index.ntotal != len(self.rows):
             raise IndexUnavailable(f"{domain} {version}: {self.index.ntotal} vectors but {len(self.rows)} chunk rows")
 
+    @cached_property
+    def lexical(self) -> LexicalIndex:
+        return LexicalIndex.load(self.directory, [row.text for row in self.rows])
+
+    def search_lexical(self, query: str, k: int) -> list[Hit]:
+        return [self._hit(position, score) for position, score in self.lexical.search(query, k)]
+
+    def _hit(self, position: int, score: float) -> Hit:
+        row = self.rows[position]
+        return Hit(row.chunk_id, row.doc_id, row.title, row.text, score, self.domain, self.version)
+
     def vectors(self) -> np.ndarray:
         return np.load(self.directory / VECTORS_FILE)
 
@@ -134,8 +147,7 @@ class DomainIndex:
         for score, position in zip(scores[0], positions[0]):
             if position < 0:
                 continue
-            row = self.rows[position]
-            hits.append(Hit(row.chunk_id, row.doc_id, row.title, row.text, float(score), self.domain, self.version))
+            hits.append(self._hit(int(position), float(score)))
         return hits
 
 

@@ -107,9 +107,12 @@ class DomainVersions:
 
     def commit(self, build_dir: Path, version: str) -> Path:
         """Move a finished build into place (not yet serving). Its files must be complete."""
-        for item in build_dir.iterdir():
-            with open(item, "rb") as f:
-                os.fsync(f.fileno())
+        for item in sorted(build_dir.rglob("*"), reverse=True):  # files first, then their folders
+            if item.is_dir():
+                fsync_dir(item)
+            else:
+                with open(item, "rb") as f:
+                    os.fsync(f.fileno())
         final = self.path(version)
         os.rename(build_dir, final)
         fsync_dir(self.versions_dir)

@@ -4,6 +4,7 @@ settings pointing every test at its own temporary data dir."""
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,63 @@ def demo_copy(tmp_path) -> Path:
     target = tmp_path / "corpora"
     shutil.copytree(DEMO_CORPORA_DIR, target)
     return target
+
+
+@dataclass
+class DemoEnvironment:
+    settings: Settings
+    server: EmbeddedGraphServer
+    connection: GraphConnection
+    graph: GraphStore
+
+
+@pytest.fixture(scope="session")
+def demo_env(tmp_path_factory, embedder, base_model) -> DemoEnvironment:
+    """The three demo domains indexed (FAISS, BM25 and graph) once for the session, on a graph
+    server of their own reached like an external one (NEO4J_URI), so a test can stop it without
+    the app restarting it, and so no other test's clean-up touches these domains."""
+    from indexing.pipeline import index_source
+
+    root = tmp_path_factory.mktemp("demo")
+    server = EmbeddedGraphServer(root / "graph").start()
+    data = root / "data"
+    (data / "models").mkdir(parents=True)
+    (data / "models" / base_model.path.name).symlink_to(base_model.path)
+    settings = load_settings(data_dir=data, _env_file=None, neo4j_uri=server.bolt_uri, neo4j_server="falkordb",
+                             neo4j_user=server.auth[0], neo4j_password=server.secret, max_new_tokens=24,
+                             graph_retry_after_s=0.0)
+    connection = GraphConnection.open(settings)
+    graph = GraphStore(connection, settings.domains_dir)
+    graph.ensure_indexes()
+    for domain in DEMO_DOMAINS:
+        report = index_source(settings, DEMO_CORPORA_DIR / domain, domain, progress=False, graph=graph, embedder=embedder)
+        assert report.ok, report.format()
+    yield DemoEnvironment(settings, server, connection, graph)
+    connection.close(stop_server=False)
+    server.stop()
+
+
+def write_lora_adapter(base_model, folder: Path, domain: str, *, seed: int, scale: float = 0.3,
+                       poison: bool = False) -> Path:
+    """A real LoRA adapter made by peft on the real base, with random (not trained) weights so
+    that it visibly changes the base's output; ``poison`` fills it with NaN."""
+    import json
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from adapters.registry import adapter_manifest
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(str(base_model.path))
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                                  init_lora_weights=False))
+    with torch.no_grad():
+        for name, parameter in peft_model.named_parameters():
+            if "lora_B" in name:
+                parameter.fill_(float("nan")) if poison else parameter.mul_(scale)
+    peft_model.save_pretrained(str(folder))
+    (folder / "README.md").unlink(missing_ok=True)
+    (folder / "manifest.json").write_text(json.dumps(adapter_manifest(domain, base_model, metrics={"seed": seed})))
+    return folder

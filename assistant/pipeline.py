@@ -1,0 +1,162 @@
+"""The chat pipeline the UI and the CLI call: route, retrieve, prompt, generate, explain.
+
+``ChatPipeline.respond(message, history)`` returns an :class:`Answer`; ``stream`` yields the
+answer's text pieces as they are generated and finally the Answer itself. Nothing in here
+raises to the caller: a dead graph server gives a passages-only answer marked ``degraded``, a
+domain without an index is named in ``notes``, and an unexpected failure becomes an Answer
+with ``error`` set and a plain-language text (the details go to the log).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+from assistant import prompts
+from assistant.adapter_pool import AdapterPool
+from assistant.generation import Generator
+from assistant.retrieval import Evidence, Passage, RankedFact, Retriever
+from assistant.router import Route, Router
+from assistant.settings import Settings
+from indexing.embedding import Embedder, get_embedder
+from indexing.graph_store import GraphStore
+from indexing.vector_store import VectorStore
+
+log = logging.getLogger(__name__)
+
+MAX_QUESTION_CHARS = 4000
+
+
+@dataclass
+class Answer:
+    text: str
+    domain: str | None = None  # the domain whose adapter and evidence were used; None: all / base
+    confidence: float = 0.0
+    route: Route | None = None
+    adapter: str | None = None  # the adapter that generated the text; None: the base model
+    facts: list[RankedFact] = field(default_factory=list)  # numbered 1..len(facts) in the prompt
+    passages: list[Passage] = field(default_factory=list)  # numbered after the facts
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: route, retrieve, prompt, generate, first_token
+    notes: list[str] = field(default_factory=list)
+    degraded: bool = False  # the knowledge graph could not be used
+    abstained: bool = False  # the router did not pick a domain
+    stopped: str = ""  # why generation ended: end, max_tokens, timeout, cancelled
+    prompt: list[dict] = field(default_factory=list)  # the messages the model was given
+    prompt_tokens: int = 0
+    new_tokens: int = 0
+    error: str | None = None
+
+    def evidence_number(self, item: RankedFact | Passage) -> int:
+        """The [n] the prompt (and so the answer's citations) used for a fact or passage."""
+        if isinstance(item, RankedFact):
+            return self.facts.index(item) + 1
+        return len(self.facts) + self.passages.index(item) + 1
+
+
+class ChatPipeline:
+    def __init__(self, settings: Settings, router: Router, retriever: Retriever, pool: AdapterPool,
+                 generator: Generator):
+        self.settings, self.router, self.retriever = settings, router, retriever
+        self.pool, self.generator = pool, generator
+
+    @classmethod
+    def create(cls, settings: Settings, graph: GraphStore | None, *, embedder: Embedder | None = None,
+               pool: AdapterPool | None = None) -> "ChatPipeline":
+        """Everything from settings: the passage indexes, the embedder, the base model with every
+        registered adapter (``pool``), and the graph (None: passages only)."""
+        embedder = embedder or get_embedder(settings.embedder)
+        vectors = VectorStore(settings.domains_dir, settings.hnsw_ef_search)
+        pool = pool or AdapterPool(settings)
+        return cls(settings, Router(settings, vectors, embedder), Retriever(settings, vectors, embedder, graph),
+                   pool, Generator(pool, settings))
+
+    def respond(self, message: str, history: Sequence[dict] = (), domain: str | None = None) -> Answer:
+        answer = None
+        for item in self.stream(message, history, domain):
+            if isinstance(item, Answer):
+                answer = item
+        assert answer is not None
+        return answer
+
+    def stream(self, message: str, history: Sequence[dict] = (), domain: str | None = None,
+               cancel: threading.Event | None = None) -> Iterator[str | Answer]:
+        """Text pieces as they are generated, then the complete Answer (always last, always once)."""
+        answer = Answer(text="")
+        try:
+            question = (message or "").strip()
+            if not question:
+                answer.text, answer.error = "Please type a question.", "empty question"
+            elif len(question) > MAX_QUESTION_CHARS:
+                answer.text = f"That message is too long ({len(question)} characters; the limit is {MAX_QUESTION_CHARS})."
+                answer.error = "question too long"
+            else:
+                yield from self._answer(question, list(history), domain, answer, cancel)
+        except Exception as exc:  # never a stack trace to the user; the log has it
+            log.exception("answering %r failed", message[:200] if message else message)
+            answer.error = f"{type(exc).__name__}: {exc}"
+            answer.text = (answer.text + "\n\n" if answer.text else "") + \
+                "Sorry, something went wrong while answering. The error has been logged."
+        yield answer
+
+    def _answer(self, question: str, history: list[dict], forced: str | None, answer: Answer,
+                cancel: threading.Event | None) -> Iterator[str]:
+        clock = time.perf_counter()
+        route, domains = self._route(question, history, forced, answer)
+        query = self.router.query_vector(question, history)
+        answer.timings["route"] = time.perf_counter() - clock
+        if not domains:
+            answer.text = ("No domain has been indexed yet, so there is nothing to answer from. "
+                           "Index a corpus first (assistant index --source PATH).")
+            answer.error = "no domains"
+            return
+        clock = time.perf_counter()
+        evidence = self.retriever.retrieve(question, domains, query)
+        answer.timings["retrieve"] = time.perf_counter() - clock
+        answer.notes += evidence.notes
+        answer.degraded = evidence.graph_degraded
+        clock = time.perf_counter()
+        prompt = self._prompt(question, history, answer.domain, evidence)
+        answer.facts, answer.passages = evidence.facts[:prompt.facts_used], evidence.passages[:prompt.passages_used]
+        answer.prompt, answer.prompt_tokens = prompt.messages, prompt.tokens
+        answer.timings["prompt"] = time.perf_counter() - clock
+        answer.adapter = self.pool.adapter_for(answer.domain)
+        stream = self.generator.stream(prompt.messages, answer.adapter, cancel=cancel)
+        for piece in stream:
+            answer.text += piece
+            yield piece
+        result = stream.result
+        answer.text = answer.text.strip() or prompts.NO_ANSWER
+        answer.stopped, answer.new_tokens = result.stopped, result.new_tokens
+        answer.timings["generate"] = result.seconds
+        if result.first_token_s is not None:
+            answer.timings["first_token"] = result.first_token_s
+        if result.stopped == "timeout":
+            answer.notes.append(f"the answer was cut off after {self.settings.generation_timeout_s:.0f} s")
+
+    def _route(self, question: str, history: list[dict], forced: str | None, answer: Answer) -> tuple[Route, list[str]]:
+        routable = self.router.domains()
+        if forced:
+            if forced not in routable:
+                answer.notes.append(f"domain {forced!r} has no usable index; routing automatically instead")
+            else:
+                route = Route(forced, 1.0, {forced: 1.0}, 0.0, "chosen by the user")
+                answer.route, answer.domain, answer.confidence = route, forced, 1.0
+                return route, [forced]
+        route = self.router.route(question, history, routable)
+        answer.route, answer.confidence = route, route.confidence
+        if route.abstained:
+            answer.abstained = True
+            answer.notes.append(f"no domain matched clearly ({route.reason}); answered with the base model "
+                                f"from all domains")
+            return route, routable
+        answer.domain = route.domain
+        return route, [route.domain]
+
+    def _prompt(self, question: str, history: list[dict], domain: str | None, evidence: Evidence) -> prompts.Prompt:
+        facts = [f.text for f in evidence.facts]
+        passages = [(p.title, p.text) for p in evidence.passages]
+        return prompts.build_prompt(self.generator.count_tokens, domain, question, facts, passages, history,
+                                    self.settings.context_tokens, self.settings.history_tokens)
