@@ -66,6 +66,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if all(row.healthy for row in rows) else 1
 
 
+def _metrics_summary(metrics: dict) -> str:
+    """"F1 0.10 -> 0.21, EM 0.00 -> 0.10 (base -> adapter)" from a manifest's metrics."""
+    base, adapter = metrics.get("base"), metrics.get("adapter")
+    if not base or not adapter:
+        return "no evaluation"
+    return (f"F1 {base['f1']:.2f} -> {adapter['f1']:.2f}, EM {base['exact_match']:.2f} -> {adapter['exact_match']:.2f}, "
+            f"val loss {base['val_loss']:.2f} -> {adapter['val_loss']:.2f} (base -> adapter, n={adapter['n']})")
+
+
 def cmd_adapters(args: argparse.Namespace) -> int:
     from adapters.base_model import resolve_base_model
     from adapters.registry import AdapterInvalid, AdapterRegistry, validate_adapter
@@ -79,7 +88,7 @@ def cmd_adapters(args: argparse.Namespace) -> int:
                 print(f"no adapters in {settings.adapters_dir}")
             for info in adapters:
                 print(f"{info.name:<24} {info.domain:<12} rank {info.rank:<3} base {info.base_model} "
-                      f"({info.base_fingerprint[:12]})  {json.dumps(info.metrics)}")
+                      f"({info.base_fingerprint[:12]})  {_metrics_summary(info.metrics)}")
         elif args.action == "show":
             info = registry.get(args.name)
             print(json.dumps({**info.__dict__, "path": str(info.path)}, indent=2, default=str))
@@ -89,9 +98,34 @@ def cmd_adapters(args: argparse.Namespace) -> int:
         elif args.action == "remove":
             registry.remove(args.name)
             print(f"removed {args.name}")
+        else:
+            return _change_serving_adapters(settings, args.action, args.name)
     except AdapterInvalid as exc:
         print(f"invalid: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _change_serving_adapters(settings, action: str, target: str) -> int:
+    """load / unload / rollback in this process's pool; the choice is saved in
+    data/adapters/active.json, which is what the app serves from its next start. (A running
+    app is changed through its admin API.)"""
+    from assistant.adapter_pool import AdapterLoadError, AdapterPool
+
+    try:
+        pool = AdapterPool(settings)
+        if action == "load":
+            adapter = pool.load(target)
+            print(f"loaded {adapter.name} for {adapter.domain}: validated, smoke-tested, now the active adapter")
+        elif action == "unload":
+            print(f"unloaded {pool.unload(target)}; its domain answers with the base model")
+        else:
+            adapter = pool.rollback(target)
+            print(f"rolled {target} back to {adapter.name}")
+    except AdapterLoadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(pool.active(), indent=2))
     return 0
 
 
@@ -265,8 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
         chat.add_argument("--domain", help="skip routing and use this domain")
         chat.add_argument("--show-evidence", action="store_true", help="list the facts and passages used")
     adapters = sub.choices["adapters"]
-    adapters.add_argument("action", choices=("list", "show", "validate", "remove"))
-    adapters.add_argument("name", nargs="?", help="adapter name (show, remove) or folder (validate)")
+    adapters.add_argument("action", choices=("list", "show", "validate", "remove", "load", "unload", "rollback"))
+    adapters.add_argument("name", nargs="?", help="adapter name (show, remove, unload), folder (validate, load), "
+                                                  "or domain (unload, rollback)")
     return parser
 
 

@@ -39,7 +39,8 @@ class Answer:
     adapter: str | None = None  # the adapter that generated the text; None: the base model
     facts: list[RankedFact] = field(default_factory=list)  # numbered 1..len(facts) in the prompt
     passages: list[Passage] = field(default_factory=list)  # numbered after the facts
-    timings: dict[str, float] = field(default_factory=dict)  # seconds: route, retrieve, prompt, generate, first_token
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: route, retrieve, prompt, generate, and
+    # first_token (from the request, as the user waits)
     notes: list[str] = field(default_factory=list)
     degraded: bool = False  # the knowledge graph could not be used
     abstained: bool = False  # the router did not pick a domain
@@ -103,9 +104,9 @@ class ChatPipeline:
 
     def _answer(self, question: str, history: list[dict], forced: str | None, answer: Answer,
                 cancel: threading.Event | None) -> Iterator[str]:
-        clock = time.perf_counter()
-        route, domains = self._route(question, history, forced, answer)
+        clock = started = time.perf_counter()
         query = self.router.query_vector(question, history)
+        route, domains = self._route(question, history, forced, answer, query)
         answer.timings["route"] = time.perf_counter() - clock
         if not domains:
             answer.text = ("No domain has been indexed yet, so there is nothing to answer from. "
@@ -125,18 +126,19 @@ class ChatPipeline:
         answer.adapter = self.pool.adapter_for(answer.domain)
         stream = self.generator.stream(prompt.messages, answer.adapter, cancel=cancel)
         for piece in stream:
+            if not answer.text:
+                answer.timings["first_token"] = time.perf_counter() - started  # as the user waits for it
             answer.text += piece
             yield piece
         result = stream.result
         answer.text = answer.text.strip() or prompts.NO_ANSWER
         answer.stopped, answer.new_tokens = result.stopped, result.new_tokens
         answer.timings["generate"] = result.seconds
-        if result.first_token_s is not None:
-            answer.timings["first_token"] = result.first_token_s
         if result.stopped == "timeout":
             answer.notes.append(f"the answer was cut off after {self.settings.generation_timeout_s:.0f} s")
 
-    def _route(self, question: str, history: list[dict], forced: str | None, answer: Answer) -> tuple[Route, list[str]]:
+    def _route(self, question: str, history: list[dict], forced: str | None, answer: Answer,
+               query) -> tuple[Route, list[str]]:
         routable = self.router.domains()
         if forced:
             if forced not in routable:
@@ -145,7 +147,7 @@ class ChatPipeline:
                 route = Route(forced, 1.0, {forced: 1.0}, 0.0, "chosen by the user")
                 answer.route, answer.domain, answer.confidence = route, forced, 1.0
                 return route, [forced]
-        route = self.router.route(question, history, routable)
+        route = self.router.route(question, history, routable, query)
         answer.route, answer.confidence = route, route.confidence
         if route.abstained:
             answer.abstained = True

@@ -68,11 +68,13 @@ class Router:
         vector = vectors[0] + self.settings.router_history_weight * vectors[1] if len(vectors) > 1 else vectors[0]
         return vector / max(float(np.linalg.norm(vector)), 1e-12)
 
-    def route(self, question: str, history: Sequence[dict] = (), domains: Sequence[str] | None = None) -> Route:
+    def route(self, question: str, history: Sequence[dict] = (), domains: Sequence[str] | None = None,
+              query: np.ndarray | None = None) -> Route:
+        """``query``: the question's :meth:`query_vector` when the caller already has it."""
         domains = list(domains) if domains is not None else self.domains()
         if not domains:
             return Route(None, 0.0, {}, 0.0, "no domain has been indexed yet")
-        query = self.query_vector(question, history)
+        query = query if query is not None else self.query_vector(question, history)
         knn = self._knn_shares(query, domains)
         centroid = self._centroid_shares(query, domains)
         weight = self.settings.router_knn_weight

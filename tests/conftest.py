@@ -101,12 +101,17 @@ def demo_env(tmp_path_factory, embedder, base_model) -> DemoEnvironment:
     settings = load_settings(data_dir=data, _env_file=None, neo4j_uri=server.bolt_uri, neo4j_server="falkordb",
                              neo4j_user=server.auth[0], neo4j_password=server.secret, max_new_tokens=24,
                              graph_retry_after_s=0.0)
-    connection = GraphConnection.open(settings)
-    graph = GraphStore(connection, settings.domains_dir)
-    graph.ensure_indexes()
-    for domain in DEMO_DOMAINS:
-        report = index_source(settings, DEMO_CORPORA_DIR / domain, domain, progress=False, graph=graph, embedder=embedder)
-        assert report.ok, report.format()
+    try:
+        connection = GraphConnection.open(settings)
+        graph = GraphStore(connection, settings.domains_dir)
+        graph.ensure_indexes()
+        for domain in DEMO_DOMAINS:
+            report = index_source(settings, DEMO_CORPORA_DIR / domain, domain, progress=False, graph=graph,
+                                  embedder=embedder)
+            assert report.ok, report.format()
+    except BaseException:
+        server.stop()  # a failed setup has no teardown: do not leave the server behind
+        raise
     yield DemoEnvironment(settings, server, connection, graph)
     connection.close(stop_server=False)
     server.stop()

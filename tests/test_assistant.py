@@ -12,7 +12,7 @@ from assistant.cli import main
 from assistant.pipeline import Answer, ChatPipeline
 from assistant.retrieval import fuse_rankings
 from assistant.router import Router
-from assistant.settings import DEMO_CORPORA_DIR, load_settings
+from assistant.settings import DEMO_CORPORA_DIR
 from indexing.pipeline import index_source
 from indexing.vector_store import Hit, VectorStore
 
