@@ -146,6 +146,14 @@ class Settings(BaseSettings):
     generation_timeout_s: float = Field(default=90.0, gt=0, description="A generation is cut off after this long; the partial answer is kept and marked.")
     serve_quantization: Literal["none", "nf4"] = Field(default="none", description="none: full-precision base (fastest on CPU); nf4: 4-bit base, less memory.")
 
+    # --- the app (launch.py, assistant/ui.py, assistant/admin.py) --------------------------------
+    ui_host: str = Field(default="127.0.0.1", description="Address Gradio listens on (loopback unless you mean it).")
+    ui_port: int = Field(default=7860, ge=1, le=65535)
+    admin_username: str = Field(default="admin")
+    admin_password: SecretStr | None = Field(default=None, description="Unset: a random one is generated on first run into data/admin_password (mode 0600).")
+    max_upload_bytes: int = Field(default=50_000_000, ge=1, description="Largest corpus or adapter upload (unpacked).")
+    demo_adapter_steps: int = Field(default=20, ge=0, description="First run: train a quick adapter per demo domain in the background with this many steps (0: none).")
+
     # --- knowledge graph ---------------------------------------------------------------------
     fusion_fuzzy_min_ratio: float = Field(default=92.0, ge=0, le=100, description="rapidfuzz ratio above which two entity names are spelling variants.")
     fusion_embedding_min_cosine: float = Field(default=0.93, ge=0, le=1, description="Name-embedding cosine above which two entity names are paraphrases.")

@@ -87,3 +87,45 @@ def test_launch_bootstrap_only_prints_where_things_are(tmp_path):
     assert "Graph server:  bolt://127.0.0.1:" in result.stdout
     assert "Domain law" in result.stdout and "3 documents" in result.stdout
     assert not (tmp_path / "data" / "graph" / "server.json").exists()  # server stopped on exit
+
+
+def test_launch_serves_the_chat_ui_and_stops_cleanly_on_ctrl_c(tmp_path, base_model):
+    import signal
+    import socket
+    import stat
+
+    import httpx
+
+    demo = tmp_path / "demo" / "law"
+    demo.mkdir(parents=True)
+    for path in sorted((DEMO_CORPORA_DIR / "law").iterdir())[:3]:
+        shutil.copy(path, demo / path.name)
+    models = tmp_path / "data" / "models"
+    models.mkdir(parents=True)
+    (models / base_model.path.name).symlink_to(base_model.path)  # skip converting the base again
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEO4J_", "ASSISTANT_"))}
+    env.update({"ASSISTANT_DATA_DIR": str(tmp_path / "data"), "ASSISTANT_DEMO_CORPORA_DIR": str(tmp_path / "demo")})
+    process = subprocess.Popen([sys.executable, "launch.py", "--port", str(port), "--no-demo-adapters"], cwd=ROOT,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("Ctrl-C stops"):
+                break
+        output = "".join(lines)
+        assert f"Chat:          http://127.0.0.1:{port}/" in output, output
+        password_file = tmp_path / "data" / "admin_password"
+        assert f"password in {password_file} (mode 0600)" in output
+        assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+        assert password_file.read_text().strip() not in output  # never printed
+        page = httpx.get(f"http://127.0.0.1:{port}/", timeout=30)
+        assert page.status_code == 200 and "gradio" in page.text.lower()
+    finally:
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=60)
+    assert process.returncode == 0 and "Stopped." in rest
+    assert not (tmp_path / "data" / "graph" / "server.json").exists()

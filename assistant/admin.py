@@ -1,0 +1,364 @@
+"""What the admin tab (and the admin API) can do, with no UI code: log in, list domains and
+adapters, re-index, upload corpora and adapters, hot-load, roll back, unload, train, status.
+
+Every public method of :class:`AdminService` except :meth:`login` takes the caller's session
+token first and refuses it unless it came from a successful login, so the UI, the API and a
+direct HTTP call to an endpoint are all checked in the same place.
+
+Long work (re-index, training) runs as a :class:`Job` on one background worker, one job at a
+time (two CPU-heavy jobs at once on two cores only make both slower), with progress the UI
+polls. Chat keeps answering from the serving versions meanwhile: a re-index switches a domain
+only when its new version is complete, and a trained adapter is hot-loaded only after it
+validates and passes its smoke test.
+
+Uploads are untrusted: size limits, only known file types, zip entries with absolute paths or
+``..`` refused, everything written to a temporary folder and moved into place only after it
+validates.
+"""
+
+from __future__ import annotations
+
+import hmac
+import itertools
+import logging
+import os
+import queue
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Callable, Sequence
+
+from adapters.registry import CONFIG_FILE, MANIFEST_FILE, WEIGHTS_FILE
+from assistant.adapter_pool import AdapterLoadError
+from assistant.pipeline import ChatPipeline
+from assistant.settings import Settings
+from indexing.catalog import summarise_domains
+from indexing.corpus import SUPPORTED_SUFFIXES
+from indexing.graph_store import GraphStore
+
+log = logging.getLogger(__name__)
+
+ADMIN_PASSWORD_FILE = "admin_password"
+SESSION_SECONDS = 12 * 3600
+ADAPTER_FILES = {WEIGHTS_FILE, CONFIG_FILE, MANIFEST_FILE}
+
+
+class AdminDenied(PermissionError):
+    """The caller is not logged in as admin."""
+
+
+class AdminError(ValueError):
+    """An admin request was refused (bad upload, unknown domain, ...); the message says why."""
+
+
+def admin_password(settings: Settings) -> tuple[str, Path | None]:
+    """The admin password from settings, else one generated on first use and kept in a file of
+    mode 0600 in the data dir. Returns the password and that file (None when set in settings)."""
+    if settings.admin_password is not None:
+        return settings.admin_password.get_secret_value(), None
+    path = settings.data_dir / ADMIN_PASSWORD_FILE
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_urlsafe(18) + "\n")
+    return path.read_text().strip(), path
+
+
+@dataclass
+class Job:
+    id: str
+    kind: str
+    target: str
+    status: str = "queued"  # queued, running, done, failed
+    progress: float = 0.0
+    message: str = ""
+    result: str = ""
+    created: float = field(default_factory=time.time)
+    finished: float | None = None
+
+    def report(self, progress: float, message: str) -> None:
+        self.progress, self.message = max(0.0, min(1.0, progress)), message
+
+
+class JobRunner:
+    """One worker thread running jobs in submission order."""
+
+    def __init__(self):
+        self.jobs: dict[str, Job] = {}
+        self._queue: queue.Queue[tuple[Job, Callable[[Job], str]]] = queue.Queue()
+        self._counter = itertools.count(1)
+        threading.Thread(target=self._work, name="admin-jobs", daemon=True).start()
+
+    def submit(self, kind: str, target: str, work: Callable[[Job], str]) -> Job:
+        job = Job(f"{kind}-{next(self._counter)}", kind, target)
+        self.jobs[job.id] = job
+        self._queue.put((job, work))
+        return job
+
+    def pending(self) -> int:
+        return sum(job.status in ("queued", "running") for job in self.jobs.values())
+
+    def _work(self) -> None:
+        while True:
+            job, work = self._queue.get()
+            job.status = "running"
+            try:
+                job.result = work(job)
+                job.status, job.progress = "done", 1.0
+            except Exception as exc:  # a failed job is reported, the worker goes on
+                log.exception("admin job %s failed", job.id)
+                job.status, job.result = "failed", f"{type(exc).__name__}: {exc}"
+            job.finished = time.time()
+
+
+class AdminService:
+    def __init__(self, settings: Settings, pipeline: ChatPipeline, graph: GraphStore | None):
+        self.settings, self.pipeline, self.graph = settings, pipeline, graph
+        self.jobs = JobRunner()
+        self._sessions: dict[str, float] = {}
+        self._password, self.password_file = admin_password(settings)
+
+    # --- sessions ------------------------------------------------------------------------------
+    def login(self, username: str, password: str) -> str:
+        good_user = hmac.compare_digest((username or "").encode(), self.settings.admin_username.encode())
+        good_password = hmac.compare_digest((password or "").encode(), self._password.encode())
+        if not (good_user and good_password):
+            time.sleep(0.5)  # slows guessing down
+            raise AdminDenied("wrong admin username or password")
+        token = secrets.token_urlsafe(32)
+        self._sessions[token] = time.time() + SESSION_SECONDS
+        return token
+
+    def check(self, token: str | None) -> None:
+        expiry = self._sessions.get(token or "")
+        if expiry is None or expiry < time.time():
+            raise AdminDenied("admin login required")
+
+    # --- domains -------------------------------------------------------------------------------
+    def domains(self, token: str) -> list[dict]:
+        self.check(token)
+        return [{"domain": r.domain, "version": r.version, "documents": r.documents, "chunks": r.chunks,
+                 "entities": r.entities, "relations": r.relations, "index": r.index_type,
+                 "last indexed": r.created, "health": "ok" if r.healthy else r.problem}
+                for r in summarise_domains(self.settings.domains_dir)]
+
+    def reindex(self, token: str, domain: str, source: str | Path, dry_run: bool = False) -> Job:
+        """(Re-)index a server-side folder (or corpus file) into ``domain`` in the background."""
+        self.check(token)
+        domain = self._domain_name(domain)
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise AdminError(f"{path} does not exist on the server")
+        return self.jobs.submit("dry-run" if dry_run else "reindex", domain,
+                                lambda job: self._run_reindex(job, domain, path, dry_run))
+
+    def upload_corpus(self, token: str, domain: str, files: Sequence[str | Path], dry_run: bool = False) -> Job:
+        """Uploaded corpus files become the domain's new source folder, then it is re-indexed."""
+        self.check(token)
+        domain = self._domain_name(domain)
+        folder = self._receive_corpus(domain, [Path(f) for f in files])
+        return self.jobs.submit("dry-run" if dry_run else "reindex", domain,
+                                lambda job: self._run_reindex(job, domain, folder, dry_run))
+
+    def _run_reindex(self, job: Job, domain: str, source: Path, dry_run: bool) -> str:
+        from indexing.pipeline import index_source
+
+        job.report(0.05, f"reading {source}")
+        report = index_source(self.settings, source, domain, dry_run=dry_run, progress=False, graph=self.graph,
+                              embedder=self.pipeline.router.embedder)
+        job.report(1.0, "dry run finished" if dry_run else "new version serving" if report.ok else "failed")
+        if not report.ok:
+            raise AdminError(report.format())
+        return report.format()
+
+    def _receive_corpus(self, domain: str, files: list[Path]) -> Path:
+        if not files:
+            raise AdminError("no files uploaded")
+        staging = Path(tempfile.mkdtemp(prefix="upload-", dir=self._uploads_dir()))
+        try:
+            total = 0
+            for file in files:
+                name = _safe_name(file.name)
+                if Path(name).suffix.lower() not in SUPPORTED_SUFFIXES:
+                    raise AdminError(f"{name}: unsupported file type (use {', '.join(sorted(SUPPORTED_SUFFIXES))})")
+                total += file.stat().st_size
+                if total > self.settings.max_upload_bytes:
+                    raise AdminError(f"the upload is larger than {self.settings.max_upload_bytes} bytes")
+                shutil.copyfile(file, staging / name)
+            target = self._uploads_dir() / domain / time.strftime("%Y%m%d-%H%M%S")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(staging, target)
+            return target
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    # --- adapters ------------------------------------------------------------------------------
+    def adapters(self, token: str) -> list[dict]:
+        self.check(token)
+        pool = self.pipeline.pool
+        loaded = {row["name"]: row for row in pool.list()}
+        rows = []
+        for info in pool.registry.list():
+            metrics = info.metrics or {}
+            base, adapter = metrics.get("base", {}), metrics.get("adapter", {})
+            rows.append({"name": info.name, "domain": info.domain, "base": info.base_model,
+                         "compatible": info.base_fingerprint == pool.base.fingerprint,
+                         "F1 base -> adapter": f"{base.get('f1', '-')} -> {adapter.get('f1', '-')}",
+                         "loaded": info.name in loaded, "active": pool.adapter_for(info.domain) == info.name,
+                         "created": info.created})
+        return rows
+
+    def load_adapter(self, token: str, name_or_folder: str) -> str:
+        self.check(token)
+        adapter = self._pool_call(lambda: self.pipeline.pool.load(name_or_folder))
+        return f"{adapter.name} now serves {adapter.domain}"
+
+    def upload_adapter(self, token: str, files: Sequence[str | Path]) -> str:
+        """An adapter as a .zip or as its three files; validated, installed and hot-loaded."""
+        self.check(token)
+        staging = Path(tempfile.mkdtemp(prefix="adapter-", dir=self._uploads_dir()))
+        try:
+            self._receive_adapter([Path(f) for f in files], staging)
+            adapter = self._pool_call(lambda: self.pipeline.pool.load(staging))
+            return f"{adapter.name} now serves {adapter.domain}"
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def rollback(self, token: str, domain: str) -> str:
+        self.check(token)
+        adapter = self._pool_call(lambda: self.pipeline.pool.rollback(domain))
+        return f"{domain} rolled back to {adapter.name}"
+
+    def unload(self, token: str, name_or_domain: str) -> str:
+        self.check(token)
+        name = self._pool_call(lambda: self.pipeline.pool.unload(name_or_domain))
+        return f"{name} unloaded; its domain answers with the base model"
+
+    def train(self, token: str, domain: str, max_steps: int | None = None) -> Job:
+        """Build the domain's dataset, train an adapter, and hot-load it, in the background."""
+        self.check(token)
+        domain = self._domain_name(domain)
+        return self.jobs.submit("train", domain, lambda job: self._run_training(job, domain, max_steps))
+
+    def train_in_background(self, domain: str, max_steps: int) -> Job:
+        """For the app itself (first-run demo adapters): the same job without a session."""
+        return self.jobs.submit("train", domain, lambda job: self._run_training(job, domain, max_steps))
+
+    def _run_training(self, job: Job, domain: str, max_steps: int | None) -> str:
+        from adapters.dataset import build_dataset
+        from adapters.train import train_adapter
+
+        job.report(0.02, "building the dataset")
+        report = build_dataset(self.settings, domain, self.graph, progress=False)
+        steps = max_steps or self.settings.train_max_steps
+        job.report(0.1, f"training ({report.total('train')} examples)")
+        result = train_adapter(self.settings, domain, max_steps=steps, progress=False,
+                               on_step=lambda step, loss: job.report(0.1 + 0.75 * step / steps,
+                                                                     f"step {step}/{steps}, loss {loss:.3f}"))
+        job.report(0.95, f"hot-loading {result.adapter}")
+        self.pipeline.pool.load(result.adapter)
+        base, adapter = result.metrics.get("base", {}), result.metrics.get("adapter", {})
+        return (f"{result.adapter} serves {domain}: F1 {base.get('f1')} -> {adapter.get('f1')}, "
+                f"answer loss {base.get('val_loss')} -> {adapter.get('val_loss')}")
+
+    def _receive_adapter(self, files: list[Path], target: Path) -> None:
+        if len(files) == 1 and files[0].suffix.lower() == ".zip":
+            self._unzip_adapter(files[0], target)
+        else:
+            for file in files:
+                name = _safe_name(file.name)
+                if name not in ADAPTER_FILES:
+                    raise AdminError(f"{name}: an adapter upload holds only {', '.join(sorted(ADAPTER_FILES))} "
+                                     "(or one .zip of them)")
+                shutil.copyfile(file, target / name)
+        total = sum(p.stat().st_size for p in target.iterdir())
+        if total > self.settings.max_upload_bytes:
+            raise AdminError(f"the adapter is larger than {self.settings.max_upload_bytes} bytes")
+
+    def _unzip_adapter(self, archive: Path, target: Path) -> None:
+        try:
+            with zipfile.ZipFile(archive) as bundle:
+                members = [m for m in bundle.infolist() if not m.is_dir()]
+                for member in members:
+                    path = PurePosixPath(member.filename)
+                    if path.is_absolute() or ".." in path.parts or "\\" in member.filename:
+                        raise AdminError(f"refused zip entry {member.filename!r} (absolute path or '..')")
+                if sum(m.file_size for m in members) > self.settings.max_upload_bytes:
+                    raise AdminError(f"the unpacked adapter is larger than {self.settings.max_upload_bytes} bytes")
+                for member in members:
+                    name = PurePosixPath(member.filename).name
+                    if name == "README.md":
+                        continue
+                    if name not in ADAPTER_FILES:
+                        raise AdminError(f"{member.filename}: not an adapter file (only "
+                                         f"{', '.join(sorted(ADAPTER_FILES))}; pickled weights are refused)")
+                    with bundle.open(member) as source, open(target / name, "wb") as out:
+                        shutil.copyfileobj(source, out)
+        except zipfile.BadZipFile as exc:
+            raise AdminError(f"{archive.name} is not a valid zip file ({exc})") from exc
+
+    # --- status ----------------------------------------------------------------------------------
+    def status(self, token: str) -> dict:
+        self.check(token)
+        return {"graph": self._graph_state(), "memory_mb": _resident_mb(), "adapters": self.pipeline.pool.active(),
+                "jobs_pending": self.jobs.pending(),
+                "jobs": [{"id": j.id, "target": j.target, "status": j.status, "progress": round(j.progress, 2),
+                          "message": j.message} for j in list(self.jobs.jobs.values())[-10:]]}
+
+    def job(self, token: str, job_id: str) -> Job:
+        self.check(token)
+        if job_id not in self.jobs.jobs:
+            raise AdminError(f"no job {job_id!r}")
+        return self.jobs.jobs[job_id]
+
+    def _graph_state(self) -> str:
+        if self.graph is None:
+            return "not connected (answers use passages only)"
+        return "up" if self.graph.connection.ping() else "DOWN (answers use passages only)"
+
+    # --- helpers ---------------------------------------------------------------------------------
+    def _pool_call(self, change: Callable):
+        try:
+            return change()
+        except AdapterLoadError as exc:
+            raise AdminError(str(exc)) from exc
+
+    def _uploads_dir(self) -> Path:
+        path = self.settings.data_dir / "uploads"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @staticmethod
+    def _domain_name(domain: str) -> str:
+        from indexing.corpus import DOMAIN_NAME
+
+        domain = (domain or "").strip().lower()
+        if not DOMAIN_NAME.match(domain):
+            raise AdminError(f"{domain!r} is not a valid domain name (lowercase letters, digits, - and _)")
+        return domain
+
+
+def _safe_name(name: str) -> str:
+    """The file's own name (no folders), refusing names that only make sense as paths."""
+    base = Path(name.replace("\\", "/")).name
+    if base in ("", ".", "..") or base.startswith("."):
+        raise AdminError(f"refused file name {name!r}")
+    return base
+
+
+def _resident_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return 0.0
+
+

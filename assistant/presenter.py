@@ -1,0 +1,90 @@
+"""An Answer as people read it: the one-line header, the evidence as Markdown, the facts'
+picture, and a plain JSON form for API clients. No Gradio here and no model or database work."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from assistant.pipeline import Answer
+from indexing.graph_store import Subgraph
+
+SNIPPET_CHARS = 280
+
+
+def answer_header(answer: Answer) -> str:
+    where = answer.domain or "all domains (no clear domain: base model)"
+    adapter = answer.adapter or "base model"
+    line = f"**Domain:** {where} · **confidence** {answer.confidence:.2f} · **adapter:** {adapter}"
+    if answer.degraded:
+        line = "⚠️ **Degraded:** the knowledge graph is unavailable; this answer uses passages only.  \n" + line
+    return line
+
+
+def evidence_markdown(answer: Answer) -> str:
+    parts: list[str] = []
+    if answer.notes:
+        parts += [f"> {html.escape(note)}" for note in answer.notes] + [""]
+    if answer.facts:
+        parts.append("**Graph facts**")
+        for fact in answer.facts:
+            relation = fact.fact.relation.replace("_", " ")
+            titles = ", ".join(fact.titles) or "-"
+            parts.append(f"{answer.evidence_number(fact)}. {_md(fact.fact.head)} – *{_md(relation)}* → "
+                         f"{_md(fact.fact.tail)}  (confidence {fact.fact.confidence:.2f}; from {_md(titles)})")
+        parts.append("")
+    if answer.passages:
+        parts.append("**Passages**")
+        for passage in answer.passages:
+            snippet = passage.text[:SNIPPET_CHARS] + ("…" if len(passage.text) > SNIPPET_CHARS else "")
+            parts.append(f"{answer.evidence_number(passage)}. **{_md(passage.title)}** (score {passage.score:.4f}, "
+                         f"`{passage.chunk_id}`): {_md(snippet)}")
+    if not parts:
+        return "No evidence was used for this answer."
+    timings = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in answer.timings.items())
+    return "\n".join(parts + ["", f"*{timings}*"])
+
+
+def facts_subgraph(answer: Answer) -> Subgraph:
+    """The answer's facts as a small graph (no database call: the facts carry their names)."""
+    nodes: dict[str, dict] = {}
+    edges = []
+    for ranked in answer.facts:
+        fact = ranked.fact
+        nodes.setdefault(fact.head_key, {"key": fact.head_key, "name": fact.head, "type": "ENTITY"})
+        nodes.setdefault(fact.tail_key, {"key": fact.tail_key, "name": fact.tail, "type": "ENTITY"})
+        edges.append({"head": fact.head_key, "relation": fact.relation, "tail": fact.tail_key,
+                      "confidence": fact.confidence})
+    return Subgraph(list(nodes.values()), edges)
+
+
+def facts_picture(answer: Answer, folder: Path) -> Path | None:
+    if not answer.facts:
+        return None
+    from indexing.graph_render import draw_subgraph
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"facts-{abs(hash((answer.text, len(answer.facts)))) % 10**12}.png"
+    return draw_subgraph(facts_subgraph(answer), out, title=f"facts used ({answer.domain or 'all domains'})")
+
+
+def answer_json(answer: Answer) -> dict:
+    return {
+        "text": answer.text, "domain": answer.domain, "confidence": round(answer.confidence, 4),
+        "route_scores": answer.route.scores if answer.route else {}, "adapter": answer.adapter,
+        "abstained": answer.abstained, "degraded": answer.degraded, "notes": answer.notes, "error": answer.error,
+        "facts": [{"number": answer.evidence_number(f), "head": f.fact.head, "relation": f.fact.relation,
+                   "tail": f.fact.tail, "confidence": f.fact.confidence, "chunk_ids": list(f.fact.chunk_ids),
+                   "doc_ids": list(f.fact.doc_ids), "titles": list(f.titles)} for f in answer.facts],
+        "passages": [{"number": answer.evidence_number(p), "chunk_id": p.chunk_id, "doc_id": p.doc_id,
+                      "title": p.title, "text": p.text, "score": p.score} for p in answer.passages],
+        "timings": {k: round(v, 4) for k, v in answer.timings.items()},
+    }
+
+
+def _md(text: str) -> str:
+    """Text shown inside Markdown: HTML escaped, Markdown's active characters defused."""
+    escaped = html.escape(str(text))
+    for char in "*_`[]#|":
+        escaped = escaped.replace(char, "\\" + char)
+    return escaped

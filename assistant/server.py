@@ -1,0 +1,57 @@
+"""The running app: chat pipeline, admin service and Gradio server, started in this process.
+
+launch.py calls :func:`serve` after the bootstrap; the tests call it on a free port.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from assistant.admin import AdminService
+from assistant.adapter_pool import AdapterPool
+from assistant.pipeline import ChatPipeline
+from assistant.settings import Settings
+from indexing.embedding import Embedder
+from indexing.graph_store import GraphStore
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no network at run time
+
+
+@dataclass
+class RunningApp:
+    app: object  # gradio.Blocks
+    url: str
+    pipeline: ChatPipeline
+    admin: AdminService
+
+    def close(self) -> None:
+        self.app.close()
+
+
+def serve(settings: Settings, graph: GraphStore | None, *, host: str | None = None, port: int | None = None,
+          share: bool = False, pool: AdapterPool | None = None, embedder: Embedder | None = None) -> RunningApp:
+    """Build everything and start Gradio without blocking; returns once it is listening."""
+    from assistant.ui import build_app
+
+    pipeline = ChatPipeline.create(settings, graph, embedder=embedder, pool=pool)
+    admin = AdminService(settings, pipeline, graph)
+    app = build_app(settings, pipeline, admin)
+    app.queue(default_concurrency_limit=4)
+    app.launch(server_name=host or settings.ui_host, server_port=port or settings.ui_port, share=share,
+               prevent_thread_lock=True, quiet=True, ssr_mode=False, max_file_size=settings.max_upload_bytes,
+               show_error=True)
+    return RunningApp(app, app.local_url, pipeline, admin)
+
+
+def queue_demo_adapters(running: RunningApp, domains: list[str], steps: int) -> list[str]:
+    """First run: train a quick adapter for each demo domain that has none, one after the other
+    in the background; each is hot-loaded when it is ready, so chat works from the start."""
+    if steps <= 0:
+        return []
+    registry = running.pipeline.pool.registry
+    have = {info.domain for info in registry.list()}
+    queued = [d for d in domains if d not in have]
+    for domain in queued:
+        running.admin.train_in_background(domain, steps)
+    return queued

@@ -1,0 +1,210 @@
+"""The Gradio app: components and wiring only. Answers come from ChatPipeline, evidence is
+formatted by presenter.py, and every admin action is an AdminService call (which checks the
+session token itself, so the UI, the API and a direct HTTP call are refused alike).
+
+API (``gradio_client.Client(url)``): ``/ask`` (message, domain) → answer JSON; ``/admin_login``
+(username, password) → token; ``/admin_*`` endpoints take that token first.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+
+from assistant.admin import AdminDenied, AdminError, AdminService
+from assistant.pipeline import Answer, ChatPipeline
+from assistant.presenter import answer_header, answer_json, evidence_markdown, facts_picture
+from assistant.settings import Settings
+
+AUTO = "auto"
+EXAMPLES = ["What reverses the effect of warfarin?", "Which law created the Federal Reserve System?",
+            "Which president appointed Earl Warren?", "What does metformin treat?"]
+
+
+def build_app(settings: Settings, pipeline: ChatPipeline, admin: AdminService) -> gr.Blocks:
+    pictures = Path(tempfile.mkdtemp(prefix="facts-"))
+
+    def chat(message: str, history: list, domain: str):
+        history = list(history or [])
+        turns = [{"role": m["role"], "content": _text(m["content"])} for m in history]
+        history += [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
+        yield history, "", "*Thinking…*", gr.skip(), gr.skip()
+        for item in pipeline.stream(message, turns, domain=None if domain in (AUTO, "", None) else domain):
+            if isinstance(item, Answer):
+                history[-1]["content"] = item.text
+                yield (history, "", answer_header(item), evidence_markdown(item),
+                       str(facts_picture(item, pictures) or "") or None)
+            else:
+                history[-1]["content"] += item
+                yield history, "", gr.skip(), gr.skip(), gr.skip()
+
+    def ask(message: str, domain: str = AUTO) -> dict:
+        """One question, the whole answer with its evidence as JSON."""
+        return answer_json(pipeline.respond(message, domain=None if domain in (AUTO, "", None) else domain))
+
+    with gr.Blocks(title="Graph-grounded assistant") as app:
+        gr.Markdown("# Graph-grounded assistant\nAnswers cite numbered graph facts and passages from the "
+                    "domain the router picks (or the one you choose).")
+        with gr.Tab("Chat"):
+            domain = gr.Dropdown([AUTO] + pipeline.router.domains(), value=AUTO, label="Domain",
+                                 allow_custom_value=True)
+            chatbot = gr.Chatbot(label="Conversation", height=420, elem_id="conversation")
+            header = gr.Markdown(elem_id="answer-header")
+            with gr.Row():
+                message = gr.Textbox(label="Question", placeholder="Ask about medicine, finance or law…",
+                                     scale=5, elem_id="question")
+                send = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
+            with gr.Accordion("Evidence", open=True, elem_id="evidence-panel"):
+                evidence = gr.Markdown(elem_id="evidence")
+                picture = gr.Image(label="Facts used", type="filepath", height=360, elem_id="facts-picture")
+            gr.Examples(EXAMPLES, inputs=message)
+            outputs = [chatbot, message, header, evidence, picture]
+            for trigger in (send.click, message.submit):
+                trigger(chat, [message, chatbot, domain], outputs, api_name="chat" if trigger == send.click else False,
+                        concurrency_limit=4)
+        with gr.Tab("Admin"):
+            _admin_tab(admin)
+        gr.api(ask, api_name="ask")
+        _admin_api(admin)
+    return app
+
+
+def _admin_tab(admin: AdminService) -> None:
+    token = gr.Textbox(visible=False)
+    with gr.Row():
+        username = gr.Textbox(label="Admin user", elem_id="admin-user")
+        password = gr.Textbox(label="Password", type="password", elem_id="admin-password")
+        login = gr.Button("Log in", elem_id="admin-login")
+    login_state = gr.Markdown("Not logged in.", elem_id="admin-state")
+    with gr.Column(visible=False) as panel:
+        gr.Markdown("### Domains")
+        domains = gr.Dataframe(label="Domains", interactive=False, elem_id="domains-table")
+        with gr.Row():
+            domain = gr.Textbox(label="Domain", scale=1)
+            folder = gr.Textbox(label="Server folder to index (or upload files below)", scale=3)
+            dry_run = gr.Checkbox(label="Dry run (show the diff only)")
+        files = gr.File(label="Corpus files", file_count="multiple")
+        reindex = gr.Button("Index in the background")
+        gr.Markdown("### Adapters")
+        adapters = gr.Dataframe(label="Adapters", interactive=False, elem_id="adapters-table")
+        with gr.Row():
+            adapter_name = gr.Textbox(label="Adapter name, folder, or domain (rollback / train)")
+            steps = gr.Number(label="Training steps", value=60, precision=0)
+        adapter_files = gr.File(label="Adapter upload (.zip, or its three files)", file_count="multiple")
+        with gr.Row():
+            load, upload, rollback, unload, train = (gr.Button(label) for label in
+                                                     ("Hot-load", "Upload + hot-load", "Roll back", "Unload", "Train"))
+        result = gr.Markdown(elem_id="admin-result")
+        gr.Markdown("### Status and jobs")
+        status = gr.JSON(label="Status")
+    timer = gr.Timer(3.0, active=False)
+
+    def do_login(user: str, secret: str):
+        try:
+            new_token = admin.login(user, secret)
+        except AdminDenied as exc:
+            return "", f"**{exc}**", gr.update(visible=False), gr.skip(), gr.skip(), gr.skip(), gr.Timer(active=False)
+        return (new_token, "Logged in.", gr.update(visible=True), _table(admin.domains(new_token)),
+                _table(admin.adapters(new_token)), admin.status(new_token), gr.Timer(active=True))
+
+    login.click(do_login, [username, password], [token, login_state, panel, domains, adapters, status, timer],
+                api_visibility="private")
+
+    def refresh(session: str):
+        if not session:
+            return gr.skip(), gr.skip(), gr.skip()
+        return _table(admin.domains(session)), _table(admin.adapters(session)), admin.status(session)
+
+    timer.tick(refresh, token, [domains, adapters, status], api_visibility="private", show_progress="hidden")
+
+    def guarded(action):
+        def run(*args):
+            try:
+                return action(*args)
+            except (AdminDenied, AdminError) as exc:
+                return f"**Refused:** {exc}"
+        return run
+
+    def start_index(session, name, path, uploads, dry):
+        if uploads:
+            job = admin.upload_corpus(session, name, [f if isinstance(f, str) else f.name for f in uploads], dry)
+        else:
+            job = admin.reindex(session, name, path, dry)
+        return f"Started job `{job.id}`; progress shows under *Status and jobs*."
+
+    reindex.click(guarded(start_index), [token, domain, folder, files, dry_run], result, api_visibility="private")
+    load.click(guarded(admin.load_adapter), [token, adapter_name], result, api_visibility="private")
+    upload.click(guarded(lambda session, uploads: admin.upload_adapter(
+        session, [f if isinstance(f, str) else f.name for f in uploads or []])), [token, adapter_files], result,
+        api_visibility="private")
+    rollback.click(guarded(admin.rollback), [token, adapter_name], result, api_visibility="private")
+    unload.click(guarded(admin.unload), [token, adapter_name], result, api_visibility="private")
+    train.click(guarded(lambda session, name, count: f"Started job `{admin.train(session, name, int(count or 0) or None).id}`"),
+                [token, adapter_name, steps], result, api_visibility="private")
+
+
+def _admin_api(admin: AdminService) -> None:
+    """The admin functions for API clients; each raises a gr.Error without a valid token."""
+
+    def login(username: str, password: str) -> str:
+        return _call(admin.login, username, password)
+
+    def domains(token: str) -> list:
+        return _call(admin.domains, token)
+
+    def reindex(token: str, domain: str, folder: str, dry_run: bool = False) -> str:
+        return _call(admin.reindex, token, domain, folder, dry_run).id
+
+    def adapters(token: str) -> list:
+        return _call(admin.adapters, token)
+
+    def load_adapter(token: str, name_or_folder: str) -> str:
+        return _call(admin.load_adapter, token, name_or_folder)
+
+    def rollback(token: str, domain: str) -> str:
+        return _call(admin.rollback, token, domain)
+
+    def unload(token: str, name_or_domain: str) -> str:
+        return _call(admin.unload, token, name_or_domain)
+
+    def train(token: str, domain: str, max_steps: int = 0) -> str:
+        return _call(admin.train, token, domain, max_steps or None).id
+
+    def status(token: str) -> dict:
+        return _call(admin.status, token)
+
+    def job(token: str, job_id: str) -> dict:
+        found = _call(admin.job, token, job_id)
+        return {"id": found.id, "status": found.status, "progress": found.progress, "message": found.message,
+                "result": found.result}
+
+    for fn in (login, domains, reindex, adapters, load_adapter, rollback, unload, train, status, job):
+        gr.api(fn, api_name=f"admin_{fn.__name__}")
+
+
+def _call(action, *args):
+    try:
+        return action(*args)
+    except (AdminDenied, AdminError) as exc:
+        raise gr.Error(str(exc), print_exception=False) from None
+
+
+def _table(rows: list[dict]):
+    import pandas as pd
+
+    return pd.DataFrame(rows) if rows else pd.DataFrame({"": ["none yet"]})
+
+
+def _text(content) -> str:
+    """A chat message's text (Gradio may hand content back as a list of typed parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
+    if isinstance(content, dict):
+        return str(content.get("text", ""))
+    return str(content)
+
+
