@@ -56,15 +56,15 @@ def main(argv: list[str] | None = None) -> int:
             if queued:
                 print(f"Training quick demo adapters in the background ({', '.join(queued)}; "
                       f"{settings.demo_adapter_steps} steps each); until each is ready its domain uses the base model.")
-        print("Ctrl-C stops (the graph is saved).", flush=True)
         stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        try:
-            while not stop.wait(1.0):
-                if graph.server and graph.server.ensure_running():
-                    print("graph server had stopped; restarted it", flush=True)
-        except KeyboardInterrupt:
-            pass
+        # Ctrl-C and SIGTERM only set a flag: the loop ends between checks, never inside one.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        print("Ctrl-C stops (the graph is saved).", flush=True)
+        while not stop.wait(1.0):
+            if graph.server and graph.server.ensure_running():
+                print("graph server had stopped; restarted it", flush=True)
+        print("Stopping ...", flush=True)
         return 0
     finally:
         if running is not None:

@@ -246,9 +246,21 @@ class AdminService:
         domain = self._domain_name(domain)
         return self.jobs.submit("train", domain, lambda job: self._run_training(job, domain, max_steps))
 
-    def train_in_background(self, domain: str, max_steps: int) -> Job:
-        """For the app itself (first-run demo adapters): the same job without a session."""
-        return self.jobs.submit("train", domain, lambda job: self._run_training(job, domain, max_steps))
+    def train_in_background(self, domain: str, max_steps: int, announce: Callable[[str], None] | None = None) -> Job:
+        """For the app itself (first-run demo adapters): the same job without a session, saying
+        on the console when each adapter serves."""
+        announce = announce or (lambda message: print(message, flush=True))
+
+        def work(job: Job) -> str:
+            try:
+                result = self._run_training(job, domain, max_steps)
+            except Exception as exc:
+                announce(f"demo adapter for {domain} failed: {exc}")
+                raise
+            announce(f"demo adapter ready: {result}")
+            return result
+
+        return self.jobs.submit("train", domain, work)
 
     def _run_training(self, job: Job, domain: str, max_steps: int | None) -> str:
         from adapters.dataset import build_dataset
@@ -309,7 +321,7 @@ class AdminService:
         return {"graph": self._graph_state(), "memory_mb": _resident_mb(), "adapters": self.pipeline.pool.active(),
                 "jobs_pending": self.jobs.pending(),
                 "jobs": [{"id": j.id, "target": j.target, "status": j.status, "progress": round(j.progress, 2),
-                          "message": j.message} for j in list(self.jobs.jobs.values())[-10:]]}
+                          "message": j.message, "result": j.result[:3000]} for j in list(self.jobs.jobs.values())[-10:]]}
 
     def job(self, token: str, job_id: str) -> Job:
         self.check(token)

@@ -24,9 +24,9 @@ def answer_header(answer: Answer) -> str:
 def evidence_markdown(answer: Answer) -> str:
     parts: list[str] = []
     if answer.notes:
-        parts += [f"> {html.escape(note)}" for note in answer.notes] + [""]
+        parts += [f"> {html.escape(note, quote=False)}" for note in answer.notes] + [""]
     if answer.facts:
-        parts.append("**Graph facts**")
+        parts += ["**Graph facts**", ""]
         for fact in answer.facts:
             relation = fact.fact.relation.replace("_", " ")
             titles = ", ".join(fact.titles) or "-"
@@ -34,7 +34,7 @@ def evidence_markdown(answer: Answer) -> str:
                          f"{_md(fact.fact.tail)}  (confidence {fact.fact.confidence:.2f}; from {_md(titles)})")
         parts.append("")
     if answer.passages:
-        parts.append("**Passages**")
+        parts += ["**Passages**", ""]
         for passage in answer.passages:
             snippet = passage.text[:SNIPPET_CHARS] + ("…" if len(passage.text) > SNIPPET_CHARS else "")
             parts.append(f"{answer.evidence_number(passage)}. **{_md(passage.title)}** (score {passage.score:.4f}, "
@@ -84,7 +84,7 @@ def answer_json(answer: Answer) -> dict:
 
 def _md(text: str) -> str:
     """Text shown inside Markdown: HTML escaped, Markdown's active characters defused."""
-    escaped = html.escape(str(text))
+    escaped = html.escape(str(text), quote=False)
     for char in "*_`[]#|":
         escaped = escaped.replace(char, "\\" + char)
     return escaped

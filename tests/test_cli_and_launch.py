@@ -126,6 +126,11 @@ def test_launch_serves_the_chat_ui_and_stops_cleanly_on_ctrl_c(tmp_path, base_mo
         assert page.status_code == 200 and "gradio" in page.text.lower()
     finally:
         process.send_signal(signal.SIGINT)
-        rest, _ = process.communicate(timeout=60)
-    assert process.returncode == 0 and "Stopped." in rest
+        try:
+            rest, _ = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            rest, _ = process.communicate()
+            raise AssertionError(f"launch.py did not stop within 60 s of Ctrl-C; its output:\n{rest}") from None
+    assert process.returncode == 0 and "Stopped." in rest, rest
     assert not (tmp_path / "data" / "graph" / "server.json").exists()

@@ -124,7 +124,7 @@ def test_hot_loading_through_the_api_serves_the_next_answer(client, token, runni
 
 
 def test_concurrent_chats_all_get_answers_during_a_reindex(client, token, running_app):
-    job_id = client.predict(token, "law", str(DEMO_CORPORA_DIR / "law"), True, api_name="/admin_reindex")
+    job_id = client.predict(token, "law", str(DEMO_CORPORA_DIR / "law"), False, api_name="/admin_reindex")
     questions = ["Which president appointed Earl Warren?", "What does metformin treat?",
                  "Which law created the Federal Reserve System?", "What did Miranda v. Arizona decide?"]
     results: dict[int, dict] = {}
