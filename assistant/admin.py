@@ -91,9 +91,17 @@ class JobRunner:
 
     def __init__(self):
         self.jobs: dict[str, Job] = {}
-        self._queue: queue.Queue[tuple[Job, Callable[[Job], str]]] = queue.Queue()
+        self.stopping = threading.Event()  # set at shutdown: running jobs stop at their next step
+        self._queue: queue.Queue[tuple[Job, Callable[[Job], str]] | None] = queue.Queue()
         self._counter = itertools.count(1)
-        threading.Thread(target=self._work, name="admin-jobs", daemon=True).start()
+        self._worker = threading.Thread(target=self._work, name="admin-jobs", daemon=True)
+        self._worker.start()
+
+    def shutdown(self, timeout_s: float = 10.0) -> None:
+        """Ask the running job to stop (training checkpoints and resumes next time) and wait a while."""
+        self.stopping.set()
+        self._queue.put(None)
+        self._worker.join(timeout_s)
 
     def submit(self, kind: str, target: str, work: Callable[[Job], str]) -> Job:
         job = Job(f"{kind}-{next(self._counter)}", kind, target)
@@ -106,7 +114,10 @@ class JobRunner:
 
     def _work(self) -> None:
         while True:
-            job, work = self._queue.get()
+            item = self._queue.get()
+            if item is None or self.stopping.is_set():
+                return
+            job, work = item
             job.status = "running"
             try:
                 job.result = work(job)
@@ -270,9 +281,12 @@ class AdminService:
         report = build_dataset(self.settings, domain, self.graph, progress=False)
         steps = max_steps or self.settings.train_max_steps
         job.report(0.1, f"training ({report.total('train')} examples)")
-        result = train_adapter(self.settings, domain, max_steps=steps, progress=False,
-                               on_step=lambda step, loss: job.report(0.1 + 0.75 * step / steps,
-                                                                     f"step {step}/{steps}, loss {loss:.3f}"))
+        def on_step(step: int, loss: float) -> None:
+            job.report(0.1 + 0.75 * step / steps, f"step {step}/{steps}, loss {loss:.3f}")
+            if self.jobs.stopping.is_set():
+                raise KeyboardInterrupt  # the trainer checkpoints; the same job resumes after a restart
+
+        result = train_adapter(self.settings, domain, max_steps=steps, progress=False, on_step=on_step)
         job.report(0.95, f"hot-loading {result.adapter}")
         self.pipeline.pool.load(result.adapter)
         base, adapter = result.metrics.get("base", {}), result.metrics.get("adapter", {})

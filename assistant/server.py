@@ -26,6 +26,7 @@ class RunningApp:
     admin: AdminService
 
     def close(self) -> None:
+        self.admin.jobs.shutdown()
         self.app.close()
 
 
