@@ -136,6 +136,8 @@ class ChatPipeline:
         answer.timings["generate"] = result.seconds
         if result.stopped == "timeout":
             answer.notes.append(f"the answer was cut off after {self.settings.generation_timeout_s:.0f} s")
+        elif result.stopped == "max_tokens":
+            answer.notes.append(f"the answer reached the {result.new_tokens}-token limit (max_new_tokens) and may be cut")
 
     def _route(self, question: str, history: list[dict], forced: str | None, answer: Answer,
                query) -> tuple[Route, list[str]]:

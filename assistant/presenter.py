@@ -82,6 +82,23 @@ def answer_json(answer: Answer) -> dict:
     }
 
 
+def jobs_markdown(status: dict, width: int = 20) -> str:
+    """The admin status's jobs as text progress bars, newest first."""
+    jobs = list(reversed(status.get("jobs", [])))
+    if not jobs:
+        return f"No jobs yet. Graph: {status.get('graph', '?')}; memory {status.get('memory_mb', 0):.0f} MB."
+    lines = [f"Graph: {status.get('graph', '?')}; memory {status.get('memory_mb', 0):.0f} MB; "
+             f"{status.get('jobs_pending', 0)} job(s) queued or running.", ""]
+    for job in jobs:
+        filled = round(width * job["progress"])
+        bar = "█" * filled + "░" * (width - filled)
+        lines.append(f"- `{job['id']}` {_md(job['target'])}: `{bar}` {job['progress'] * 100:.0f}% "
+                     f"**{job['status']}** {_md(job['message'])}")
+        if job["status"] in ("done", "failed") and job.get("result"):
+            lines.append(f"  <details><summary>result</summary><pre>{html.escape(job['result'])}</pre></details>")
+    return "\n".join(lines)
+
+
 def _md(text: str) -> str:
     """Text shown inside Markdown: HTML escaped, Markdown's active characters defused."""
     escaped = html.escape(str(text), quote=False)

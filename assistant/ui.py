@@ -15,7 +15,7 @@ import gradio as gr
 
 from assistant.admin import AdminDenied, AdminError, AdminService
 from assistant.pipeline import Answer, ChatPipeline
-from assistant.presenter import answer_header, answer_json, evidence_markdown, facts_picture
+from assistant.presenter import answer_header, answer_json, evidence_markdown, facts_picture, jobs_markdown
 from assistant.settings import Settings
 
 AUTO = "auto"
@@ -98,6 +98,7 @@ def _admin_tab(admin: AdminService) -> None:
                                                      ("Hot-load", "Upload + hot-load", "Roll back", "Unload", "Train"))
         result = gr.Markdown(elem_id="admin-result")
         gr.Markdown("### Status and jobs")
+        jobs_view = gr.Markdown(elem_id="admin-jobs")
         status = gr.JSON(label="Status")
     timer = gr.Timer(3.0, active=False)
 
@@ -105,19 +106,23 @@ def _admin_tab(admin: AdminService) -> None:
         try:
             new_token = admin.login(user, secret)
         except AdminDenied as exc:
-            return "", f"**{exc}**", gr.update(visible=False), gr.skip(), gr.skip(), gr.skip(), gr.Timer(active=False)
+            return ("", f"**{exc}**", gr.update(visible=False), gr.skip(), gr.skip(), gr.skip(), gr.skip(),
+                    gr.Timer(active=False))
+        state = admin.status(new_token)
         return (new_token, "Logged in.", gr.update(visible=True), _table(admin.domains(new_token)),
-                _table(admin.adapters(new_token)), admin.status(new_token), gr.Timer(active=True))
+                _table(admin.adapters(new_token)), jobs_markdown(state), state, gr.Timer(active=True))
 
-    login.click(do_login, [username, password], [token, login_state, panel, domains, adapters, status, timer],
-                api_visibility="private")
+    login.click(do_login, [username, password],
+                [token, login_state, panel, domains, adapters, jobs_view, status, timer], api_visibility="private")
 
     def refresh(session: str):
         if not session:
-            return gr.skip(), gr.skip(), gr.skip()
-        return _table(admin.domains(session)), _table(admin.adapters(session)), admin.status(session)
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        state = admin.status(session)
+        return _table(admin.domains(session)), _table(admin.adapters(session)), jobs_markdown(state), state
 
-    timer.tick(refresh, token, [domains, adapters, status], api_visibility="private", show_progress="hidden")
+    timer.tick(refresh, token, [domains, adapters, jobs_view, status], api_visibility="private",
+               show_progress="hidden")
 
     def guarded(action):
         def run(*args):

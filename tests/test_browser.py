@@ -76,6 +76,7 @@ def test_chat_and_admin_in_a_real_browser(page, app_url, tmp_path):
     page.locator("#admin-login").click()
     page.locator("#admin-state").get_by_text("Logged in.").wait_for()
     page.locator("#domains-table").get_by_text("finance").first.wait_for()
+    page.locator("#admin-jobs").get_by_text("Graph: up").wait_for()  # the status panel, polled every 3 s
     table = page.locator("#domains-table").inner_text()
     assert all(domain in table for domain in ("medicine", "finance", "law"))
     page.screenshot(path=str(tmp_path / "admin.png"), full_page=True)
