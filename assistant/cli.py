@@ -83,12 +83,14 @@ def cmd_adapters(args: argparse.Namespace) -> int:
     registry = AdapterRegistry(settings.adapters_dir)
     try:
         if args.action == "list":
-            adapters = registry.list()
+            adapters, broken = registry.list(), registry.broken()
             if not adapters:
                 print(f"no adapters in {settings.adapters_dir}")
             for info in adapters:
                 print(f"{info.name:<24} {info.domain:<12} rank {info.rank:<3} base {info.base_model} "
                       f"({info.base_fingerprint[:12]})  {_metrics_summary(info.metrics)}")
+            for bad in broken:  # half-written or damaged folders: never served, and here is why
+                print(f"{bad.name:<24} INVALID: {bad.problem}")
         elif args.action == "show":
             info = registry.get(args.name)
             print(json.dumps({**info.__dict__, "path": str(info.path)}, indent=2, default=str))
@@ -251,6 +253,24 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from assistant.evaluation.report import summary_markdown, write_report
+    from assistant.evaluation.runner import EvalOptions, run_evaluation
+    from assistant.evaluation.workspace import workspace_settings
+
+    settings = load_settings()
+    options = EvalOptions(Path(args.corpus), Path(args.questions), k=args.k, limit=args.limit,
+                          generate=not args.no_generate, train_adapters=args.train_adapters,
+                          train_steps=args.train_steps, use_served_adapters=not args.no_served_adapters,
+                          max_new_tokens=args.max_new_tokens, progress=not args.quiet)
+    report = run_evaluation(settings, options)
+    out = Path(args.out) if args.out else workspace_settings(settings, options.corpus).data_dir / "report"
+    written = write_report(report, out)
+    print(summary_markdown(report))
+    print("Written: " + ", ".join(str(path) for path in written))
+    return 0
+
+
 COMMANDS = {
     "index": (cmd_index, "index a corpus folder or corpus.jsonl into FAISS and the knowledge graph"),
     "status": (cmd_status, "list indexed domains with counts, versions and health"),
@@ -260,6 +280,7 @@ COMMANDS = {
     "ask": (cmd_ask, "answer one question with evidence from the right domain"),
     "chat": (cmd_chat, "an interactive chat in the terminal"),
     "adapters": (cmd_adapters, "list, show, validate or remove LoRA adapters"),
+    "eval": (cmd_eval, "measure routing, retrieval, answers and adapters on a corpus and question set"),
 }
 
 
@@ -298,6 +319,20 @@ def build_parser() -> argparse.ArgumentParser:
             chat.add_argument("question")
         chat.add_argument("--domain", help="skip routing and use this domain")
         chat.add_argument("--show-evidence", action="store_true", help="list the facts and passages used")
+    evaluate = sub.choices["eval"]
+    evaluate.add_argument("--corpus", required=True, help="corpus.jsonl, a folder of domain sub-folders, or one domain's folder")
+    evaluate.add_argument("--questions", required=True, help="questions.jsonl, or a folder of *.jsonl question files")
+    evaluate.add_argument("--k", type=int, default=5, help="retrieval depth for recall@k (default 5)")
+    evaluate.add_argument("--limit", type=int, help="evaluate at most N questions, spread over the domains")
+    evaluate.add_argument("--out", help="report folder (default: report/ in the corpus's eval workspace)")
+    evaluate.add_argument("--no-generate", action="store_true", help="routing and retrieval only; no answers")
+    evaluate.add_argument("--train-adapters", action="store_true",
+                          help="train an adapter per domain from its corpus, plus the transfer rows")
+    evaluate.add_argument("--train-steps", type=int, help="steps per trained adapter (default: train_max_steps)")
+    evaluate.add_argument("--no-served-adapters", action="store_true",
+                          help="do not use the app's adapters for domains of the same name")
+    evaluate.add_argument("--max-new-tokens", type=int, default=32, help="answer length limit (default 32)")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     adapters = sub.choices["adapters"]
     adapters.add_argument("action", choices=("list", "show", "validate", "remove", "load", "unload", "rollback"))
     adapters.add_argument("name", nargs="?", help="adapter name (show, remove, unload), folder (validate, load), "

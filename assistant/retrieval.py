@@ -82,7 +82,8 @@ class Retriever:
         passages: list[Passage] = []
         for domain in domains:
             passages += self._passages(domain, question, query, supported, evidence)
-        evidence.passages = sorted(passages, key=lambda p: -p.score)[:self.settings.passages_per_answer]
+        ranked = spread_documents(sorted(passages, key=lambda p: -p.score), self.settings.passages_per_document)
+        evidence.passages = ranked[:self.settings.passages_per_answer]
         return evidence
 
     # --- passages ------------------------------------------------------------------------------
@@ -95,7 +96,7 @@ class Retriever:
             return []
         dense = index.search(query, self.settings.dense_candidates)
         lexical = index.search_lexical(question, self.settings.lexical_candidates)
-        return fuse_rankings(dense, lexical, self.settings.rrf_k, supported)
+        return fuse_rankings(dense, lexical, self.settings.rrf_k, supported, self.settings.fact_support_boost)
 
     # --- facts -----------------------------------------------------------------------------------
     def _facts(self, domain: str, question: str, query: np.ndarray, evidence: Evidence) -> list[RankedFact]:
@@ -128,9 +129,10 @@ class Retriever:
             evidence.notes.append(f"knowledge graph unavailable, answered from passages only ({self._graph_error})")
 
 
-def fuse_rankings(dense: Sequence[Hit], lexical: Sequence[Hit], rrf_k: int, supported: set[str] = frozenset()) -> list[Passage]:
+def fuse_rankings(dense: Sequence[Hit], lexical: Sequence[Hit], rrf_k: int, supported: set[str] = frozenset(),
+                  support_boost: float = 1.0) -> list[Passage]:
     """Reciprocal rank fusion of two rankings of one domain's chunks; a chunk that supports a
-    chosen fact gets one extra first-place vote."""
+    chosen fact gets ``support_boost`` of an extra first-place vote."""
     ranks: dict[str, dict[str, int]] = {}
     hits: dict[str, Hit] = {}
     for name, ranking in (("dense", dense), ("lexical", lexical)):
@@ -141,11 +143,25 @@ def fuse_rankings(dense: Sequence[Hit], lexical: Sequence[Hit], rrf_k: int, supp
     for chunk_id, found in ranks.items():
         score = sum(1.0 / (rrf_k + rank) for rank in found.values())
         if chunk_id in supported:
-            score += 1.0 / (rrf_k + 1)
+            score += support_boost / (rrf_k + 1)
         hit = hits[chunk_id]
         passages.append(Passage(chunk_id, hit.doc_id, hit.title, hit.text, hit.domain, round(score, 6),
                                 found.get("dense"), found.get("lexical"), chunk_id in supported))
     return sorted(passages, key=lambda p: (-p.score, p.chunk_id))
+
+
+def spread_documents(passages: Sequence[Passage], per_document: int) -> list[Passage]:
+    """The same passages, but each document's chunks beyond its first ``per_document`` move
+    behind every other document's, so a few long documents do not fill the whole prompt and a
+    question that needs two documents gets both (0: no limit)."""
+    if per_document <= 0:
+        return list(passages)
+    seen: dict[str, int] = {}
+    leading, trailing = [], []
+    for passage in passages:
+        seen[passage.doc_id] = seen.get(passage.doc_id, 0) + 1
+        (leading if seen[passage.doc_id] <= per_document else trailing).append(passage)
+    return leading + trailing
 
 
 def rank_facts(facts: Sequence[Fact], query: np.ndarray, embedder: Embedder, keep: int) -> list[tuple[Fact, float]]:

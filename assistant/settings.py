@@ -133,7 +133,9 @@ class Settings(BaseSettings):
     dense_candidates: int = Field(default=20, ge=1, description="FAISS hits per domain before fusion.")
     lexical_candidates: int = Field(default=20, ge=0, description="BM25 hits per domain before fusion (0: dense only).")
     rrf_k: int = Field(default=60, ge=1, description="Reciprocal rank fusion constant.")
+    fact_support_boost: float = Field(default=0.0, ge=0, description="A passage that supports a chosen graph fact gains this share of an extra first-place vote (0: off; `assistant eval` on the demo set measured 1.0 and 0.5 as lowering evidence recall@5).")
     passages_per_answer: int = Field(default=4, ge=0)
+    passages_per_document: int = Field(default=1, ge=0, description="Chunks of one document ranked before other documents' (0: no limit); the rest follow. 1 raised multi-hop all-evidence@5 from 0.89 to 0.94 on the demo set.")
     facts_per_answer: int = Field(default=6, ge=0)
     fact_hops: int = Field(default=2, ge=1, le=2)
     fact_candidates: int = Field(default=40, ge=1, description="Facts read from the graph before ranking.")
@@ -152,6 +154,8 @@ class Settings(BaseSettings):
     admin_username: str = Field(default="admin")
     admin_password: SecretStr | None = Field(default=None, description="Unset: a random one is generated on first run into data/admin_password (mode 0600).")
     max_upload_bytes: int = Field(default=50_000_000, ge=1, description="Largest corpus or adapter upload (unpacked).")
+    ui_concurrency: int = Field(default=2, ge=1, description="Chat requests (/chat and /ask share one queue) worked on at once, and each other endpoint's limit. Generation holds one model lock, so more workers add no throughput (bench/load.py: 4 gave a worse p95 than 1 or 2); 2 lets one request route and retrieve (or wait on a slow graph) while another generates.")
+    ui_queue_max_size: int = Field(default=16, ge=1, description="Requests that may wait in Gradio's queue (all endpoints together); more are refused at once with 'busy, try again' (HTTP 503) instead of waiting minutes. 16 lets 16 concurrent chat sessions in without errors (bench/load.py); the last waits about 18 answers.")
     demo_adapter_steps: int = Field(default=20, ge=0, description="First run: train a quick adapter per demo domain in the background with this many steps (0: none).")
 
     # --- knowledge graph ---------------------------------------------------------------------

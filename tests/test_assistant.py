@@ -10,7 +10,7 @@ import pytest
 from assistant import prompts
 from assistant.cli import main
 from assistant.pipeline import Answer, ChatPipeline
-from assistant.retrieval import fuse_rankings
+from assistant.retrieval import fuse_rankings, spread_documents
 from assistant.router import Router
 from assistant.settings import DEMO_CORPORA_DIR
 from indexing.pipeline import index_source
@@ -85,6 +85,13 @@ def test_reciprocal_rank_fusion_rewards_agreement_and_fact_support():
     assert fused[0].dense_rank == 3 and fused[0].lexical_rank == 1
     boosted = fuse_rankings(dense, lexical, rrf_k=60, supported={"d#1"})
     assert boosted[0].chunk_id == "d#1" and boosted[0].supports_fact
+
+
+def test_spreading_documents_moves_extra_chunks_of_one_document_back():
+    fused = fuse_rankings([_hit("a#1", 0.9), _hit("a#2", 0.8), _hit("a#3", 0.7), _hit("b#1", 0.6)], [], rrf_k=60)
+    assert [p.chunk_id for p in spread_documents(fused, 1)] == ["a#1", "b#1", "a#2", "a#3"]
+    assert [p.chunk_id for p in spread_documents(fused, 2)] == ["a#1", "a#2", "b#1", "a#3"]
+    assert spread_documents(fused, 0) == fused
 
 
 def test_lexical_search_finds_numbers_and_rare_names(demo_env):

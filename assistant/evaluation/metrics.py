@@ -1,0 +1,104 @@
+"""Scoring functions of the evaluation, pure and hand-checkable (tests/test_eval_metrics.py).
+
+Answers are compared after SQuAD-style normalisation (case, punctuation, articles and citation
+marks ignored) against *any* of a question's gold answers. Retrieval is scored by documents:
+evidence recall@k is the share of a question's evidence documents found among the documents of
+its top-k retrieved items (a passage has one document, a fact may have several).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from adapters.evaluate import exact_match, normalize_answer, token_f1
+
+ABSTAIN = "(abstain)"
+_LABELS = ("yes", "no", "maybe")
+_LABEL_WORD = re.compile(r"\b(yes|no|maybe)\b")
+
+
+def best_match(prediction: str, answers: Sequence[str]) -> tuple[float, float]:
+    """(exact match, token F1) of ``prediction`` against its best-matching gold answer."""
+    if not answers:
+        return 0.0, 0.0
+    return (max(exact_match(prediction, gold) for gold in answers),
+            max(token_f1(prediction, gold) for gold in answers))
+
+
+def contains_answer(prediction: str, answers: Sequence[str]) -> float:
+    """1.0 when a normalised gold answer occurs, as whole words, in the normalised prediction:
+    the lenient match for a generator that answers in a sentence ("It was decided in 1803.")."""
+    words = f" {normalize_answer(prediction)} "
+    return float(any(normalize_answer(gold) and f" {normalize_answer(gold)} " in words for gold in answers))
+
+
+def gold_label(answers: Sequence[str]) -> str | None:
+    """'yes', 'no' or 'maybe' when the gold answers are that label (a yes/no/maybe question)."""
+    labels = {normalize_answer(a) for a in answers}
+    return labels.pop() if len(labels) == 1 and labels <= set(_LABELS) else None
+
+
+def predicted_label(text: str) -> str | None:
+    """The first yes/no/maybe word of an answer, as a reader would take it."""
+    match = _LABEL_WORD.search(normalize_answer(text))
+    return match.group(1) if match else None
+
+
+def documents_at_k(ranked_items: Sequence[Iterable[str]], k: int) -> set[str]:
+    """Documents of the first ``k`` items; each item is the document ids it came from."""
+    found: set[str] = set()
+    for doc_ids in ranked_items[:k]:
+        found.update(doc_ids)
+    return found
+
+
+def evidence_recall(found: set[str], evidence: Sequence[str]) -> float:
+    """Share of the evidence documents among ``found`` (1.0 for a question without evidence)."""
+    wanted = set(evidence)
+    return len(wanted & found) / len(wanted) if wanted else 1.0
+
+
+def all_evidence(found: set[str], evidence: Sequence[str]) -> float:
+    """1.0 when every evidence document was found (what a multi-hop answer needs)."""
+    return float(set(evidence) <= found)
+
+
+def confusion_matrix(gold: Sequence[str], predicted: Sequence[str | None]) -> dict:
+    """Counts of (gold domain, routed domain); an abstention is its own column."""
+    labels = sorted(set(gold) | {p for p in predicted if p is not None})
+    counts = Counter((g, p if p is not None else ABSTAIN) for g, p in zip(gold, predicted, strict=True))
+    columns = labels + [ABSTAIN]
+    return {"labels": labels, "columns": columns,
+            "rows": [[counts[(g, c)] for c in columns] for g in labels]}
+
+
+def routing_scores(gold: Sequence[str], predicted: Sequence[str | None]) -> dict:
+    """Accuracy (an abstention counts as wrong), abstention rate, and accuracy on the answered."""
+    total = len(gold)
+    answered = [(g, p) for g, p in zip(gold, predicted, strict=True) if p is not None]
+    correct = sum(g == p for g, p in answered)
+    return {"n": total, "accuracy": _share(correct, total), "abstention_rate": _share(total - len(answered), total),
+            "accuracy_when_answered": _share(correct, len(answered)),
+            "confusion": confusion_matrix(gold, predicted)}
+
+
+def percentiles(values: Sequence[float]) -> dict:
+    """p50, p95 and mean of timings in seconds (empty: None)."""
+    if not values:
+        return {"n": 0, "p50": None, "p95": None, "mean": None}
+    array = np.asarray(values, dtype=float)
+    return {"n": len(array), "p50": round(float(np.percentile(array, 50)), 4),
+            "p95": round(float(np.percentile(array, 95)), 4), "mean": round(float(array.mean()), 4)}
+
+
+def mean(values: Iterable[float]) -> float | None:
+    values = list(values)
+    return round(sum(values) / len(values), 4) if values else None
+
+
+def _share(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None

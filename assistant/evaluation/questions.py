@@ -1,0 +1,91 @@
+"""The evaluation's question set: ``questions.jsonl`` lines of
+``{"id", "domain", "question", "answers": [...], "evidence_doc_ids": [...]}`` (DESIGN.md).
+
+A file or a folder of ``*.jsonl`` files. A bad line is an error that names the file and line:
+a silently skipped question would change every number in the report.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from indexing.corpus import CorpusError, normalise_domain
+
+
+class QuestionsError(ValueError):
+    """The question set cannot be used as it is."""
+
+
+@dataclass(frozen=True)
+class EvalQuestion:
+    id: str
+    domain: str
+    question: str
+    answers: tuple[str, ...]
+    evidence_doc_ids: tuple[str, ...]
+
+    @property
+    def multi_hop(self) -> bool:
+        """Needs two or more documents: reported separately."""
+        return len(self.evidence_doc_ids) >= 2
+
+
+def load_questions(path: Path) -> list[EvalQuestion]:
+    path = Path(path)
+    files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
+    if not files or not all(f.is_file() for f in files):
+        raise QuestionsError(f"no questions file at {path}")
+    questions: list[EvalQuestion] = []
+    for file in files:
+        for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                questions.append(_parse(line, f"{file.name}:{number}"))
+    ids = [q.id for q in questions]
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    if repeated:
+        raise QuestionsError(f"question ids repeat: {', '.join(repeated[:5])}")
+    if not questions:
+        raise QuestionsError(f"{path} holds no questions")
+    return questions
+
+
+def _parse(line: str, where: str) -> EvalQuestion:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise QuestionsError(f"{where}: not JSON ({exc.msg})") from None
+    if not isinstance(row, dict):
+        raise QuestionsError(f"{where}: expected an object")
+    missing = [key for key in ("id", "domain", "question", "answers") if key not in row]
+    if missing:
+        raise QuestionsError(f"{where}: missing {', '.join(missing)}")
+    answers, evidence = row["answers"], row.get("evidence_doc_ids", [])
+    if not isinstance(answers, list) or not isinstance(evidence, list):
+        raise QuestionsError(f"{where}: answers and evidence_doc_ids must be lists")
+    if not str(row["question"]).strip():
+        raise QuestionsError(f"{where}: empty question")
+    try:
+        domain = normalise_domain(str(row["domain"]))
+    except CorpusError as exc:
+        raise QuestionsError(f"{where}: {exc}") from None
+    return EvalQuestion(str(row["id"]), domain, str(row["question"]).strip(), tuple(str(a) for a in answers),
+                        tuple(str(d) for d in evidence))
+
+
+def spread_over_domains(questions: list[EvalQuestion], limit: int | None) -> list[EvalQuestion]:
+    """The first ``limit`` questions taken round-robin over domains (file order within each), so a
+    short run still sees every domain; None keeps all."""
+    if limit is None or limit >= len(questions):
+        return list(questions)
+    by_domain: dict[str, list[EvalQuestion]] = {}
+    for question in questions:
+        by_domain.setdefault(question.domain, []).append(question)
+    picked: list[EvalQuestion] = []
+    queues = [list(qs) for _, qs in sorted(by_domain.items())]
+    while len(picked) < limit:
+        for queue in queues:
+            if queue and len(picked) < limit:
+                picked.append(queue.pop(0))
+    return picked

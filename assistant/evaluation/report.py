@@ -1,0 +1,183 @@
+"""The evaluation's outputs: report.json (everything), report.md (the tables, also printed) and
+three charts (recall@k by method, accuracy by domain, the routing confusion matrix)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from assistant.evaluation.runner import CONFIG_LABELS, METHOD_LABELS
+
+REPORT_JSON, REPORT_MD = "report.json", "report.md"
+CHARTS = ("recall_at_k.png", "accuracy_by_domain.png", "confusion.png")
+
+
+def write_report(report: dict, out: Path) -> list[Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / REPORT_JSON).write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    (out / REPORT_MD).write_text(summary_markdown(report), encoding="utf-8")
+    return [out / REPORT_JSON, out / REPORT_MD, *draw_charts(report, out)]
+
+
+# --- tables ------------------------------------------------------------------------------------
+
+def summary_markdown(report: dict) -> str:
+    parts = [f"# Evaluation of {report['corpus']}",
+             f"{report['n_questions']} questions from {report['questions_file']}; workspace {report['workspace']}"
+             f" ({'index reused' if report['reused_index'] else 'indexed in this run'}).",
+             _routing(report["routing"]), _retrieval(report["retrieval"])]
+    if "answers" in report:
+        parts.append(_answers(report["answers"], report.get("adapters", {}), report.get("adapter_notes", [])))
+    if "training" in report:
+        parts.append(_training(report["training"]))
+    if "transfer" in report:
+        parts.append(_transfer(report["transfer"]))
+    parts.append(_latency(report["latency"]))
+    return "\n\n".join(parts) + "\n"
+
+
+def table(headers: list[str], rows: list[list]) -> str:
+    cells = [[_cell(value) for value in row] for row in rows]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(["---"] * len(headers)) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells])
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def _routing(section: dict) -> str:
+    rows = [["all", section["n"], section["accuracy"], section["abstention_rate"], section["accuracy_when_answered"]]]
+    rows += [[domain, "", accuracy, "", ""] for domain, accuracy in section["by_domain"].items()]
+    confusion = section["confusion"]
+    matrix = table(["gold \\ routed", *confusion["columns"]],
+                   [[label, *counts] for label, counts in zip(confusion["labels"], confusion["rows"])])
+    return ("## Routing\n\n" + table(["domain", "questions", "accuracy", "abstained", "accuracy when routed"], rows)
+            + "\n\n" + matrix)
+
+
+def _retrieval(section: dict) -> str:
+    k, counts = section["k"], section["counts"]
+    rows = []
+    for method, entry in section["methods"].items():
+        every, multi = entry["all"], entry["multi_hop"]
+        rows.append([METHOD_LABELS[method], every["recall_at"][0], every["recall_at"][-1],
+                     every["all_evidence_at"][-1], multi["recall_at"][-1], multi["all_evidence_at"][-1]])
+    note = (f"Evidence recall: share of a question's evidence documents among the documents of its top-k "
+            f"passages (full: top-k passages and top-k graph facts). {counts['all']} questions, "
+            f"{counts['multi_hop']} multi-hop (two or more evidence documents). Searched in the routed domain.")
+    if section["graph_degraded_questions"]:
+        note += f" The graph failed for {section['graph_degraded_questions']} questions."
+    return ("## Retrieval\n\n" + table(["method", "recall@1", f"recall@{k}", f"all evidence@{k}",
+                                        f"multi-hop recall@{k}", f"multi-hop all@{k}"], rows) + "\n\n" + note)
+
+
+def _answers(section: dict, adapters: dict, notes: list[str]) -> str:
+    rows, domains = [], sorted({d for entry in section.values() for d in entry["by_domain"]})
+    for config, entry in section.items():
+        rows.append([CONFIG_LABELS[config], entry["n"], entry["exact_match"], entry["f1"], entry["contains"],
+                     f"{_cell(entry['yesno_accuracy'])} (n={entry['yesno_n']})", entry["multi_hop"]["f1"],
+                     *[entry["by_domain"].get(d, {}).get("f1") for d in domains]])
+    used = ", ".join(f"{d}: {n}" for d, n in sorted(adapters.items())) or "none (no domain has an adapter)"
+    legend = ("EM and F1 against the best-matching gold answer (case, punctuation, articles and citations "
+              "ignored); contains gold: a gold answer occurs in the answer as whole words.")
+    text = ("## Answers\n\n" + table(["configuration", "n", "EM", "F1", "contains gold", "yes/no/maybe acc.", "multi-hop F1",
+                                      *[f"F1 {d}" for d in domains]], rows) + f"\n\n{legend} Adapters: {used}.")
+    return text + "".join(f"\n- {note}" for note in notes)
+
+
+def _training(section: dict) -> str:
+    rows = []
+    for domain, entry in section["domains"].items():
+        base, adapter = entry["metrics"].get("base", {}), entry["metrics"].get("adapter", {})
+        rows.append([domain, entry["adapter"], section["steps"], "reused" if entry["reused"] else f"{entry['seconds']} s",
+                     entry.get("dataset", {}).get("train"), base.get("f1"), adapter.get("f1"),
+                     base.get("val_loss"), adapter.get("val_loss")])
+    return ("## Adapters trained from each domain's corpus\n\n"
+            + table(["domain", "adapter", "steps", "time", "train examples", "held-out F1 base", "held-out F1 adapter",
+                     "answer loss base", "answer loss adapter"], rows)
+            + "\n\nHeld-out: the dataset's validation questions (generated from facts not used in training).")
+
+
+def _transfer(section: dict) -> str:
+    if "rows" not in section:
+        return "## Transfer\n\n" + section.get("note", "")
+    rows = [[row["setting"], row["n"], row["exact_match"], row["f1"], row["contains"]] for row in section["rows"]]
+    return (f"## Transfer from {section['source']} to {section['target']}\n\n"
+            + table(["setting", "n", "EM", "F1", "contains gold"], rows))
+
+
+def _latency(section: dict) -> str:
+    rows = [[stage, stats["n"], _ms(stats["p50"]), _ms(stats["p95"])]
+            for stage, stats in section.items() if stage != "generate"]
+    rows += [[f"generate: {CONFIG_LABELS.get(config, config)}", stats["n"], _ms(stats["p50"]), _ms(stats["p95"])]
+             for config, stats in section.get("generate", {}).items()]
+    return "## Latency\n\n" + table(["stage", "n", "p50 ms", "p95 ms"], rows)
+
+
+def _ms(seconds: float | None) -> str:
+    return "–" if seconds is None else f"{seconds * 1000:.0f}"
+
+
+# --- charts ------------------------------------------------------------------------------------
+
+def draw_charts(report: dict, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    paths = [_recall_chart(plt, report["retrieval"], out / CHARTS[0]),
+             _domain_chart(plt, report, out / CHARTS[1]),
+             _confusion_chart(plt, report["routing"]["confusion"], out / CHARTS[2])]
+    plt.close("all")
+    return paths
+
+
+def _recall_chart(plt, section: dict, path: Path) -> Path:
+    figure, axis = plt.subplots(figsize=(6, 4))
+    ks = list(range(1, section["k"] + 1))
+    for method, entry in section["methods"].items():
+        axis.plot(ks, entry["all"]["recall_at"], marker="o", label=METHOD_LABELS[method])
+    axis.set(xlabel="k", ylabel="evidence recall@k", ylim=(0, 1.02), xticks=ks, title="Evidence recall by method")
+    axis.legend(loc="lower right", fontsize=8)
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    return path
+
+
+def _domain_chart(plt, report: dict, path: Path) -> Path:
+    domains = list(report["routing"]["by_domain"])
+    series = {"routing accuracy": [report["routing"]["by_domain"][d] or 0 for d in domains]}
+    for config, entry in report.get("answers", {}).items():
+        series[f"F1, {CONFIG_LABELS[config]}"] = [entry["by_domain"].get(d, {}).get("f1") or 0 for d in domains]
+    figure, axis = plt.subplots(figsize=(9, 4))
+    width = 0.8 / len(series)
+    for i, (label, values) in enumerate(series.items()):
+        axis.bar([x + i * width for x in range(len(domains))], values, width, label=label)
+    axis.set_xticks([x + 0.4 - width / 2 for x in range(len(domains))], domains)
+    axis.set(ylim=(0, 1.05), ylabel="score", title="Accuracy by domain")
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    return path
+
+
+def _confusion_chart(plt, confusion: dict, path: Path) -> Path:
+    figure, axis = plt.subplots(figsize=(5, 4))
+    axis.imshow(confusion["rows"], cmap="Blues")
+    axis.set_xticks(range(len(confusion["columns"])), confusion["columns"], rotation=30)
+    axis.set_yticks(range(len(confusion["labels"])), confusion["labels"])
+    for row, counts in enumerate(confusion["rows"]):
+        for column, count in enumerate(counts):
+            axis.text(column, row, str(count), ha="center", va="center")
+    axis.set(xlabel="routed", ylabel="gold domain", title="Routing confusion matrix")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    return path

@@ -1,0 +1,211 @@
+"""One evaluation run: route, retrieve and (unless ``generate`` is off) answer every question,
+with the product's own components, and score each stage.
+
+Stage 1 needs no language model: every question is routed like a chat message and its
+evidence retrieved four ways in the same run, so the ratios are fair: BM25 alone, dense (FAISS)
+alone, the product's hybrid passages without graph facts, and the full retrieval (hybrid
+passages plus graph facts). Each is searched in the routed domain (every domain when the router
+abstains), so a misrouted question counts as a miss, as it would for a user.
+
+Stage 2 answers from three configurations: the base model without retrieval (closed book), the
+base model with the product's prompt of facts and passages, and the routed domain's adapter with
+the same prompt (when that domain has one). Answers use the product's evidence budget
+(``facts_per_answer``, ``passages_per_answer``), not ``k``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+from tqdm import tqdm
+
+from assistant import prompts
+from assistant.evaluation import metrics
+from assistant.evaluation.questions import EvalQuestion, load_questions, spread_over_domains
+from assistant.evaluation.workspace import Workspace, open_workspace
+from assistant.retrieval import Retriever
+from assistant.router import Router
+from assistant.settings import Settings
+from indexing.embedding import get_embedder
+from indexing.vector_store import IndexUnavailable, VectorStore
+
+METHODS = ("bm25", "dense", "hybrid", "full")
+METHOD_LABELS = {"bm25": "BM25 only", "dense": "dense (FAISS) only", "hybrid": "hybrid, no graph facts",
+                 "full": "full (hybrid + graph facts)"}
+CLOSED_BOOK, BASE_RAG, ADAPTER_RAG = "base_closed_book", "base_rag", "adapter_rag"
+CONFIG_LABELS = {CLOSED_BOOK: "base model, no retrieval", BASE_RAG: "base model + retrieval",
+                 ADAPTER_RAG: "adapter + retrieval"}
+
+
+@dataclass
+class EvalOptions:
+    corpus: Path
+    questions: Path
+    k: int = 5
+    limit: int | None = None
+    out: Path | None = None
+    generate: bool = True
+    train_adapters: bool = False
+    train_steps: int | None = None  # None: the train_max_steps setting
+    use_served_adapters: bool = True  # copy the app's active adapter of a same-named domain
+    max_new_tokens: int = 32  # gold answers are short spans
+    progress: bool = True
+
+
+@dataclass
+class QuestionRun:
+    """What one question produced; ``ranked`` holds, per method, the document ids of each
+    retrieved item in rank order (passages; ``full_facts`` the ranked facts)."""
+    question: EvalQuestion
+    routed: str | None
+    confidence: float
+    searched: list[str]
+    ranked: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)
+    full_facts: list[tuple[str, ...]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    degraded: bool = False
+    prompt_facts: list[str] = field(default_factory=list)  # the evidence stage 2 puts in the prompt
+    prompt_passages: list[tuple[str, str]] = field(default_factory=list)  # (title, text)
+    answers: dict[str, dict] = field(default_factory=dict)  # config -> {adapter, text, em, f1, label_ok, seconds}
+
+    def found(self, method: str, k: int) -> set[str]:
+        found = metrics.documents_at_k(self.ranked[method], k)
+        if method == "full":
+            found |= metrics.documents_at_k(self.full_facts, k)
+        return found
+
+
+def run_evaluation(app: Settings, options: EvalOptions) -> dict:
+    """Everything the report holds, as one JSON-ready dict."""
+    questions = spread_over_domains(load_questions(options.questions), options.limit)
+    embedder = get_embedder(app.embedder, app.embed_batch_size)
+    workspace = open_workspace(app, options.corpus, progress=options.progress, embedder=embedder)
+    try:
+        runs = retrieve_all(workspace, questions, options, embedder)
+        report = {
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "corpus": str(workspace.corpus), "questions_file": str(Path(options.questions).resolve()),
+            "workspace": str(workspace.settings.data_dir), "reused_index": workspace.reused,
+            "k": options.k, "n_questions": len(runs), "domains": workspace.describe(),
+            "routing": routing_section(runs),
+            "retrieval": retrieval_section(runs, options.k),
+        }
+        if options.generate:
+            from assistant.evaluation.answering import answer_all
+
+            report.update(answer_all(workspace, runs, options, app))
+        report["latency"] = latency_section(runs)
+        report["per_question"] = [question_row(run, options.k) for run in runs]
+        return report
+    finally:
+        workspace.close()
+
+
+# --- stage 1: routing and retrieval -------------------------------------------------------------
+
+def retrieve_all(workspace: Workspace, questions: Sequence[EvalQuestion], options: EvalOptions,
+                 embedder) -> list[QuestionRun]:
+    settings = workspace.settings
+    depth = max(options.k, settings.passages_per_answer, settings.facts_per_answer)
+    deep = settings.model_copy(update={"passages_per_answer": depth, "facts_per_answer": depth})
+    vectors = VectorStore(settings.domains_dir, settings.hnsw_ef_search)
+    router = Router(settings, vectors, embedder)
+    full, hybrid = Retriever(deep, vectors, embedder, workspace.graph), Retriever(deep, vectors, embedder, None)
+    domains = router.domains()
+    runs = []
+    for question in tqdm(questions, desc="route + retrieve", unit="q", disable=not options.progress):
+        runs.append(_retrieve_one(question, router, full, hybrid, vectors, domains, depth, settings))
+    return runs
+
+
+def _retrieve_one(question: EvalQuestion, router: Router, full: Retriever, hybrid: Retriever, vectors: VectorStore,
+                  domains: list[str], depth: int, settings: Settings) -> QuestionRun:
+    clock = time.perf_counter()
+    query = router.query_vector(question.question, [])
+    route = router.route(question.question, [], domains, query)
+    route_s = time.perf_counter() - clock
+    searched = [route.domain] if route.domain else list(domains)
+    run = QuestionRun(question, route.domain, route.confidence, searched, timings={"route": route_s})
+    run.ranked["bm25"] = _single_list(vectors, searched, depth, lambda index: index.search_lexical(question.question, depth))
+    run.ranked["dense"] = _single_list(vectors, searched, depth, lambda index: index.search(query, depth))
+    run.ranked["hybrid"] = [(p.doc_id,) for p in hybrid.retrieve(question.question, searched, query).passages]
+    clock = time.perf_counter()
+    evidence = full.retrieve(question.question, searched, query)
+    run.timings["retrieve"] = time.perf_counter() - clock
+    run.ranked["full"] = [(p.doc_id,) for p in evidence.passages]
+    run.full_facts = [tuple(f.fact.doc_ids) for f in evidence.facts]
+    run.degraded = evidence.graph_degraded
+    run.prompt_facts = [f.text for f in evidence.facts[:settings.facts_per_answer]]
+    run.prompt_passages = [(p.title, p.text) for p in evidence.passages[:settings.passages_per_answer]]
+    return run
+
+
+def _single_list(vectors: VectorStore, domains: list[str], depth: int, search) -> list[tuple[str, ...]]:
+    """One method's hits over the searched domains, best score first (one domain: its order)."""
+    hits = []
+    for domain in domains:
+        try:
+            hits += search(vectors.get(domain))
+        except IndexUnavailable:
+            continue
+    return [(hit.doc_id,) for hit in sorted(hits, key=lambda h: -h.score)[:depth]]
+
+
+def build_messages(count_tokens, run: QuestionRun, settings: Settings, with_evidence: bool) -> list[dict]:
+    """The product's chat messages for the question (routed domain, evidence within the budget)."""
+    facts, passages = (run.prompt_facts, run.prompt_passages) if with_evidence else ([], [])
+    return prompts.build_prompt(count_tokens, run.routed, run.question.question, facts, passages, [],
+                                settings.context_tokens, settings.history_tokens).messages
+
+
+# --- scoring ---------------------------------------------------------------------------------------
+
+def routing_section(runs: Sequence[QuestionRun]) -> dict:
+    gold = [run.question.domain for run in runs]
+    routed = [run.routed for run in runs]
+    section = metrics.routing_scores(gold, routed)
+    section["by_domain"] = {
+        domain: metrics.routing_scores([g for g in gold if g == domain],
+                                       [r for g, r in zip(gold, routed) if g == domain])["accuracy"]
+        for domain in sorted(set(gold))}
+    return section
+
+
+def retrieval_section(runs: Sequence[QuestionRun], k: int) -> dict:
+    groups = {"all": list(runs), "single_document": [r for r in runs if not r.question.multi_hop],
+              "multi_hop": [r for r in runs if r.question.multi_hop]}
+    section: dict = {"k": k, "methods": {}, "graph_degraded_questions": sum(r.degraded for r in runs),
+                     "counts": {name: len(group) for name, group in groups.items()}}
+    for method in METHODS:
+        entry = {"label": METHOD_LABELS[method]}
+        for name, group in groups.items():
+            entry[name] = {
+                "recall_at": [metrics.mean(metrics.evidence_recall(r.found(method, i), r.question.evidence_doc_ids)
+                                           for r in group) for i in range(1, k + 1)],
+                "all_evidence_at": [metrics.mean(metrics.all_evidence(r.found(method, i), r.question.evidence_doc_ids)
+                                                 for r in group) for i in range(1, k + 1)],
+            }
+        section["methods"][method] = entry
+    return section
+
+
+def latency_section(runs: Sequence[QuestionRun]) -> dict:
+    section = {stage: metrics.percentiles([r.timings[stage] for r in runs if stage in r.timings])
+               for stage in ("route", "retrieve")}
+    configs = sorted({config for r in runs for config in r.answers})
+    section["generate"] = {config: metrics.percentiles([r.answers[config]["seconds"] for r in runs
+                                                        if config in r.answers]) for config in configs}
+    return section
+
+
+def question_row(run: QuestionRun, k: int) -> dict:
+    """One line of the per-question table in report.json (for reading failures)."""
+    return {"id": run.question.id, "domain": run.question.domain, "routed": run.routed,
+            "confidence": round(run.confidence, 3), "multi_hop": run.question.multi_hop,
+            "recall_at_k": {m: metrics.evidence_recall(run.found(m, k), run.question.evidence_doc_ids) for m in METHODS},
+            "answers": {config: {key: value for key, value in answer.items() if key != "seconds"}
+                        for config, answer in run.answers.items()}}
