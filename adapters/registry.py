@@ -26,6 +26,8 @@ WEIGHTS_FILE = "adapter_model.safetensors"
 CONFIG_FILE = "adapter_config.json"
 MANIFEST_FILE = "manifest.json"
 REQUIRED_FILES = (WEIGHTS_FILE, CONFIG_FILE, MANIFEST_FILE)
+# Folders an install or a training run writes before renaming them into place.
+STAGING_PREFIXES = (".incoming-", ".staging-")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 ADAPTER_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 # peft key: base_model.model.<module path>.lora_A.weight (optionally with an adapter name).
@@ -59,9 +61,10 @@ def base_weight_shapes(base: BaseModel) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def validate_adapter(path: Path, base: BaseModel, shapes: dict[str, tuple[int, ...]] | None = None,
-                     name: str | None = None) -> AdapterInfo:
-    """Check an adapter folder against the base; raise AdapterInvalid naming the first problem."""
+def read_adapter(path: Path, name: str | None = None) -> AdapterInfo:
+    """An adapter folder's entry, checked for completeness without the base model: no pickled
+    files, the three files present, the JSON well-formed, the weights' safetensors header
+    complete (a truncated file fails it). A folder a crash left half-written fails here."""
     path = Path(path)
     if not path.is_dir():
         raise AdapterInvalid(f"{path} is not a folder")
@@ -74,12 +77,24 @@ def validate_adapter(path: Path, base: BaseModel, shapes: dict[str, tuple[int, .
     config = _read_json(path / CONFIG_FILE)
     manifest = _read_json(path / MANIFEST_FILE)
     rank, targets = _check_config(config)
-    _check_manifest(manifest, base)
-    shapes = shapes if shapes is not None else base_weight_shapes(base)
-    _check_targets(targets, shapes)
-    _check_tensors(path / WEIGHTS_FILE, rank, shapes)
+    _check_manifest_fields(manifest)
+    _tensor_shapes(path / WEIGHTS_FILE)
     return AdapterInfo(name or path.name, path, manifest["domain"], manifest["base_model"], manifest["base_fingerprint"],
                        rank, tuple(targets), manifest.get("created"), manifest.get("metrics", {}))
+
+
+def validate_adapter(path: Path, base: BaseModel, shapes: dict[str, tuple[int, ...]] | None = None,
+                     name: str | None = None) -> AdapterInfo:
+    """Check an adapter folder against the base; raise AdapterInvalid naming the first problem."""
+    info = read_adapter(path, name)
+    if info.base_fingerprint != base.fingerprint:
+        raise AdapterInvalid(f"trained on another base model ({info.base_model}, fingerprint "
+                             f"{info.base_fingerprint[:12]}...), not the serving base {base.name} "
+                             f"({base.fingerprint[:12]}...)")
+    shapes = shapes if shapes is not None else base_weight_shapes(base)
+    _check_targets(list(info.target_modules), shapes)
+    _check_tensors(info.path / WEIGHTS_FILE, info.rank, shapes)
+    return info
 
 
 def _read_json(path: Path) -> dict:
@@ -106,14 +121,10 @@ def _check_config(config: dict) -> tuple[int, list[str]]:
     return rank, list(targets)
 
 
-def _check_manifest(manifest: dict, base: BaseModel) -> None:
+def _check_manifest_fields(manifest: dict) -> None:
     for key in ("domain", "base_model", "base_fingerprint"):
         if not isinstance(manifest.get(key), str) or not manifest[key]:
             raise AdapterInvalid(f"{MANIFEST_FILE}: missing {key!r}")
-    if manifest["base_fingerprint"] != base.fingerprint:
-        raise AdapterInvalid(f"trained on another base model ({manifest['base_model']}, fingerprint "
-                             f"{manifest['base_fingerprint'][:12]}...), not the serving base {base.name} "
-                             f"({base.fingerprint[:12]}...)")
 
 
 def _module_names(shapes: dict[str, tuple[int, ...]]) -> set[str]:
@@ -127,7 +138,9 @@ def _check_targets(targets: list[str], shapes: dict[str, tuple[int, ...]]) -> No
             raise AdapterInvalid(f"target module {target!r} does not exist in the base model")
 
 
-def _check_tensors(weights: Path, rank: int, shapes: dict[str, tuple[int, ...]]) -> None:
+def _tensor_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes from the safetensors header, which safetensors checks against
+    the file's length: a truncated file is refused here without reading its data."""
     try:
         with safe_open(str(weights), framework="pt") as f:
             tensors = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
@@ -135,7 +148,11 @@ def _check_tensors(weights: Path, rank: int, shapes: dict[str, tuple[int, ...]])
         raise AdapterInvalid(f"{WEIGHTS_FILE} is unreadable ({exc})") from None
     if not tensors:
         raise AdapterInvalid(f"{WEIGHTS_FILE} holds no tensors")
-    for key, shape in tensors.items():
+    return tensors
+
+
+def _check_tensors(weights: Path, rank: int, shapes: dict[str, tuple[int, ...]]) -> None:
+    for key, shape in _tensor_shapes(weights).items():
         match = _LORA_KEY.match(key)
         if match is None:
             continue  # e.g. modules_to_save; their names are checked by peft when loading
@@ -158,25 +175,53 @@ def adapter_manifest(domain: str, base: BaseModel, **details) -> dict:
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **details}
 
 
+@dataclass(frozen=True)
+class BrokenAdapter:
+    """A folder in the registry that is not a complete adapter, and why; never served."""
+
+    name: str
+    path: Path
+    problem: str
+
+
+def _cause(exc: OSError) -> str:
+    """An OS error's cause in words. shutil.copytree gathers its per-file errors into one
+    shutil.Error whose argument is a list of (source, target, reason): the first reason."""
+    if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list) and exc.args[0]:
+        return str(exc.args[0][0][-1])
+    return exc.strerror or str(exc)
+
+
 class AdapterRegistry:
     def __init__(self, adapters_dir: Path):
         self.root = Path(adapters_dir)
 
     def list(self) -> list[AdapterInfo]:
-        """Installed adapters (their manifests); an unreadable folder is left out."""
-        found = []
+        """Installed, complete adapters; a half-written or damaged folder is left out (see broken)."""
+        return self._scan()[0]
+
+    def broken(self) -> list[BrokenAdapter]:
+        """Folders that are not complete adapters, with the reason: what a crash or a bad copy
+        left behind, for listings to show. Each is skipped by list() and never served."""
+        return self._scan()[1]
+
+    def _scan(self) -> tuple[list[AdapterInfo], list[BrokenAdapter]]:
+        found: list[AdapterInfo] = []
+        broken: list[BrokenAdapter] = []
         if not self.root.is_dir():
-            return found
-        for folder in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            try:
-                manifest, config = _read_json(folder / MANIFEST_FILE), _read_json(folder / CONFIG_FILE)
-                found.append(AdapterInfo(folder.name, folder, manifest["domain"], manifest["base_model"],
-                                         manifest["base_fingerprint"], int(config["r"]),
-                                         tuple(config.get("target_modules") or ()), manifest.get("created"),
-                                         manifest.get("metrics", {})))
-            except (AdapterInvalid, KeyError, TypeError, ValueError):
+            return found, broken
+        for folder in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            if folder.name.startswith(STAGING_PREFIXES):
+                broken.append(BrokenAdapter(folder.name, folder, "an unfinished install (in progress, or left by a "
+                                                                 "crash); never served"))
+            elif folder.name.startswith("."):
                 continue
-        return found
+            else:
+                try:
+                    found.append(read_adapter(folder))
+                except AdapterInvalid as exc:
+                    broken.append(BrokenAdapter(folder.name, folder, str(exc)))
+        return found, broken
 
     def path(self, name: str) -> Path:
         if not ADAPTER_NAME.match(name):
@@ -204,10 +249,13 @@ class AdapterRegistry:
             raise AdapterInvalid(f"an adapter named {name!r} already exists")
         validate_adapter(source, base, name=name)
         self.root.mkdir(parents=True, exist_ok=True)
-        staging = self.root / f".incoming-{uuid.uuid4().hex[:8]}"
+        staging = self.root / f"{STAGING_PREFIXES[0]}{uuid.uuid4().hex[:8]}"
         try:
             shutil.copytree(source, staging, symlinks=False)
             os.rename(staging, target)
+        except OSError as exc:  # a full disk, a read-only folder: say which install failed, and why
+            message = f"installing adapter {name!r} into {self.root} failed: {_cause(exc)}"
+            raise (OSError(exc.errno, message) if exc.errno else OSError(message)) from exc
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return validate_adapter(target, base, name=name)

@@ -204,6 +204,25 @@ def evaluate_adapter(settings: Settings, base: BaseModel, adapter_dir: Path, val
     return compare_base_and_adapter(model, tokenizer, examples, batches, settings.eval_max_new_tokens, progress)
 
 
+def _swap_in(staging: Path, target: Path) -> None:
+    """Replace ``target`` by the complete folder ``staging``. Between the two renames only
+    ``.old-<target>-*`` exists; ``_recover_swap`` puts it back after a kill there."""
+    old = target.with_name(f".old-{target.name}-{uuid.uuid4().hex[:8]}")
+    if target.exists():
+        target.rename(old)
+    staging.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _recover_swap(target: Path) -> None:
+    """After a kill inside ``_swap_in``: the previous complete folder becomes ``target`` again."""
+    if target.exists():
+        return
+    previous = sorted(target.parent.glob(f".old-{target.name}-*"), key=lambda p: p.stat().st_mtime)
+    if previous:
+        previous[-1].rename(target)
+
+
 def _warm_start_source(registry: AdapterRegistry, from_adapter: str | None, base: BaseModel) -> Path | None:
     if from_adapter is None:
         return None
@@ -330,7 +349,9 @@ class _TrainingLoop:
         best = self.state["best_val_loss"]
         if best is None or loss < best:
             self.state.update(best_val_loss=round(loss, 5), best_step=step, bad_evals=0)
-            self.model.save_pretrained(str(self.run_dir / "best"))
+            staging = self.run_dir / f".best-{uuid.uuid4().hex[:8]}"
+            self.model.save_pretrained(str(staging))
+            _swap_in(staging, self.run_dir / "best")  # a kill mid-write never leaves a truncated best/
         else:
             self.state["bad_evals"] += 1
             if self.state["bad_evals"] >= self.settings.early_stopping_patience:
@@ -348,11 +369,7 @@ class _TrainingLoop:
         torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                     "torch_rng": torch.get_rng_state()}, staging / TRAINER_STATE_FILE)
         (staging / STATE_FILE).write_text(json.dumps(state))
-        old = self.run_dir / f".old-{uuid.uuid4().hex[:8]}"
-        if target.exists():
-            target.rename(old)
-        staging.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
+        _swap_in(staging, target)
 
     def _resume(self) -> int:
         import torch
@@ -360,6 +377,8 @@ class _TrainingLoop:
         from safetensors.torch import load_file
 
         checkpoint = self.run_dir / "checkpoint"
+        _recover_swap(checkpoint)
+        _recover_swap(self.run_dir / "best")
         if not (checkpoint / STATE_FILE).is_file():
             return 0
         try:

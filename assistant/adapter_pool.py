@@ -155,6 +155,8 @@ class AdapterPool:
             return self.registry.install(path, self.registry.next_name(info.domain), self.base)
         except AdapterInvalid as exc:
             raise AdapterLoadError(f"refused {source}: {exc}") from exc
+        except OSError as exc:  # installing it failed (disk full, read-only): nothing changed
+            raise AdapterLoadError(f"could not install {source}: {exc}") from exc
 
     def _inject(self, info: AdapterInfo) -> None:
         """Load the weights under the lock, smoke-test them, or remove them again."""

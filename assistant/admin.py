@@ -11,8 +11,10 @@ polls. Chat keeps answering from the serving versions meanwhile: a re-index swit
 only when its new version is complete, and a trained adapter is hot-loaded only after it
 validates and passes its smoke test.
 
-Uploads are untrusted: size limits, only known file types, zip entries with absolute paths or
-``..`` refused, everything written to a temporary folder and moved into place only after it
+Uploads are untrusted: size limits, only known file types, symbolic links refused (a file that
+is one, or a zip entry that would be one), zip entries with absolute paths or ``..`` refused, zip
+bombs refused from the headers (unpacked size, compression ratio) and again while unpacking
+(headers can lie), everything written to a temporary folder and moved into place only after it
 validates.
 """
 
@@ -25,6 +27,7 @@ import os
 import queue
 import secrets
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -46,6 +49,11 @@ log = logging.getLogger(__name__)
 ADMIN_PASSWORD_FILE = "admin_password"
 SESSION_SECONDS = 12 * 3600
 ADAPTER_FILES = {WEIGHTS_FILE, CONFIG_FILE, MANIFEST_FILE}
+# Real adapter files compress a little (float weights) to ~10x (JSON); far more is a zip bomb.
+MAX_ZIP_RATIO = 100
+# The three adapter files, a README, and the folders they may sit in.
+MAX_ZIP_ENTRIES = 16
+COPY_CHUNK = 1 << 20
 
 
 class AdminDenied(PermissionError):
@@ -198,10 +206,10 @@ class AdminService:
                 name = _safe_name(file.name)
                 if Path(name).suffix.lower() not in SUPPORTED_SUFFIXES:
                     raise AdminError(f"{name}: unsupported file type (use {', '.join(sorted(SUPPORTED_SUFFIXES))})")
-                total += file.stat().st_size
+                total += _regular_file_size(file)
                 if total > self.settings.max_upload_bytes:
                     raise AdminError(f"the upload is larger than {self.settings.max_upload_bytes} bytes")
-                shutil.copyfile(file, staging / name)
+                shutil.copyfile(file, staging / name, follow_symlinks=False)
             target = self._uploads_dir() / domain / time.strftime("%Y%m%d-%H%M%S")
             target.parent.mkdir(parents=True, exist_ok=True)
             os.rename(staging, target)
@@ -223,6 +231,10 @@ class AdminService:
                          "F1 base -> adapter": f"{base.get('f1', '-')} -> {adapter.get('f1', '-')}",
                          "loaded": info.name in loaded, "active": pool.adapter_for(info.domain) == info.name,
                          "created": info.created})
+        for broken in pool.registry.broken():  # what a crash or a bad copy left: shown, never served
+            rows.append({"name": broken.name, "domain": "", "base": "", "compatible": False,
+                         "F1 base -> adapter": f"INVALID: {broken.problem}", "loaded": False, "active": False,
+                         "created": None})
         return rows
 
     def load_adapter(self, token: str, name_or_folder: str) -> str:
@@ -297,26 +309,35 @@ class AdminService:
         if len(files) == 1 and files[0].suffix.lower() == ".zip":
             self._unzip_adapter(files[0], target)
         else:
-            for file in files:
-                name = _safe_name(file.name)
+            names = [_safe_name(file.name) for file in files]
+            for name in names:
                 if name not in ADAPTER_FILES:
                     raise AdminError(f"{name}: an adapter upload holds only {', '.join(sorted(ADAPTER_FILES))} "
                                      "(or one .zip of them)")
-                shutil.copyfile(file, target / name)
+            if sum(_regular_file_size(file) for file in files) > self.settings.max_upload_bytes:
+                raise AdminError(f"the adapter is larger than {self.settings.max_upload_bytes} bytes")
+            for file, name in zip(files, names):
+                shutil.copyfile(file, target / name, follow_symlinks=False)
         total = sum(p.stat().st_size for p in target.iterdir())
         if total > self.settings.max_upload_bytes:
             raise AdminError(f"the adapter is larger than {self.settings.max_upload_bytes} bytes")
 
     def _unzip_adapter(self, archive: Path, target: Path) -> None:
+        if _regular_file_size(archive) > self.settings.max_upload_bytes:
+            raise AdminError(f"the upload is larger than {self.settings.max_upload_bytes} bytes")
         try:
             with zipfile.ZipFile(archive) as bundle:
-                members = [m for m in bundle.infolist() if not m.is_dir()]
+                entries = bundle.infolist()
+                if len(entries) > MAX_ZIP_ENTRIES:
+                    raise AdminError(f"refused zip with {len(entries)} entries (an adapter has at most "
+                                     f"{MAX_ZIP_ENTRIES})")
+                members = [m for m in entries if not m.is_dir()]
                 for member in members:
-                    path = PurePosixPath(member.filename)
-                    if path.is_absolute() or ".." in path.parts or "\\" in member.filename:
-                        raise AdminError(f"refused zip entry {member.filename!r} (absolute path or '..')")
+                    _check_zip_entry(member)
                 if sum(m.file_size for m in members) > self.settings.max_upload_bytes:
                     raise AdminError(f"the unpacked adapter is larger than {self.settings.max_upload_bytes} bytes")
+                budget = self.settings.max_upload_bytes
+                written: set[str] = set()
                 for member in members:
                     name = PurePosixPath(member.filename).name
                     if name == "README.md":
@@ -324,8 +345,10 @@ class AdminService:
                     if name not in ADAPTER_FILES:
                         raise AdminError(f"{member.filename}: not an adapter file (only "
                                          f"{', '.join(sorted(ADAPTER_FILES))}; pickled weights are refused)")
-                    with bundle.open(member) as source, open(target / name, "wb") as out:
-                        shutil.copyfileobj(source, out)
+                    if name in written:
+                        raise AdminError(f"refused zip entry {member.filename!r} ({name} appears twice)")
+                    written.add(name)
+                    budget -= _extract_bounded(bundle, member, target / name, budget)
         except zipfile.BadZipFile as exc:
             raise AdminError(f"{archive.name} is not a valid zip file ({exc})") from exc
 
@@ -368,6 +391,42 @@ class AdminService:
         if not DOMAIN_NAME.match(domain):
             raise AdminError(f"{domain!r} is not a valid domain name (lowercase letters, digits, - and _)")
         return domain
+
+
+def _check_zip_entry(member: zipfile.ZipInfo) -> None:
+    """Refuse an entry that would land outside the folder, be a link, or is a compression bomb."""
+    path = PurePosixPath(member.filename)
+    if path.is_absolute() or ".." in path.parts or "\\" in member.filename:
+        raise AdminError(f"refused zip entry {member.filename!r} (absolute path or '..')")
+    kind = stat.S_IFMT(member.external_attr >> 16)  # Unix file type, when the zip recorded one
+    if kind and kind != stat.S_IFREG:
+        raise AdminError(f"refused zip entry {member.filename!r} (a symbolic link or special file)")
+    if member.file_size > MAX_ZIP_RATIO * max(member.compress_size, 1):
+        raise AdminError(f"refused zip entry {member.filename!r} (compression ratio over {MAX_ZIP_RATIO}: "
+                         "a zip bomb?)")
+
+
+def _extract_bounded(bundle: zipfile.ZipFile, member: zipfile.ZipInfo, out_path: Path, budget: int) -> int:
+    """Unpack one entry, counting the bytes as they come: more than the header declared, or than
+    the upload budget left, is refused. Returns the bytes written."""
+    limit = min(member.file_size, budget)
+    written = 0
+    with bundle.open(member) as source, open(out_path, "xb") as out:
+        while chunk := source.read(COPY_CHUNK):
+            written += len(chunk)
+            if written > limit:
+                raise AdminError(f"refused zip entry {member.filename!r} (unpacks to more than its header says "
+                                 "or than the upload limit)")
+            out.write(chunk)
+    return written
+
+
+def _regular_file_size(path: Path) -> int:
+    """The size of an uploaded file, refusing links and anything but a plain file."""
+    info = path.lstat()
+    if not stat.S_ISREG(info.st_mode):
+        raise AdminError(f"refused {path.name!r} (a symbolic link or special file, not a plain file)")
+    return info.st_size
 
 
 def _safe_name(name: str) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 from assistant.settings import Settings
 from indexing.graph_connection import GraphConnection
 from indexing.graph_store import GraphStore
-from indexing.pipeline import IndexReport, index_source, source_fingerprint
+from indexing.pipeline import IndexReport, clean_interrupted_builds, index_source, source_fingerprint
 from indexing.versions import DomainVersions, read_manifest
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ def bootstrap(settings: Settings, progress: bool = True) -> BootstrapResult:
     connection = GraphConnection.open(settings)
     graph = GraphStore(connection, settings.domains_dir)
     graph.ensure_indexes()
+    clean_interrupted_builds(settings, graph)  # what a re-index killed half-way left behind
     result = BootstrapResult(connection, graph)
     for source in demo_sources(settings):
         if is_up_to_date(settings, graph, source):

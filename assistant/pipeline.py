@@ -28,6 +28,9 @@ from indexing.vector_store import VectorStore
 log = logging.getLogger(__name__)
 
 MAX_QUESTION_CHARS = 4000
+# A question may take this share of the prompt budget (context_tokens); the rest is for the system
+# line and the evidence. Characters alone do not bound tokens: 4,000 emoji are 12,000 tokens.
+QUESTION_SHARE_OF_CONTEXT = 2 / 3
 
 
 @dataclass
@@ -87,20 +90,30 @@ class ChatPipeline:
         """Text pieces as they are generated, then the complete Answer (always last, always once)."""
         answer = Answer(text="")
         try:
-            question = (message or "").strip()
+            question = _encodable(message or "").strip()
             if not question:
                 answer.text, answer.error = "Please type a question.", "empty question"
             elif len(question) > MAX_QUESTION_CHARS:
                 answer.text = f"That message is too long ({len(question)} characters; the limit is {MAX_QUESTION_CHARS})."
                 answer.error = "question too long"
+            elif (tokens := self.generator.count_tokens(question)) > self._max_question_tokens:
+                answer.text = (f"That message is too long ({tokens} tokens; the limit is "
+                               f"{self._max_question_tokens}).")
+                answer.error = "question too long"
             else:
-                yield from self._answer(question, list(history), domain, answer, cancel)
+                turns = [{**turn, "content": _encodable(turn["content"])} if isinstance(turn.get("content"), str)
+                         else turn for turn in history]
+                yield from self._answer(question, turns, domain, answer, cancel)
         except Exception as exc:  # never a stack trace to the user; the log has it
             log.exception("answering %r failed", message[:200] if message else message)
             answer.error = f"{type(exc).__name__}: {exc}"
             answer.text = (answer.text + "\n\n" if answer.text else "") + \
                 "Sorry, something went wrong while answering. The error has been logged."
         yield answer
+
+    @property
+    def _max_question_tokens(self) -> int:
+        return int(self.settings.context_tokens * QUESTION_SHARE_OF_CONTEXT)
 
     def _answer(self, question: str, history: list[dict], forced: str | None, answer: Answer,
                 cancel: threading.Event | None) -> Iterator[str]:
@@ -164,3 +177,8 @@ class ChatPipeline:
         passages = [(p.title, p.text) for p in evidence.passages]
         return prompts.build_prompt(self.generator.count_tokens, domain, question, facts, passages, history,
                                     self.settings.context_tokens, self.settings.history_tokens)
+
+
+def _encodable(text: str) -> str:
+    """The text with lone surrogates (JSON can carry "\\ud800"; no tokenizer takes them) as "?"."""
+    return text.encode("utf-8", "replace").decode("utf-8")

@@ -15,7 +15,7 @@ SNIPPET_CHARS = 280
 def answer_header(answer: Answer) -> str:
     where = answer.domain or "all domains (no clear domain: base model)"
     adapter = answer.adapter or "base model"
-    line = f"**Domain:** {where} · **confidence** {answer.confidence:.2f} · **adapter:** {adapter}"
+    line = f"**Domain:** {_md(where)} · **confidence** {answer.confidence:.2f} · **adapter:** {_md(adapter)}"
     if answer.degraded:
         line = "⚠️ **Degraded:** the knowledge graph is unavailable; this answer uses passages only.  \n" + line
     return line
@@ -38,7 +38,7 @@ def evidence_markdown(answer: Answer) -> str:
         for passage in answer.passages:
             snippet = passage.text[:SNIPPET_CHARS] + ("…" if len(passage.text) > SNIPPET_CHARS else "")
             parts.append(f"{answer.evidence_number(passage)}. **{_md(passage.title)}** (score {passage.score:.4f}, "
-                         f"`{passage.chunk_id}`): {_md(snippet)}")
+                         f"{_code(passage.chunk_id)}): {_md(snippet)}")
     if not parts:
         return "No evidence was used for this answer."
     timings = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in answer.timings.items())
@@ -92,7 +92,7 @@ def jobs_markdown(status: dict, width: int = 20) -> str:
     for job in jobs:
         filled = round(width * job["progress"])
         bar = "█" * filled + "░" * (width - filled)
-        lines.append(f"- `{job['id']}` {_md(job['target'])}: `{bar}` {job['progress'] * 100:.0f}% "
+        lines.append(f"- {_code(job['id'])} {_md(job['target'])}: `{bar}` {job['progress'] * 100:.0f}% "
                      f"**{job['status']}** {_md(job['message'])}")
         if job["status"] in ("done", "failed") and job.get("result"):
             lines.append(f"  <details><summary>result</summary><pre>{html.escape(job['result'])}</pre></details>")
@@ -105,3 +105,9 @@ def _md(text: str) -> str:
     for char in "*_`[]#|":
         escaped = escaped.replace(char, "\\" + char)
     return escaped
+
+
+def _code(text: str) -> str:
+    """Text shown as inline code: Markdown shows what is inside as it is, so only a backtick,
+    which would end the span early and let the rest render as Markdown or HTML, is replaced."""
+    return "`" + str(text).replace("`", "'") + "`"

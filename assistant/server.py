@@ -38,7 +38,10 @@ def serve(settings: Settings, graph: GraphStore | None, *, host: str | None = No
     pipeline = ChatPipeline.create(settings, graph, embedder=embedder, pool=pool)
     admin = AdminService(settings, pipeline, graph)
     app = build_app(settings, pipeline, admin)
-    app.queue(default_concurrency_limit=4)
+    # A full queue refuses a request at once (HTTP 503: gradio_client raises "Queue is full! Please try
+    # again.", the browser shows "This application is currently busy. Please try again.") instead of
+    # letting it wait minutes; sizes from bench/load.py.
+    app.queue(default_concurrency_limit=settings.ui_concurrency, max_size=settings.ui_queue_max_size)
     app.launch(server_name=host or settings.ui_host, server_port=port or settings.ui_port, share=share,
                prevent_thread_lock=True, quiet=True, ssr_mode=False, max_file_size=settings.max_upload_bytes,
                show_error=True)

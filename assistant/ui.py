@@ -19,6 +19,8 @@ from assistant.presenter import answer_header, answer_json, evidence_markdown, f
 from assistant.settings import Settings
 
 AUTO = "auto"
+# /chat and /ask share one Gradio queue and its concurrency limit: both end on the one model lock.
+MODEL_QUEUE = "model"
 EXAMPLES = ["What reverses the effect of warfarin?", "Which law created the Federal Reserve System?",
             "Which president appointed Earl Warren?", "What does metformin treat?"]
 
@@ -63,10 +65,10 @@ def build_app(settings: Settings, pipeline: ChatPipeline, admin: AdminService) -
             outputs = [chatbot, message, header, evidence, picture]
             for trigger in (send.click, message.submit):
                 trigger(chat, [message, chatbot, domain], outputs, api_name="chat" if trigger == send.click else False,
-                        concurrency_limit=4)
+                        concurrency_limit=settings.ui_concurrency, concurrency_id=MODEL_QUEUE)
         with gr.Tab("Admin"):
             _admin_tab(admin)
-        gr.api(ask, api_name="ask")
+        gr.api(ask, api_name="ask", concurrency_limit=settings.ui_concurrency, concurrency_id=MODEL_QUEUE)
         _admin_api(admin)
     return app
 
@@ -118,7 +120,10 @@ def _admin_tab(admin: AdminService) -> None:
     def refresh(session: str):
         if not session:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        state = admin.status(session)
+        try:
+            state = admin.status(session)
+        except AdminDenied:  # an expired or forged session: nothing to show, no traceback every 3 s
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         return _table(admin.domains(session)), _table(admin.adapters(session)), jobs_markdown(state), state
 
     timer.tick(refresh, token, [domains, adapters, jobs_view, status], api_visibility="private",

@@ -29,6 +29,16 @@ HTML_BOILERPLATE = "script, style, noscript, nav, header, footer, aside, form, t
 DOMAIN_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 # Curated knowledge placed with a corpus: facts imported into the graph as they are, not documents.
 CURATED_TRIPLES_FILES = ("triples.csv", "triples.jsonl")
+# lexbor's tree builder walks the whole stack of open elements at every block start tag, so
+# parsing is quadratic in nesting depth: 100,000 nested <div>s (600 KB) took 112 s here.
+# Chromium's HTML parser nests no deeper than 512 levels; deeper HTML is skipped with a reason.
+MAX_HTML_DEPTH = 512
+_HTML_TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9:-]*)[^<>]*?(/?)>")
+# Elements that never hold others (void) or are usually left unclosed (optional end tags):
+# they do not deepen the estimate, so sloppy but ordinary pages are not refused.
+_FLAT_HTML_TAGS = frozenset(
+    "area base br col embed hr img input link meta param source track wbr keygen "
+    "p li dt dd td th tr option optgroup rb rt rp thead tbody tfoot colgroup caption html head body".split())
 
 
 class CorpusError(ValueError):
@@ -146,6 +156,9 @@ def read_plain(text: str, *, markdown: bool, fallback_title: str) -> tuple[str, 
 
 
 def read_html(html: str, *, fallback_title: str) -> tuple[str, str]:
+    if html_depth_exceeds(html, MAX_HTML_DEPTH):
+        raise UnreadableFile(f"HTML nested deeper than {MAX_HTML_DEPTH} elements (browsers flatten it there; "
+                             "parsing it could take minutes)")
     tree = HTMLParser(html)
     title_node = tree.css_first("title") or tree.css_first("h1")
     title = title_node.text(strip=True) if title_node else ""
@@ -157,6 +170,23 @@ def read_html(html: str, *, fallback_title: str) -> tuple[str, str]:
     # One line per block element so sentences and list items stay apart.
     text = body.text(separator="\n", strip=True)
     return title or fallback_title, text
+
+
+def html_depth_exceeds(html: str, limit: int) -> bool:
+    """Whether elements nest deeper than ``limit``, estimated from the tags alone in one linear
+    pass (stray end tags never go below zero; ``<x/>`` opens nothing)."""
+    depth = 0
+    for match in _HTML_TAG.finditer(html):
+        closing, name, self_closing = match.groups()
+        if self_closing or name.lower() in _FLAT_HTML_TAGS:
+            continue
+        if closing:
+            depth = max(0, depth - 1)
+        else:
+            depth += 1
+            if depth > limit:
+                return True
+    return False
 
 
 def read_pdf(data: bytes, *, fallback_title: str) -> tuple[str, str]:
@@ -184,6 +214,8 @@ def _read_jsonl(path: Path, text: str, forced_domain: str | None, default_domain
             result.skipped.append(Skipped(where, f"invalid JSON ({exc.msg})"))
         except (UnreadableFile, CorpusError) as exc:
             result.skipped.append(Skipped(where, str(exc)))
+    if not text.strip():  # blank lines only: no line would report it
+        raise UnreadableFile("no JSON lines (only blank lines)")
     return documents
 
 

@@ -20,7 +20,7 @@ from neo4j.exceptions import AuthError, Neo4jError, ServiceUnavailable, SessionE
 
 from assistant.settings import Settings
 from indexing import cypher
-from indexing.graph_server import EmbeddedGraphServer
+from indexing.graph_server import EmbeddedGraphServer, GraphServerError
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +92,11 @@ class GraphConnection:
             # Refuse here: sent, it would crash the embedded server (see cypher.FalkorDBDialect).
             raise GraphError(f"{what}: the query's parameters are too large for the {self.dialect.name} server "
                              f"({self.dialect.inline_size(statement, encoded)} bytes, limit {limit})")
-        if self.server is not None and not self.server.is_running():
-            self._recover()  # a dead embedded server: restart now, not after the driver's retries
+        if self.server is not None and not self.server.is_running() and not self._recover():
+            # A dead embedded server that would not restart: fail now, not after the driver's
+            # retries against a closed port; the caller degrades and asks again later.
+            raise GraphError(f"{what}: the embedded graph server is down and could not be restarted "
+                             f"(see {self.server.directory})")
         for attempt in (1, 2):
             try:
                 return self._run(statement, encoded, read)
@@ -112,6 +115,23 @@ class GraphConnection:
         """Whether one call with these parameters is within the server's size limit."""
         limit = self.dialect.max_inline_bytes
         return limit is None or self.dialect.inline_size(statement, self.dialect.encode_params(params)) <= limit
+
+    @property
+    def server_restarts(self) -> int:
+        """How often the embedded server was restarted after dying; a change during a write
+        means writes made before the crash may be lost (they were after its last snapshot)."""
+        return self.server.restarts if self.server is not None else 0
+
+    def persist(self, what: str) -> None:
+        """Make everything written so far survive a crash of the embedded server: an RDB
+        snapshot now. (A Neo4j server makes each committed transaction durable itself, and
+        a separately run FalkorDB follows its own save policy.)"""
+        if self.server is None:
+            return
+        try:
+            self.server.save()
+        except GraphServerError as exc:
+            raise GraphError(f"{what}: {exc}") from exc
 
     def ping(self) -> bool:
         try:

@@ -95,8 +95,11 @@ class GraphStore:
     # --- writes ------------------------------------------------------------------------------
     def write_version(self, domain: str, version: str, documents: Sequence[dict], chunks: Sequence[Chunk],
                       graph: DomainGraph, on_progress: Callable[[int], None] | None = None) -> None:
-        """Write one complete version of a domain. Readers do not see it until CURRENT names it."""
+        """Write one complete version of a domain and make it durable (a server snapshot), so a
+        crash of the graph server after the switch keeps it. Readers do not see it until
+        CURRENT names it."""
         scope = {"domain": domain, "version": version}
+        restarts = self.connection.server_restarts
         steps = [
             (cypher.WRITE_DOCUMENTS, [{"doc_id": d["doc_id"], "title": d["title"], "source": d["source"]} for d in documents]),
             (cypher.WRITE_CHUNKS, [{"chunk_id": c.id, "doc_id": c.doc_id, "ordinal": c.ordinal} for c in chunks]),
@@ -113,6 +116,10 @@ class GraphStore:
                 self.connection.query(statement, {**scope, "rows": batch}, what=f"writing graph {domain} {version}")
                 if on_progress:
                     on_progress(len(batch))
+        self.connection.persist(what=f"saving graph {domain} {version}")
+        if self.connection.server_restarts != restarts:
+            raise GraphError(f"writing graph {domain} {version}: the graph server crashed and was restarted during "
+                             "the write, so the version may be incomplete; run the re-index again")
 
     def delete_version(self, domain: str, version: str) -> int:
         deleted = 0

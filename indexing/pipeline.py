@@ -11,6 +11,7 @@ version.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -33,9 +34,10 @@ from indexing.graph_connection import GraphError
 from indexing.graph_store import GraphStore
 from indexing.spacy_extractor import SpacyExtractor
 from indexing.vector_store import DomainIndex, IndexParams, IndexUnavailable, verify_files, write_vector_files
-from indexing.versions import DomainVersions, IndexBusy, read_manifest, write_manifest
+from indexing.versions import CURRENT_FILE, DomainVersions, IndexBusy, read_manifest, write_manifest
 
 MANIFEST_SCHEMA = 1
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -163,7 +165,8 @@ def index_source(settings: Settings, source: Path, domain: str | None = None, *,
             report.domains.append(_index_domain(job, documents, report.skipped))
         except (GraphError, IndexBusy, OSError) as exc:
             # The serving version is untouched; say what failed and go on with other domains.
-            failed = DomainReport(name, dry_run, documents_read=len(documents), error=str(exc))
+            error = f"could not write the new version ({exc})" if isinstance(exc, OSError) else str(exc)
+            failed = DomainReport(name, dry_run, documents_read=len(documents), error=error)
             failed.previous_version = DomainVersions(settings.domains_dir, name).current()
             report.domains.append(failed)
     report.seconds = time.perf_counter() - started
@@ -221,7 +224,7 @@ def _index_domain(job: _DomainJob, documents: list[Document], skipped: list[Skip
         return report
 
     with versions.writer_lock():
-        _clean_leftovers(job, versions)
+        _clean_leftovers(settings, versions, job.graph)
         vectors = _embed_with_reuse(chunks, versions, previous, job.embedder, vectors_stale, report, job.progress)
         build_dir = versions.new_build_dir()
         vector_meta = write_vector_files(build_dir, chunks, vectors, _index_params(settings))
@@ -247,17 +250,47 @@ def _index_domain(job: _DomainJob, documents: list[Document], skipped: list[Skip
         write_manifest(build_dir, manifest)
         versions.commit(build_dir, version)
         versions.switch(version)
-        _clean_leftovers(job, versions)
+        _clean_leftovers(settings, versions, job.graph)
     report.version, report.switched, report.index_type = version, True, vector_meta["index_type"]
     return report
 
 
-def _clean_leftovers(job: _DomainJob, versions: DomainVersions) -> None:
+def _clean_leftovers(settings: Settings, versions: DomainVersions, graph: GraphStore | None) -> list[str]:
     """Remove what a crashed run left (build folders, graph versions never switched to) and
-    versions older than the kept ones, on disk and in the graph."""
-    versions.cleanup(job.settings.keep_index_versions)
-    if job.graph is not None:
-        job.graph.delete_versions_except(job.domain, versions.all_versions())
+    versions older than the kept ones, on disk and in the graph. Hold the writer lock."""
+    removed = versions.cleanup(settings.keep_index_versions)
+    if graph is not None:
+        removed += [f"graph {v}" for v in graph.delete_versions_except(versions.domain, versions.all_versions())]
+    return removed
+
+
+def clean_interrupted_builds(settings: Settings, graph: GraphStore | None = None) -> dict[str, list[str]]:
+    """At start-up: remove what re-indexes killed half-way left behind (build folders, versions
+    never switched to, their graph nodes) rather than keep them until that domain is next
+    re-indexed. A domain whose writer lock is held (a re-index running in another process) is
+    left alone. Returns what was removed per domain."""
+    removed: dict[str, list[str]] = {}
+    root = settings.domains_dir
+    if not root.is_dir():
+        return removed
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        versions = DomainVersions(root, folder.name)
+        if versions.current() is None and (folder / CURRENT_FILE).exists():
+            # A damaged CURRENT would make every version look abandoned: leave them to a re-index.
+            log.warning("%s: its CURRENT file names no version; not cleaning it", folder.name)
+            continue
+        try:
+            with versions.writer_lock():
+                gone = _clean_leftovers(settings, versions, graph)
+        except IndexBusy:
+            continue
+        except GraphError as exc:  # the files are cleaned; the graph's leftovers wait for the next run
+            log.warning("could not remove leftover graph versions of %s: %s", folder.name, exc)
+            continue
+        if gone:
+            log.info("removed leftovers of %s: %s", folder.name, ", ".join(gone))
+            removed[folder.name] = gone
+    return removed
 
 
 def _build_graph(job: _DomainJob, report: DomainReport, build_dir: Path, version: str, chunks: list[Chunk],

@@ -83,7 +83,12 @@ def write_vector_files(directory: Path, chunks: list[Chunk], vectors: np.ndarray
     if len(chunks) != len(vectors):
         raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
     index = build_faiss_index(vectors, params)
-    faiss.write_index(index, str(directory / INDEX_FILE))
+    # Through a Python file rather than faiss.write_index(index, path): faiss only prints the
+    # error of its final close, so a small index "written" to a full disk raised nothing
+    # (checked here) and its truncated file would have been checksummed and served. Python
+    # raises OSError (no space, permission denied), which fails the version cleanly.
+    with open(directory / INDEX_FILE, "wb") as f:
+        faiss.write_index(index, faiss.PyCallbackIOWriter(f.write))
     with open(directory / CHUNKS_FILE, "w", encoding="utf-8") as f:
         for chunk in chunks:
             row = ChunkRow(chunk.id, chunk.doc_id, chunk.title, chunk.text)

@@ -5,7 +5,7 @@
     data/domains/<domain>/
         CURRENT                    name of the serving version ("v000003"), replaced atomically
         .lock                      held by the one writer (re-index) of this domain
-        versions/v000003/          a complete version: manifest.json + the files it lists
+        versions/v000003/          a complete version: manifest.json (+ manifest.sha256) + the files it lists
         versions/.building-<id>/   a version being written; never read
 
 A new version is written beside the old one, fsynced, renamed into ``versions/`` and only then
@@ -31,6 +31,7 @@ CURRENT_FILE = "CURRENT"
 LOCK_FILE = ".lock"
 VERSIONS_DIR = "versions"
 MANIFEST_FILE = "manifest.json"
+MANIFEST_CHECKSUM_FILE = "manifest.sha256"  # the manifest's own checksum (it holds the data files')
 BUILDING_PREFIX = ".building-"
 _VERSION_NAME = re.compile(r"^v(\d{6,})$")
 
@@ -160,11 +161,29 @@ class DomainVersions:
 
 
 def read_manifest(version_dir: Path) -> dict:
-    return json.loads((version_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
+    """The version's manifest; ValueError when it fails its checksum (the data files are
+    checked against the checksums inside it, so it must be intact itself). A version
+    written before manifests had a checksum file is read unchecked."""
+    path = version_dir / MANIFEST_FILE
+    data = path.read_bytes()
+    try:
+        expected = (version_dir / MANIFEST_CHECKSUM_FILE).read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        expected = None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{version_dir / MANIFEST_CHECKSUM_FILE} is unreadable ({exc})") from exc
+    if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+        raise ValueError(f"{path} is corrupted (checksum mismatch); re-index the domain to repair it")
+    manifest = json.loads(data.decode("utf-8"))
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{path} does not hold a JSON object")
+    return manifest
 
 
 def write_manifest(version_dir: Path, manifest: dict) -> None:
-    (version_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, ensure_ascii=False), encoding="utf-8")
+    data = json.dumps(manifest, indent=1, ensure_ascii=False).encode("utf-8")
+    (version_dir / MANIFEST_FILE).write_bytes(data)
+    (version_dir / MANIFEST_CHECKSUM_FILE).write_text(hashlib.sha256(data).hexdigest(), encoding="ascii")
 
 
 def list_domains(domains_dir: Path) -> list[str]:

@@ -4,6 +4,7 @@ settings pointing every test at its own temporary data dir."""
 from __future__ import annotations
 
 import shutil
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,6 +116,32 @@ def demo_env(tmp_path_factory, embedder, base_model) -> DemoEnvironment:
     yield DemoEnvironment(settings, server, connection, graph)
     connection.close(stop_server=False)
     server.stop()
+
+
+ADMIN_PASSWORD = "correct horse battery staple"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def running_app(demo_env, embedder):
+    """The Gradio app served once for the session on a free loopback port, over ``demo_env``,
+    with admin password ADMIN_PASSWORD; shared by the UI, browser and reliability tests (each
+    launch costs seconds). Tests that change what it serves put it back."""
+    from pydantic import SecretStr
+
+    from assistant.adapter_pool import AdapterPool
+    from assistant.server import serve
+
+    settings = demo_env.settings.model_copy(update={"admin_password": SecretStr(ADMIN_PASSWORD)})
+    pool = AdapterPool(settings, load_registered=False)
+    running = serve(settings, demo_env.graph, host="127.0.0.1", port=free_port(), pool=pool, embedder=embedder)
+    yield running
+    running.close()
 
 
 def write_lora_adapter(base_model, folder: Path, domain: str, *, seed: int, scale: float = 0.3,

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 
 import pytest
-from pydantic import SecretStr
+
+from conftest import ADMIN_PASSWORD
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                "--disable-sync", "--no-first-run"]
-ADMIN_PASSWORD = "browser-test-password"
 
 if not os.path.exists(CHROMIUM):
     if os.environ.get("REQUIRE_BROWSER") == "1":
@@ -26,18 +25,8 @@ if not os.path.exists(CHROMIUM):
 
 
 @pytest.fixture(scope="module")
-def app_url(demo_env, embedder):
-    from assistant.adapter_pool import AdapterPool
-    from assistant.server import serve
-
-    settings = demo_env.settings.model_copy(update={"admin_password": SecretStr(ADMIN_PASSWORD)})
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    running = serve(settings, demo_env.graph, host="127.0.0.1", port=port,
-                    pool=AdapterPool(settings, load_registered=False), embedder=embedder)
-    yield running.url
-    running.close()
+def app_url(running_app):
+    return running_app.url  # the session's one launched app (tests/conftest.py)
 
 
 @pytest.fixture

@@ -134,3 +134,23 @@ def test_an_adapter_trained_on_a_demo_domain_beats_the_base(demo_env):
     finally:
         for info in AdapterRegistry(settings.adapters_dir).list():
             AdapterRegistry(settings.adapters_dir).remove(info.name)
+
+
+def test_a_kill_between_the_renames_of_a_checkpoint_swap_keeps_the_previous_checkpoint(tmp_path):
+    from adapters.train import _recover_swap, _swap_in
+
+    target = tmp_path / "checkpoint"
+    target.mkdir()
+    (target / "state.json").write_text("step 20")
+    staging = tmp_path / ".checkpoint-new"
+    staging.mkdir()
+    (staging / "state.json").write_text("step 40")
+    _swap_in(staging, target)
+    assert (target / "state.json").read_text() == "step 40" and not staging.exists()
+    assert not list(tmp_path.glob(".old-*"))
+    # killed after the first rename: only the old folder is left under its temporary name
+    target.rename(tmp_path / ".old-checkpoint-abcd1234")
+    _recover_swap(target)
+    assert (target / "state.json").read_text() == "step 40"
+    _recover_swap(tmp_path / "best")  # nothing to recover: nothing happens
+    assert not (tmp_path / "best").exists()

@@ -5,38 +5,16 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import threading
 import time
 
 import httpx
 import pytest
 from gradio_client import Client
-from pydantic import SecretStr
 
 from adapters.registry import AdapterRegistry
 from assistant.settings import DEMO_CORPORA_DIR
-from conftest import write_lora_adapter
-
-ADMIN_PASSWORD = "correct horse battery staple"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def running_app(demo_env, embedder):
-    from assistant.adapter_pool import AdapterPool
-    from assistant.server import serve
-
-    settings = demo_env.settings.model_copy(update={"admin_password": SecretStr(ADMIN_PASSWORD)})
-    pool = AdapterPool(settings, load_registered=False)
-    running = serve(settings, demo_env.graph, host="127.0.0.1", port=free_port(), pool=pool, embedder=embedder)
-    yield running
-    running.close()
+from conftest import ADMIN_PASSWORD, write_lora_adapter
 
 
 @pytest.fixture(scope="module")
