@@ -95,3 +95,30 @@ def test_contains_answer_matches_whole_words_only():
     assert metrics.contains_answer("The answer is James Madison.", ["James Madison", "Madison"]) == 1.0
     assert metrics.contains_answer("Madisonian", ["Madison"]) == 0.0
     assert metrics.contains_answer("anything", ["the"]) == 0.0  # a gold answer that normalises to nothing
+
+
+def test_answer_scores_per_configuration_and_the_paired_adapter_table():
+    from assistant.evaluation.answering import score_config
+    from assistant.evaluation.questions import EvalQuestion
+    from assistant.evaluation.report import _paired
+    from assistant.evaluation.runner import ADAPTER_RAG, BASE_RAG, QuestionRun
+
+    def run(qid, domain, answers, evidence=("a.md",)):
+        question = EvalQuestion(qid, domain, "q?", ("1803",), tuple(evidence))
+        result = QuestionRun(question, domain, 1.0, [domain])
+        for config, (em, f1, contains) in answers.items():
+            result.answers[config] = {"adapter": None, "text": "", "em": em, "f1": f1, "contains": contains,
+                                      "label_ok": None, "seconds": 0.1}
+        return result
+
+    runs = [run("1", "law", {BASE_RAG: (0.0, 0.2, 1.0), ADAPTER_RAG: (1.0, 1.0, 1.0)}, ("a.md", "b.md")),
+            run("2", "finance", {BASE_RAG: (0.0, 0.4, 0.0)})]
+    base = score_config(runs, BASE_RAG)
+    assert base["n"] == 2 and base["f1"] == 0.3 and base["contains"] == 0.5
+    assert base["by_domain"]["finance"]["f1"] == 0.4 and base["multi_hop"]["n"] == 1
+    adapter = score_config(runs, ADAPTER_RAG)
+    assert adapter["n"] == 1 and adapter["exact_match"] == 1.0
+    paired = {config: score_config([r for r in runs if ADAPTER_RAG in r.answers], config)
+              for config in (BASE_RAG, ADAPTER_RAG)}
+    text = _paired(paired)
+    assert "same questions" in text and "| base model + retrieval | 1 | 0.000 | 0.200 | 1.000 |" in text

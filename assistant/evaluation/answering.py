@@ -50,6 +50,8 @@ def answer_all(workspace: Workspace, runs: Sequence[QuestionRun], options: EvalO
         if adapter:
             run.answers[ADAPTER_RAG] = answer_one(generator, rag, adapter, run, options.max_new_tokens)
     section["answers"] = {config: score_config(runs, config) for config in CONFIG_LABELS}
+    paired = [run for run in runs if ADAPTER_RAG in run.answers]  # the adapter's questions only
+    section["adapter_vs_base"] = {config: score_config(paired, config) for config in (BASE_RAG, ADAPTER_RAG)}
     if options.train_adapters:
         from assistant.evaluation.transfer import transfer_section
 

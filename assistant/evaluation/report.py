@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from assistant.evaluation.runner import CONFIG_LABELS, METHOD_LABELS
+from assistant.evaluation.runner import ADAPTER_RAG, CONFIG_LABELS, METHOD_LABELS
 
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
 CHARTS = ("recall_at_k.png", "accuracy_by_domain.png", "confusion.png")
@@ -29,6 +29,7 @@ def summary_markdown(report: dict) -> str:
              _routing(report["routing"]), _retrieval(report["retrieval"])]
     if "answers" in report:
         parts.append(_answers(report["answers"], report.get("adapters", {}), report.get("adapter_notes", [])))
+        parts.append(_paired(report.get("adapter_vs_base", {})))
     if "training" in report:
         parts.append(_training(report["training"]))
     if "transfer" in report:
@@ -89,6 +90,16 @@ def _answers(section: dict, adapters: dict, notes: list[str]) -> str:
     text = ("## Answers\n\n" + table(["configuration", "n", "EM", "F1", "contains gold", "yes/no/maybe acc.", "multi-hop F1",
                                       *[f"F1 {d}" for d in domains]], rows) + f"\n\n{legend} Adapters: {used}.")
     return text + "".join(f"\n- {note}" for note in notes)
+
+
+def _paired(section: dict) -> str:
+    """Base and adapter on the same questions (those routed to a domain with an adapter)."""
+    if not section or not section.get(ADAPTER_RAG, {}).get("n"):
+        return "No question was routed to a domain with an adapter."
+    rows = [[CONFIG_LABELS[config], entry["n"], entry["exact_match"], entry["f1"], entry["contains"]]
+            for config, entry in section.items()]
+    return ("### Adapter vs base on the same questions\n\n"
+            + table(["configuration", "n", "EM", "F1", "contains gold"], rows))
 
 
 def _training(section: dict) -> str:
