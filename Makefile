@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 # Reinstall only when the dependency list changes.
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test bench clean
+.PHONY: install run test eval bench clean
 
 install: $(STAMP)
 
@@ -28,8 +28,13 @@ run: install
 test: install
 	$(PY) -m pytest
 
+# The demo evaluation set: routing, retrieval by method, answers by configuration (see README).
+eval: install
+	$(PY) -m assistant.cli eval --corpus assistant/demo/corpora --questions assistant/demo/eval --out data/eval/demo-report
+
+# Every bench/*.py script, then one combined table (scripts/bench_all.py --full: their own longer defaults).
 bench: install
-	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+	$(PY) scripts/bench_all.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -41,6 +41,7 @@ from dataclasses import dataclass  # noqa: E402
 import numpy as np  # noqa: E402
 
 from assistant.settings import DEMO_CORPORA_DIR  # noqa: E402
+from bench.results import record  # noqa: E402
 
 DOMAINS = ("medicine", "finance", "law")
 EVAL_DIR = DEMO_CORPORA_DIR.parent / "eval"
@@ -229,6 +230,24 @@ def latency_table(answers: list, questions: list[dict], settings, warm_up_s: flo
         return
     print_table(title, ["stage", "n", "p50", "p95", "mean"], stage_rows(timed),
                 answer_notes(answers, questions, timed, settings, warm_up_s))
+    record_latency(timed)
+
+
+def record_latency(answers: list) -> None:
+    """For make bench: the first token against the whole answer (how much of the wait streaming
+    saves) and decode speed against the overall tokens/s (what the prefill costs)."""
+    def p50(values: list[float]) -> float:
+        return float(np.median(values)) if values else float("nan")
+
+    group, whole, overall = "chat, base model on CPU", "whole answer, p50", "tokens/s (new tokens / generate), p50"
+    record(group, whole, p50([1000 * sum(a.timings[n] for n in ("route", "retrieve", "prompt", "generate"))
+                              for a in answers]), "ms", better="lower")
+    record(group, "time to first token (from the request), p50",
+           p50([1000 * s for s in map(time_to_first_token, answers) if s is not None]), "ms", whole, "lower")
+    record(group, overall, p50([a.new_tokens / a.timings["generate"] for a in answers if a.timings["generate"] > 0]),
+           "tokens/s", better="higher")
+    record(group, "decode tokens/s (after the first token), p50",
+           p50([s for s in map(decode_tokens_per_s, answers) if s is not None]), "tokens/s", overall, "higher")
 
 
 def torch_threads() -> str:
@@ -297,6 +316,11 @@ def hit_rate_table(outcomes: list[RetrievalOutcome], settings, k: int) -> None:
     if k != 1:
         notes.append("hit@1 over all questions: " + ", ".join(
             f"{label} {share(sum(o.hit(m, 1) for o in outcomes), len(outcomes))}" for m, label in METHODS.items()))
+    for top in sorted({1, k}):  # hit@1 tells the methods apart where hit@k often ties
+        for method, label in METHODS.items():
+            record(f"retrieval hit@{top}, {len(outcomes)} demo questions", label,
+                   sum(o.hit(method, top) for o in outcomes) / len(outcomes), "share of questions",
+                   None if method == "dense" else METHODS["dense"], "higher")
     print_table(f"Table 2: retrieval hit rate at k={k} - share of demo questions with a top-{k} passage from one of "
                 f"their evidence documents; searched in the router's chosen domain, or the question's own domain "
                 f"when the router abstains (dense: FAISS top {settings.dense_candidates}, BM25: top "
@@ -313,6 +337,9 @@ def routing_table(outcomes: list[RetrievalOutcome], settings) -> None:
                      f"{correct / len(group):.3f}"])
     wrong = [f"{o.question['id']} -> {o.routed_to or 'abstained'}" for o in outcomes
              if o.routed_to != o.question["domain"]]
+    record("routing", f"accuracy, {len(outcomes)} demo questions",
+           sum(o.routed_to == o.question["domain"] for o in outcomes) / len(outcomes), "share of questions",
+           better="higher")
     print_table(f"Table 3: routing accuracy on every demo question (k-NN weight {settings.router_knn_weight}, "
                 f"{settings.router_neighbours} neighbours, min confidence {settings.router_min_confidence}, "
                 f"min similarity {settings.router_min_similarity})",

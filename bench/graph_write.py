@@ -43,6 +43,7 @@ from collections import Counter  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from bench.results import record  # noqa: E402
 from indexing.graph_connection import GraphConnection  # noqa: E402
 
 # Defaults keep the whole script well under 5 minutes on 2 CPU cores.
@@ -273,6 +274,8 @@ def bench_writes(graph_db: Graph, n_entities: int, n_relations: int, n_per_row: 
         store.delete_version(domain, version)
         method = "one statement per row (WRITE_ONE_FACT)" if cap is None else f"UNWIND, cap {cap} rows (WRITE_FACTS)"
         results.append((method, cap, len(rows), statements, largest, seconds))
+        record("graph writes", "one statement per row" if cap is None else f"UNWIND, cap {cap} rows",
+               len(rows) / seconds, "relations/s", None if cap is None else "one statement per row", "higher")
         print(f"  {method}: {len(rows):,} rel in {seconds:.2f}s ({len(rows) / seconds:,.0f} rel/s, "
               f"{len(rows) / statements:.1f} rows/statement)", flush=True)
 
@@ -429,6 +432,8 @@ def bench_reads(graph_db: Graph, n_entities: int, n_relations: int, n_queries: i
                                       [(k,) for k in sample])
             rows.append([f"facts(hops={hops}, limit=20), {label}", *latency_cells(lat),
                          f"{np.mean([len(r) for r in results]):.1f}", str(2 * hops)])
+            record("graph reads", f"facts() p50, {hops} hop{'s' * (hops > 1)}, {label}", float(np.percentile(lat, 50)),
+                   "ms", None if hops == 1 else f"facts() p50, 1 hop, {label}", "lower")
 
     def lookup(q: str):
         found = [link.key for link in store.link_entities(domain, q)]

@@ -42,6 +42,8 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from bench.results import record  # noqa: E402
+
 DEFAULT_ADAPTERS = 3
 MB = 1024 * 1024
 
@@ -230,6 +232,10 @@ def load_time_table(pool: dict, restart: dict) -> None:
     smoked_p50 = float(np.median(with_smoke))
     rows.append(["p50", f"{load_p50:.2f}", f"{restart_p50:.2f}", f"{restart_p50 / load_p50:.2f}x", f"{smoked_p50:.2f}",
                  f"{smoked_p50 / load_p50:.2f}x", f"{np.median(pool['unload_s']) * 1000:.0f}"])
+    group, restart_name = "putting an adapter into service", "full reload: imports + base + adapter + smoke test, p50"
+    record(group, restart_name, restart["import_s"] + smoked_p50, "s", better="lower")
+    record(group, "hot-load into the running pool (pool.load, with its smoke test), p50", load_p50, "s", restart_name,
+           "lower")
     print_table(f"Table 1: putting an adapter into service - pool.load(folder) into a running AdapterPool vs a "
                 f"restart (tokenizer + base from scratch + PeftModel.from_pretrained); default base "
                 f"(serve_quantization={pool['quantization']}) on CPU, {len(pool['names'])} random LoRA adapters "
@@ -260,6 +266,9 @@ def memory_table(pool: dict, restart: dict) -> None:
              f"computed, {restart['base_param_mb']:.0f} MB each"],
             [f"{n} merged models: {n} x merged get_memory_footprint()", f"{merged_footprints:.0f}",
              f"one merge_and_unload() measured: {restart['merged_footprint_mb']:.0f} MB"]]
+    record("serving memory", f"{n} merged models (footprint)", merged_footprints, "MB", better="lower")
+    record("serving memory", f"one base + {n} adapters (pool RSS growth)", pool_total, "MB",
+           f"{n} merged models (footprint)", "lower")
     previous = [pool["rss_base_mb"], *pool["rss_after_mb"][:-1]]
     steps = ", ".join(f"{after - before:+.0f}" for before, after in zip(previous, pool["rss_after_mb"]))
     print_table(f"Table 2: memory of one shared base + {n} adapters vs {n} merged full models (RSS = VmRSS of the "

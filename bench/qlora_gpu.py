@@ -4,7 +4,8 @@ On a machine without CUDA it says so and exits 0 (``make bench`` runs it everywh
 
     .venv/bin/python bench/qlora_gpu.py [--steps 300] [--batch 8]
 
-scripts/gpu_check.sh runs it as the one prepared script for the `device` tool.
+scripts/gpu_check.sh runs it on a CUDA machine that has the project's .venv;
+scripts/gpu_check_device.sh runs the same benchmark on the `device` tool's machine, which has none.
 """
 
 from __future__ import annotations

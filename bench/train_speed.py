@@ -28,6 +28,7 @@ import time  # noqa: E402
 
 from adapters.dataset import Example  # noqa: E402
 from assistant import prompts  # noqa: E402
+from bench.results import record  # noqa: E402
 
 FACTS = ["Warfarin is a vitamin K antagonist", "Vitamin K reverse warfarin", "INR monitor warfarin dose"]
 PASSAGE = ("Warfarin", "Warfarin is an anticoagulant used to prevent blood clots. Its effect is monitored with the "
@@ -62,6 +63,7 @@ def measure(data_dir: Path, quantization: str, steps: int, batch_size: int) -> d
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=device.startswith("cuda"))
     model = get_peft_model(model, LoraConfig(r=settings.lora_rank, lora_alpha=settings.lora_alpha,
                                              target_modules=list(settings.lora_target_modules), task_type="CAUSAL_LM"))
+    model.train()  # as adapters/train.py: dropout on, and gradient checkpointing (CUDA) really used
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     batch = make_batches(tokenizer, sample_examples(batch_size), batch_size, settings.train_max_tokens)[0]
     if device.startswith("cuda"):
@@ -99,12 +101,19 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="train-bench-") as scratch:
         data_dir = args.data_dir or Path(scratch) / "data"
-        rows = []
+        rows, failed = [], []
         for mode in args.modes.split(","):
             done = subprocess.run([sys.executable, __file__, "--child", mode, "--steps", str(args.steps),
                                    "--batch", str(args.batch), "--data-dir", str(data_dir)],
-                                  capture_output=True, text=True, check=True)
+                                  capture_output=True, text=True)
+            if done.returncode:  # show why, and still measure the other modes
+                print(f"train_speed: mode {mode} failed (exit {done.returncode}):\n{done.stdout}{done.stderr}",
+                      file=sys.stderr, flush=True)
+                failed.append(mode)
+                continue
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    if not rows:
+        sys.exit(f"train_speed: every mode failed ({', '.join(failed)})")
     print(f"\nLoRA training of the default base, {rows[0]['steps']} steps of {rows[0]['batch']} examples "
           f"({rows[0]['tokens_per_step']} tokens/step) on {rows[0]['device']}")
     print(f"{'mode':<6} {'tokens/s':>9} {'s/step':>7} {'weights MB':>11} {'peak RSS MB':>12} {'peak GPU MB':>12} {'loss':>15}")
@@ -112,6 +121,27 @@ def main() -> None:
         gpu = f"{row['peak_gpu_mb']:.0f}" if row["peak_gpu_mb"] is not None else "-"
         print(f"{row['mode']:<6} {row['tokens_per_s']:>9.0f} {row['seconds_per_step']:>7.2f} {row['weights_mb']:>11.0f} "
               f"{row['peak_rss_mb']:>12.0f} {gpu:>12} {row['first_loss']:>6.2f} -> {row['last_loss']:<5.2f}")
+    record_rows(rows)
+    if failed:
+        sys.exit(f"train_speed: mode(s) {', '.join(failed)} failed (see above)")
+
+
+MODE_NAMES = {"nf4": "4-bit NF4", "none": "unquantized (float32)", "bf16": "bfloat16"}
+
+
+def record_rows(rows: list[dict]) -> None:
+    """For make bench: each mode's tokens/s and memory against the first unquantized mode's."""
+    group = f"LoRA training on {rows[0]['device']}, batch {rows[0]['batch']}"
+    baseline = next((MODE_NAMES.get(r["mode"], r["mode"]) for r in rows if r["mode"] != "nf4"), None)
+    for row in rows:
+        mode = MODE_NAMES.get(row["mode"], row["mode"])
+        compared = None if mode == baseline or baseline is None else baseline
+        record(group, f"{mode}, tokens/s", row["tokens_per_s"], "tokens/s", compared and f"{compared}, tokens/s",
+               "higher")
+        record(group, f"{mode}, weights", row["weights_mb"], "MB", compared and f"{compared}, weights", "lower")
+        if row["peak_gpu_mb"] is not None:
+            record(group, f"{mode}, peak GPU memory", row["peak_gpu_mb"], "MB",
+                   compared and f"{compared}, peak GPU memory", "lower")
 
 
 if __name__ == "__main__":

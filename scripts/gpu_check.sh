@@ -2,6 +2,7 @@
 # The prepared QLoRA GPU check (issue 4): 4-bit NF4 vs bfloat16 LoRA training of the default base
 # on CUDA, printing tokens/s and peak GPU memory. Needs the project's .venv with a CUDA build of
 # torch (the CPU wheel in the Makefile has no CUDA); it installs nothing itself.
+# On the `device` tool's machine (no .venv, no network) use scripts/gpu_check_device.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
