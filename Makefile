@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 # Reinstall only when the dependency list changes.
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test eval bench clean
+.PHONY: install run test test-all eval bench clean
 
 install: $(STAMP)
 
@@ -25,7 +25,11 @@ $(STAMP): pyproject.toml | $(PY)
 run: install
 	$(PY) launch.py
 
+# Tests marked slow (minutes of CPU each; e.g. training killed and resumed) run with `make test-all`.
 test: install
+	$(PY) -m pytest -m "not slow"
+
+test-all: install
 	$(PY) -m pytest
 
 # The demo evaluation set: routing, retrieval by method, answers by configuration (see README).
