@@ -1,0 +1,304 @@
+"""Load: N concurrent chat sessions against the launched app; latency, throughput, errors and the
+server's memory. Prints a table; asserts nothing.
+
+Run from the repository root (``make bench`` does)::
+
+    .venv/bin/python bench/load.py [--sessions 1,4,16] [--requests 500] [--max-new-tokens 16]
+                                   [--endpoint ask|chat] [--concurrency C] [--queue-max-size M]
+                                   [--data-dir DIR]
+
+The app is started the way ``make run`` starts it: ``launch.py --no-demo-adapters`` in a
+subprocess on a free loopback port, with ``ASSISTANT_DATA_DIR`` a temporary folder (./data is
+never touched), so its bootstrap indexes the three demo domains with their knowledge graph into
+an embedded FalkorDB server and converts the base model there (about a minute; ``--data-dir``
+reuses a folder from an earlier run and skips that). ``ASSISTANT_MAX_NEW_TOKENS`` keeps answers
+short (default 16 tokens) so that the time goes to many requests, not long ones; ``--concurrency``
+and ``--queue-max-size`` override the app's ``ui_concurrency`` / ``ui_queue_max_size`` settings
+(default: the app's own). The app and its graph server are stopped at the end.
+
+For each N in ``--sessions``, N threads each open their own ``gradio_client.Client`` (one
+session each) and send demo questions (``assistant/demo/eval``, all domains, routing on
+"auto") to ``/ask`` (or the streaming ``/chat``, each request a new conversation) one after
+another: every level sends about ``--requests / len(--sessions)`` requests in all, split evenly
+over its sessions. First, one untimed request from each of the largest level's sessions warms
+the app (model, caches, Gradio's threads, the memory of that many requests at once), and the
+app's RSS is read then.
+
+The table shows, per N: requests completed, errors (exceptions, a "queue full" refusal
+included, or an answer carrying an error; expected 0), p50/p95 latency of one request as its
+client waits for it (queueing included), requests/s over the level's wall time, and the resident
+memory (VmRSS) of the app process after the level. Below it: the app's RSS after the warm-up
+and after all the requests, the growth in total and per level (a leak grows level after level).
+
+500 requests take about an hour on 2 cores shared with other work (~8 s a request at N=1);
+``--requests`` shortens the run (``make bench`` passes 150).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from itertools import cycle  # noqa: E402
+from typing import Iterator  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from bench.chat_latency import demo_questions, print_table, spread_over_domains  # noqa: E402
+from bench.results import record  # noqa: E402
+
+DEFAULT_SESSIONS = "1,4,16"
+DEFAULT_REQUESTS = 500
+DEFAULT_MAX_NEW_TOKENS = 16
+START_TIMEOUT_S = 900  # first start: index 3 domains and convert the base model on a busy machine
+STOP_TIMEOUT_S = 60
+GROWTH_BOUND_MB = 50  # beyond this after the warm-up, the app keeps something per request
+
+
+# --- the launched app ---------------------------------------------------------------------------
+
+@dataclass
+class LaunchedApp:
+    process: subprocess.Popen
+    url: str
+    output: list[str] = field(default_factory=list)  # launch.py's lines, shown if it fails
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def app_environment(data_dir: Path, args: argparse.Namespace) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("NEO4J_")}  # embedded graph
+    env.update(ASSISTANT_DATA_DIR=str(data_dir), ASSISTANT_MAX_NEW_TOKENS=str(args.max_new_tokens),
+               PYTHONUNBUFFERED="1")
+    if args.concurrency:
+        env["ASSISTANT_UI_CONCURRENCY"] = str(args.concurrency)
+    if args.queue_max_size:
+        env["ASSISTANT_UI_QUEUE_MAX_SIZE"] = str(args.queue_max_size)
+    return env
+
+
+@contextmanager
+def launched_app(data_dir: Path, args: argparse.Namespace) -> Iterator[LaunchedApp]:
+    """launch.py in a subprocess, until it prints its URL; stopped with Ctrl-C (SIGINT) afterwards."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, str(REPO / "launch.py"), "--host", "127.0.0.1", "--port", str(port),
+                                "--no-demo-adapters"], cwd=REPO, env=app_environment(data_dir, args),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    app = LaunchedApp(process, f"http://127.0.0.1:{port}/")
+    ready = threading.Event()
+    threading.Thread(target=read_output, args=(app, ready), daemon=True).start()
+    try:
+        if not ready.wait(START_TIMEOUT_S) or process.poll() is not None:
+            raise RuntimeError("launch.py did not start:\n" + "\n".join(app.output[-40:]))
+        yield app
+    finally:
+        stop(process)
+
+
+def read_output(app: LaunchedApp, ready: threading.Event) -> None:
+    for line in app.process.stdout:
+        app.output.append(line.rstrip())
+        if line.startswith("Chat:"):
+            ready.set()
+    ready.set()  # it ended: the caller sees process.poll()
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)  # launch.py stops the UI and saves and stops the graph server
+        try:
+            process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# --- sessions ---------------------------------------------------------------------------------------
+
+@dataclass
+class Outcome:
+    latency_s: float
+    error: str = ""
+
+
+@dataclass
+class Level:
+    sessions: int
+    outcomes: list[Outcome]
+    wall_s: float
+    rss_mb: float
+
+    @property
+    def completed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if not o.error]
+
+    @property
+    def errors(self) -> list[str]:
+        return [o.error for o in self.outcomes if o.error]
+
+
+def ask_once(client, question: str, endpoint: str) -> Outcome:
+    started = time.perf_counter()
+    try:
+        if endpoint == "ask":
+            answer = client.predict(question, "auto", api_name="/ask")
+            error = answer.get("error") or ("empty answer" if not answer.get("text") else "")
+        else:
+            history = client.predict(question, [], "auto", api_name="/chat")[0]
+            error = "" if history and history[-1].get("content") else "empty answer"
+    except Exception as exc:  # counted and shown, the other requests go on
+        error = f"{type(exc).__name__}: {exc}"
+    return Outcome(time.perf_counter() - started, error)
+
+
+def session(url: str, questions: list[str], endpoint: str) -> list[Outcome]:
+    from gradio_client import Client
+
+    try:
+        client = Client(url, verbose=False)
+    except Exception as exc:
+        return [Outcome(0.0, f"connect: {type(exc).__name__}: {exc}") for _ in questions]
+    return [ask_once(client, question, endpoint) for question in questions]
+
+
+def run_level(app: LaunchedApp, sessions: int, per_session: int, questions: Iterator[str], endpoint: str) -> Level:
+    plans = [[next(questions) for _ in range(per_session)] for _ in range(sessions)]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(sessions) as pool:
+        results = list(pool.map(lambda plan: session(app.url, plan, endpoint), plans))
+    wall_s = time.perf_counter() - started
+    return Level(sessions, [o for outcomes in results for o in outcomes], wall_s, app.rss_mb())
+
+
+# --- output ------------------------------------------------------------------------------------------
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def level_row(level: Level) -> list[str]:
+    latencies = [o.latency_s for o in level.completed]
+    return [str(level.sessions), f"{len(level.completed)}/{len(level.outcomes)}", str(len(level.errors)),
+            f"{percentile(latencies, 50):.2f}", f"{percentile(latencies, 95):.2f}",
+            f"{len(level.completed) / level.wall_s:.2f}", f"{level.wall_s:.0f}", f"{level.rss_mb:.0f}"]
+
+
+def print_results(levels: list[Level], rss_before: float, args: argparse.Namespace, settings_note: str) -> None:
+    total = sum(len(level.outcomes) for level in levels)
+    growth = levels[-1].rss_mb - rss_before
+    notes = [f"app RSS after the warm-up {rss_before:.0f} MB, after {total} more requests {levels[-1].rss_mb:.0f} MB: "
+             f"growth {growth:+.0f} MB ({100 * growth / rss_before:+.1f}%; "
+             f"{'within' if growth <= GROWTH_BOUND_MB else 'ABOVE'} the {GROWTH_BOUND_MB} MB bound)"]
+    steps, previous = [], rss_before
+    for level in levels:
+        steps.append(f"N={level.sessions} {level.rss_mb - previous:+.0f} MB over {len(level.outcomes)} requests")
+        previous = level.rss_mb
+    notes.append("growth per level: " + ", ".join(steps))
+    errors = [e for level in levels for e in level.errors]
+    if errors:
+        notes.append(f"{len(errors)} errors, e.g.: " + "; ".join(sorted(set(errors))[:3]))
+    print_table(f"Load: N concurrent gradio_client sessions on /{args.endpoint}, max_new_tokens={args.max_new_tokens}, "
+                f"{settings_note}, {os.cpu_count()} cores (clients and app on the same machine)",
+                ["N sessions", "completed", "errors", "p50 s", "p95 s", "requests/s", "wall s", "app RSS MB"],
+                [level_row(level) for level in levels], notes)
+
+
+def record_results(levels: list[Level], rss_before: float, endpoint: str) -> None:
+    group = f"load (/{endpoint}, concurrent sessions)"
+    first = levels[0].sessions
+    for level in levels:
+        baseline = None if level.sessions == first else first
+        latencies = [o.latency_s for o in level.completed]
+        record(group, f"requests/s, N={level.sessions}", len(level.completed) / level.wall_s, "requests/s",
+               baseline=None if baseline is None else f"requests/s, N={baseline}", better="higher")
+        record(group, f"p50 latency, N={level.sessions}", percentile(latencies, 50), "s",
+               baseline=None if baseline is None else f"p50 latency, N={baseline}", better="lower")
+    total = sum(len(level.outcomes) for level in levels)
+    record(group, f"errors over {total} requests", sum(len(level.errors) for level in levels), "requests",
+           better="lower")
+    record(group, f"app RSS growth over {total} requests", levels[-1].rss_mb - rss_before, "MB", better="lower")
+
+
+def app_settings_note(args: argparse.Namespace) -> str:
+    from assistant.settings import Settings
+
+    defaults = Settings.model_fields
+    concurrency = args.concurrency or defaults["ui_concurrency"].default
+    max_size = args.queue_max_size or defaults["ui_queue_max_size"].default
+    return f"queue concurrency {concurrency}, max size {max_size}"
+
+
+# --- main ----------------------------------------------------------------------------------------------
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sessions", default=DEFAULT_SESSIONS, help=f"concurrent sessions per level (default {DEFAULT_SESSIONS})")
+    parser.add_argument("--requests", type=int, default=DEFAULT_REQUESTS,
+                        help=f"requests over all levels, for the memory check (default {DEFAULT_REQUESTS})")
+    parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS,
+                        help=f"the app's max_new_tokens (default {DEFAULT_MAX_NEW_TOKENS})")
+    parser.add_argument("--endpoint", choices=("ask", "chat"), default="ask")
+    parser.add_argument("--concurrency", type=int, help="the app's ui_concurrency (default: its setting)")
+    parser.add_argument("--queue-max-size", type=int, help="the app's ui_queue_max_size (default: its setting)")
+    parser.add_argument("--data-dir", type=Path, help="the app's data dir, kept (default: a temporary one)")
+    args = parser.parse_args(argv)
+    try:
+        args.levels = [int(n) for n in args.sessions.split(",")]
+    except ValueError:
+        parser.error("--sessions takes numbers separated by commas, e.g. 1,4,16")
+    if min(args.levels) < 1 or args.requests < 1 or args.max_new_tokens < 1:
+        parser.error("--sessions, --requests and --max-new-tokens must be >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    per_level = -(-args.requests // len(args.levels))
+    questions = cycle(q["question"] for q in spread_over_domains(demo_questions(), 10_000))
+    settings_note = app_settings_note(args)
+    print(f"load: sessions {args.levels}, ~{per_level} requests per level, /{args.endpoint}, "
+          f"max_new_tokens {args.max_new_tokens}, {settings_note}", flush=True)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-load-") as scratch:
+        data_dir = (args.data_dir or Path(scratch) / "data").resolve()
+        with launched_app(data_dir, args) as app:
+            print(f"  app up at {app.url} after {time.perf_counter() - started:.0f}s (data dir {data_dir})", flush=True)
+            run_level(app, max(args.levels), 1, questions, args.endpoint)
+            rss_before = app.rss_mb()
+            levels = []
+            for sessions in args.levels:
+                levels.append(run_level(app, sessions, -(-per_level // sessions), questions, args.endpoint))
+                row = level_row(levels[-1])
+                print(f"  N={sessions}: {row[1]} completed, {row[2]} errors, p50 {row[3]} s, {row[5]} requests/s, "
+                      f"app RSS {row[7]} MB", flush=True)
+    print_results(levels, rss_before, args, settings_note)
+    record_results(levels, rss_before, args.endpoint)
+    print(f"\ntotal wall time {time.perf_counter() - started:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
