@@ -220,7 +220,7 @@ class AdminService:
     # --- adapters ------------------------------------------------------------------------------
     def adapters(self, token: str) -> list[dict]:
         self.check(token)
-        pool = self.pipeline.pool
+        pool = self.pipeline.engine.pool
         loaded = {row["name"]: row for row in pool.list()}
         rows = []
         for info in pool.registry.list():
@@ -239,7 +239,7 @@ class AdminService:
 
     def load_adapter(self, token: str, name_or_folder: str) -> str:
         self.check(token)
-        adapter = self._pool_call(lambda: self.pipeline.pool.load(name_or_folder))
+        adapter = self._pool_call(lambda: self.pipeline.engine.load_adapter(name_or_folder))
         return f"{adapter.name} now serves {adapter.domain}"
 
     def upload_adapter(self, token: str, files: Sequence[str | Path]) -> str:
@@ -248,19 +248,19 @@ class AdminService:
         staging = Path(tempfile.mkdtemp(prefix="adapter-", dir=self._uploads_dir()))
         try:
             self._receive_adapter([Path(f) for f in files], staging)
-            adapter = self._pool_call(lambda: self.pipeline.pool.load(staging))
+            adapter = self._pool_call(lambda: self.pipeline.engine.load_adapter(staging))
             return f"{adapter.name} now serves {adapter.domain}"
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
     def rollback(self, token: str, domain: str) -> str:
         self.check(token)
-        adapter = self._pool_call(lambda: self.pipeline.pool.rollback(domain))
+        adapter = self._pool_call(lambda: self.pipeline.engine.rollback_adapter(domain))
         return f"{domain} rolled back to {adapter.name}"
 
     def unload(self, token: str, name_or_domain: str) -> str:
         self.check(token)
-        name = self._pool_call(lambda: self.pipeline.pool.unload(name_or_domain))
+        name = self._pool_call(lambda: self.pipeline.engine.unload_adapter(name_or_domain))
         return f"{name} unloaded; its domain answers with the base model"
 
     def train(self, token: str, domain: str, max_steps: int | None = None) -> Job:
@@ -300,7 +300,7 @@ class AdminService:
 
         result = train_adapter(self.settings, domain, max_steps=steps, progress=False, on_step=on_step)
         job.report(0.95, f"hot-loading {result.adapter}")
-        self.pipeline.pool.load(result.adapter)
+        self.pipeline.engine.load_adapter(result.adapter)
         base, adapter = result.metrics.get("base", {}), result.metrics.get("adapter", {})
         return (f"{result.adapter} serves {domain}: F1 {base.get('f1')} -> {adapter.get('f1')}, "
                 f"answer loss {base.get('val_loss')} -> {adapter.get('val_loss')}")
@@ -355,7 +355,8 @@ class AdminService:
     # --- status ----------------------------------------------------------------------------------
     def status(self, token: str) -> dict:
         self.check(token)
-        return {"graph": self._graph_state(), "memory_mb": _resident_mb(), "adapters": self.pipeline.pool.active(),
+        return {"graph": self._graph_state(), "memory_mb": _resident_mb(), "adapters": self.pipeline.engine.pool.active(),
+                "engine": self.pipeline.engine.occupancy(),
                 "jobs_pending": self.jobs.pending(),
                 "jobs": [{"id": j.id, "target": j.target, "status": j.status, "progress": round(j.progress, 2),
                           "message": j.message, "result": j.result[:3000]} for j in list(self.jobs.jobs.values())[-10:]]}

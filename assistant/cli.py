@@ -112,22 +112,25 @@ def _change_serving_adapters(settings, action: str, target: str) -> int:
     """load / unload / rollback in this process's pool; the choice is saved in
     data/adapters/active.json, which is what the app serves from its next start. (A running
     app is changed through its admin API.)"""
-    from assistant.adapter_pool import AdapterLoadError, AdapterPool
+    from assistant.adapter_pool import AdapterLoadError
+    from assistant.engine import Engine
 
+    engine = Engine(settings)
     try:
-        pool = AdapterPool(settings)
         if action == "load":
-            adapter = pool.load(target)
+            adapter = engine.load_adapter(target)
             print(f"loaded {adapter.name} for {adapter.domain}: validated, smoke-tested, now the active adapter")
         elif action == "unload":
-            print(f"unloaded {pool.unload(target)}; its domain answers with the base model")
+            print(f"unloaded {engine.unload_adapter(target)}; its domain answers with the base model")
         else:
-            adapter = pool.rollback(target)
+            adapter = engine.rollback_adapter(target)
             print(f"rolled {target} back to {adapter.name}")
+        print(json.dumps(engine.pool.active(), indent=2))
     except AdapterLoadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(pool.active(), indent=2))
+    finally:
+        engine.close()
     return 0
 
 
@@ -220,6 +223,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         _print_answer(answer, args.show_evidence)
         return 1 if answer.error else 0
     finally:
+        pipeline.engine.close()
         if connection:
             connection.close()
 
@@ -248,6 +252,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        pipeline.engine.close()
         if connection:
             connection.close()
     return 0

@@ -1,24 +1,42 @@
-"""Streaming generation on the shared base model with one request's adapter.
+"""What a caller of the serving engine holds: a request, a handle that streams its text, and the
+result. No model here: the engine (assistant/engine.py) does the decoding on its own thread and
+hands token ids over a queue; the handle turns them into text on the caller's thread.
 
-``Generator.stream`` returns a :class:`GenerationStream`: iterate it for text pieces as they are
-decoded; afterwards ``.result`` says how it ended (end token, token limit, timeout, cancelled)
-with timings. Generation runs in a worker thread (transformers' TextIteratorStreamer) while the
-caller holds the pool's lock for that adapter; a stopping criterion ends it at the deadline or
-when the caller cancels (a closed browser tab), so the lock is never held for longer.
+A handle holds no lock and touches no model, so a Gradio worker may iterate it, another worker
+may close it (a closed browser tab), and nothing is left waiting: closing or abandoning the
+iteration only sets the request's cancel event, and the engine frees its row at the next step.
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
-from dataclasses import dataclass
-from typing import Iterator
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
 
-from assistant.adapter_pool import AdapterPool
-from assistant.settings import Settings
+# How often a waiting consumer checks that the engine is still alive (a dead engine thread must
+# not leave a Gradio worker waiting forever).
+POLL_S = 1.0
 
-# A 135M model loops easily under greedy decoding; a mild penalty keeps answers from repeating.
-REPETITION_PENALTY = 1.1
+
+class EngineBusy(RuntimeError):
+    """The engine's waiting queue is full: the request was refused at once; try again."""
+
+
+class GenerationFailed(RuntimeError):
+    """The model failed on this request (the engine goes on with the others)."""
+
+
+@dataclass
+class GenerationRequest:
+    prompt_ids: list[int]
+    max_new_tokens: int
+    deadline: float  # time.monotonic(): waiting in the queue counts too
+    adapter: str | None = None  # exactly this adapter ...
+    domain: str | None = None  # ... or this domain's active adapter when the request starts (None: base)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    submitted: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -26,102 +44,97 @@ class GenerationResult:
     text: str = ""
     new_tokens: int = 0
     prompt_tokens: int = 0
-    stopped: str = ""  # "end", "max_tokens", "timeout" or "cancelled"
-    seconds: float = 0.0
-    first_token_s: float | None = None
+    stopped: str = ""  # "end", "max_tokens", "timeout", "cancelled" or "error"
+    adapter: str | None = None  # the adapter it ran with (None: the base model)
+    seconds: float = 0.0  # from submission to the last token
+    first_token_s: float | None = None  # from submission
+    queued_s: float = 0.0  # waiting for a place in the batch
+    prefill_s: float = 0.0  # its prompt's forward pass
+    decode_s: float = 0.0  # the decode steps it took part in (shared with the rows beside it)
+    mean_batch: float = 0.0  # rows per decode step it took part in
+    error: str = ""
 
     @property
     def tokens_per_second(self) -> float:
         return self.new_tokens / self.seconds if self.seconds > 0 else 0.0
 
 
-class _StopWhen:
-    """Stopping criterion: past the deadline, or cancelled by the caller."""
+class TextDecoder:
+    """Token ids to text pieces: the whole answer is decoded again at each token (answers are
+    short) and the new suffix is released, except a trailing incomplete UTF-8 character."""
 
-    def __init__(self, deadline: float, cancel: threading.Event):
-        self.deadline, self.cancel = deadline, cancel
+    def __init__(self, tokenizer):
+        self.tokenizer, self.ids, self.released = tokenizer, [], 0
 
-    def __call__(self, input_ids, scores, **kwargs):
-        import torch
+    def add(self, ids: list[int]) -> str:
+        self.ids += ids
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        if text.endswith("\ufffd"):
+            return ""
+        piece, self.released = text[self.released:], len(text)
+        return piece
 
-        stop = self.cancel.is_set() or time.monotonic() > self.deadline
-        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+    def text(self) -> str:
+        return self.tokenizer.decode(self.ids, skip_special_tokens=True)
 
 
-class GenerationStream:
-    def __init__(self, pool: AdapterPool, messages: list[dict], adapter: str | None, max_new_tokens: int,
-                 timeout_s: float, cancel: threading.Event | None = None):
-        self.pool, self.messages, self.adapter = pool, messages, adapter
-        self.max_new_tokens, self.timeout_s = max_new_tokens, timeout_s
-        self.cancel = cancel or threading.Event()
-        self.result = GenerationResult()
+_END = object()
+
+
+class GenerationHandle:
+    """One submitted request: iterate for its text pieces; ``result`` is complete afterwards."""
+
+    def __init__(self, request: GenerationRequest, tokenizer, engine_alive: Callable[[], bool]):
+        self.request = request
+        self.result = GenerationResult(prompt_tokens=len(request.prompt_ids))
+        self._tokenizer, self._engine_alive = tokenizer, engine_alive
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._finished = threading.Event()
+
+    # --- the engine's side ---------------------------------------------------------------------
+    def push(self, token_ids: list[int]) -> None:
+        self._inbox.put(token_ids)
+
+    def finish(self) -> None:
+        self._finished.set()
+        self._inbox.put(_END)
+
+    # --- the caller's side ---------------------------------------------------------------------
+    def cancel(self) -> None:
+        self.request.cancel.set()
+
+    @property
+    def done(self) -> bool:
+        return self._finished.is_set()
 
     def __iter__(self) -> Iterator[str]:
-        import torch
-        from transformers import StoppingCriteriaList, TextIteratorStreamer
-
-        tokenizer = self.pool.tokenizer
-        prompt = tokenizer.apply_chat_template(self.messages, tokenize=False, add_generation_prompt=True)
-        started = time.monotonic()
-        deadline = started + self.timeout_s
-        with self.pool.using(self.adapter) as model:
-            inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
-            self.result.prompt_tokens = int(inputs["input_ids"].shape[1])
-            streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True,
-                                            timeout=self.timeout_s + 30)
-            failure: list[BaseException] = []
-            output_length: list[int] = []
-
-            def work() -> None:
-                try:
-                    with torch.no_grad():
-                        output = model.generate(**inputs, streamer=streamer, max_new_tokens=self.max_new_tokens,
-                                                do_sample=False, repetition_penalty=REPETITION_PENALTY,
-                                                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                                                stopping_criteria=StoppingCriteriaList([_StopWhen(deadline, self.cancel)]))
-                    output_length.append(int(output.shape[1]) - self.result.prompt_tokens)
-                except BaseException as exc:  # re-raised in the caller's thread below
-                    failure.append(exc)
-                    streamer.end()
-
-            worker = threading.Thread(target=work, name="generate", daemon=True)
-            worker.start()
-            exhausted = False
-            try:
-                for piece in streamer:
-                    if not piece:
-                        continue
-                    if self.result.first_token_s is None:
-                        self.result.first_token_s = time.monotonic() - started
-                    self.result.text += piece
+        decoder = TextDecoder(self._tokenizer)
+        ended = False
+        try:
+            while True:
+                item = self._next()
+                if item is _END:
+                    ended = True
+                    break
+                piece = decoder.add(item)
+                if piece:
                     yield piece
-                exhausted = True
-            finally:
-                if not exhausted:  # the caller stopped reading (or failed): stop generating too
-                    self.cancel.set()
-                worker.join()
-        if failure:
-            raise failure[0]
-        self.result.new_tokens = output_length[0] if output_length else 0
-        self.result.seconds = time.monotonic() - started
-        self.result.stopped = self._reason(deadline)
+        finally:
+            if not ended:  # the caller stopped reading (a closed tab) or failed: free the row
+                self.cancel()
+        self.result.text = decoder.text()
+        if self.result.stopped == "error":
+            raise GenerationFailed(self.result.error)
 
-    def _reason(self, deadline: float) -> str:
-        if self.cancel.is_set():
-            return "cancelled"
-        if time.monotonic() > deadline:
-            return "timeout"
-        return "max_tokens" if self.result.new_tokens >= self.max_new_tokens else "end"
+    def text(self) -> str:
+        """Wait for the whole answer."""
+        return "".join(self)
 
-
-class Generator:
-    def __init__(self, pool: AdapterPool, settings: Settings):
-        self.pool, self.settings = pool, settings
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.pool.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def stream(self, messages: list[dict], adapter: str | None, *, max_new_tokens: int | None = None,
-               timeout_s: float | None = None, cancel: threading.Event | None = None) -> GenerationStream:
-        return GenerationStream(self.pool, messages, adapter, max_new_tokens or self.settings.max_new_tokens,
-                                timeout_s or self.settings.generation_timeout_s, cancel)
+    def _next(self):
+        while True:
+            try:
+                return self._inbox.get(timeout=POLL_S)
+            except queue.Empty:
+                if not self._engine_alive() and not self._finished.is_set():
+                    self.result.stopped, self.result.error = "error", "the serving engine stopped"
+                    return _END

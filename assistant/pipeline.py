@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 from assistant import prompts
-from assistant.adapter_pool import AdapterPool
-from assistant.generation import Generator
+from assistant.engine import Engine
+from assistant.generation import EngineBusy
 from assistant.retrieval import Evidence, Passage, RankedFact, Retriever
 from assistant.router import Route, Router
 from assistant.settings import Settings
@@ -31,6 +31,7 @@ MAX_QUESTION_CHARS = 4000
 # A question may take this share of the prompt budget (context_tokens); the rest is for the system
 # line and the evidence. Characters alone do not bound tokens: 4,000 emoji are 12,000 tokens.
 QUESTION_SHARE_OF_CONTEXT = 2 / 3
+BUSY_TEXT = "The assistant is busy right now; please try again in a moment."
 
 
 @dataclass
@@ -61,21 +62,18 @@ class Answer:
 
 
 class ChatPipeline:
-    def __init__(self, settings: Settings, router: Router, retriever: Retriever, pool: AdapterPool,
-                 generator: Generator):
-        self.settings, self.router, self.retriever = settings, router, retriever
-        self.pool, self.generator = pool, generator
+    def __init__(self, settings: Settings, router: Router, retriever: Retriever, engine: Engine):
+        self.settings, self.router, self.retriever, self.engine = settings, router, retriever, engine
 
     @classmethod
     def create(cls, settings: Settings, graph: GraphStore | None, *, embedder: Embedder | None = None,
-               pool: AdapterPool | None = None) -> "ChatPipeline":
-        """Everything from settings: the passage indexes, the embedder, the base model with every
-        registered adapter (``pool``), and the graph (None: passages only)."""
+               engine: Engine | None = None) -> "ChatPipeline":
+        """Everything from settings: the passage indexes, the embedder, the serving engine (the
+        base model with every registered adapter), and the graph (None: passages only)."""
         embedder = embedder or get_embedder(settings.embedder)
         vectors = VectorStore(settings.domains_dir, settings.hnsw_ef_search)
-        pool = pool or AdapterPool(settings)
-        return cls(settings, Router(settings, vectors, embedder), Retriever(settings, vectors, embedder, graph),
-                   pool, Generator(pool, settings))
+        engine = engine or Engine(settings)
+        return cls(settings, Router(settings, vectors, embedder), Retriever(settings, vectors, embedder, graph), engine)
 
     def respond(self, message: str, history: Sequence[dict] = (), domain: str | None = None) -> Answer:
         answer = None
@@ -96,7 +94,7 @@ class ChatPipeline:
             elif len(question) > MAX_QUESTION_CHARS:
                 answer.text = f"That message is too long ({len(question)} characters; the limit is {MAX_QUESTION_CHARS})."
                 answer.error = "question too long"
-            elif (tokens := self.generator.count_tokens(question)) > self._max_question_tokens:
+            elif (tokens := self.engine.count_tokens(question)) > self._max_question_tokens:
                 answer.text = (f"That message is too long ({tokens} tokens; the limit is "
                                f"{self._max_question_tokens}).")
                 answer.error = "question too long"
@@ -136,17 +134,24 @@ class ChatPipeline:
         answer.facts, answer.passages = evidence.facts[:prompt.facts_used], evidence.passages[:prompt.passages_used]
         answer.prompt, answer.prompt_tokens = prompt.messages, prompt.tokens
         answer.timings["prompt"] = time.perf_counter() - clock
-        answer.adapter = self.pool.adapter_for(answer.domain)
-        stream = self.generator.stream(prompt.messages, answer.adapter, cancel=cancel)
-        for piece in stream:
+        try:  # the domain's active adapter when the engine starts the request (a hot-load may come first)
+            handle = self.engine.submit(prompt.messages, domain=answer.domain, cancel=cancel,
+                                        max_new_tokens=self.settings.max_new_tokens,
+                                        timeout_s=self.settings.generation_timeout_s)
+        except EngineBusy as exc:
+            answer.text, answer.error = BUSY_TEXT, f"busy: {exc}"
+            return
+        for piece in handle:
             if not answer.text:
                 answer.timings["first_token"] = time.perf_counter() - started  # as the user waits for it
             answer.text += piece
             yield piece
-        result = stream.result
+        result = handle.result
+        answer.adapter = result.adapter
         answer.text = answer.text.strip() or prompts.NO_ANSWER
         answer.stopped, answer.new_tokens = result.stopped, result.new_tokens
-        answer.timings["generate"] = result.seconds
+        answer.timings.update(generate=result.seconds, queue=result.queued_s, prefill=result.prefill_s,
+                              decode=result.decode_s)
         if result.stopped == "timeout":
             answer.notes.append(f"the answer was cut off after {self.settings.generation_timeout_s:.0f} s")
         elif result.stopped == "max_tokens":
@@ -175,7 +180,7 @@ class ChatPipeline:
     def _prompt(self, question: str, history: list[dict], domain: str | None, evidence: Evidence) -> prompts.Prompt:
         facts = [f.text for f in evidence.facts]
         passages = [(p.title, p.text) for p in evidence.passages]
-        return prompts.build_prompt(self.generator.count_tokens, domain, question, facts, passages, history,
+        return prompts.build_prompt(self.engine.count_tokens, domain, question, facts, passages, history,
                                     self.settings.context_tokens, self.settings.history_tokens)
 
 

@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 
 from assistant.admin import AdminService
-from assistant.adapter_pool import AdapterPool
+from assistant.engine import Engine
 from assistant.pipeline import ChatPipeline
 from assistant.settings import Settings
 from indexing.embedding import Embedder
@@ -24,18 +24,21 @@ class RunningApp:
     url: str
     pipeline: ChatPipeline
     admin: AdminService
+    owns_engine: bool = True  # False when the caller passed in an engine it keeps using
 
     def close(self) -> None:
         self.admin.jobs.shutdown()
         self.app.close()
+        if self.owns_engine:
+            self.pipeline.engine.close()
 
 
 def serve(settings: Settings, graph: GraphStore | None, *, host: str | None = None, port: int | None = None,
-          share: bool = False, pool: AdapterPool | None = None, embedder: Embedder | None = None) -> RunningApp:
+          share: bool = False, engine: Engine | None = None, embedder: Embedder | None = None) -> RunningApp:
     """Build everything and start Gradio without blocking; returns once it is listening."""
     from assistant.ui import build_app
 
-    pipeline = ChatPipeline.create(settings, graph, embedder=embedder, pool=pool)
+    pipeline = ChatPipeline.create(settings, graph, embedder=embedder, engine=engine)
     admin = AdminService(settings, pipeline, graph)
     app = build_app(settings, pipeline, admin)
     # A full queue refuses a request at once (HTTP 503: gradio_client raises "Queue is full! Please try
@@ -45,7 +48,7 @@ def serve(settings: Settings, graph: GraphStore | None, *, host: str | None = No
     app.launch(server_name=host or settings.ui_host, server_port=port or settings.ui_port, share=share,
                prevent_thread_lock=True, quiet=True, ssr_mode=False, max_file_size=settings.max_upload_bytes,
                show_error=True)
-    return RunningApp(app, app.local_url, pipeline, admin)
+    return RunningApp(app, app.local_url, pipeline, admin, owns_engine=engine is None)
 
 
 def queue_demo_adapters(running: RunningApp, domains: list[str], steps: int) -> list[str]:
@@ -53,7 +56,7 @@ def queue_demo_adapters(running: RunningApp, domains: list[str], steps: int) -> 
     in the background; each is hot-loaded when it is ready, so chat works from the start."""
     if steps <= 0:
         return []
-    registry = running.pipeline.pool.registry
+    registry = running.pipeline.engine.pool.registry
     have = {info.domain for info in registry.list()}
     queued = [d for d in domains if d not in have]
     for domain in queued:

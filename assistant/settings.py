@@ -146,6 +146,9 @@ class Settings(BaseSettings):
     history_tokens: int = Field(default=384, ge=0, description="Part of the budget earlier turns may use.")
     max_new_tokens: int = Field(default=160, ge=1)
     generation_timeout_s: float = Field(default=90.0, gt=0, description="A generation is cut off after this long; the partial answer is kept and marked.")
+    engine_max_batch: int = Field(default=8, ge=1, description="Requests the serving engine decodes together, one forward pass per token for all of them (assistant/engine.py).")
+    engine_max_waiting: int = Field(default=32, ge=1, description="Requests that may wait for a place in the engine's batch; more are refused at once with 'busy, try again'.")
+    engine_prefill_tokens_per_step: int = Field(default=1024, ge=1, description="Prompt tokens the engine prefills between two decode steps (at least one prompt): bounds how long running answers pause while newcomers start.")
     serve_quantization: Literal["none", "nf4"] = Field(default="none", description="none: full-precision base (fastest on CPU); nf4: 4-bit base, less memory.")
 
     # --- the app (launch.py, assistant/ui.py, assistant/admin.py) --------------------------------
@@ -154,8 +157,8 @@ class Settings(BaseSettings):
     admin_username: str = Field(default="admin")
     admin_password: SecretStr | None = Field(default=None, description="Unset: a random one is generated on first run into data/admin_password (mode 0600).")
     max_upload_bytes: int = Field(default=50_000_000, ge=1, description="Largest corpus or adapter upload (unpacked).")
-    ui_concurrency: int = Field(default=2, ge=1, description="Chat requests (/chat and /ask share one queue) worked on at once, and each other endpoint's limit. Generation holds one model lock, so more workers add no throughput (bench/load.py: 4 gave a worse p95 than 1 or 2); 2 lets one request route and retrieve (or wait on a slow graph) while another generates.")
-    ui_queue_max_size: int = Field(default=16, ge=1, description="Requests that may wait in Gradio's queue (all endpoints together); more are refused at once with 'busy, try again' (HTTP 503) instead of waiting minutes. 16 lets 16 concurrent chat sessions in without errors (bench/load.py); the last waits about 18 answers.")
+    ui_concurrency: int = Field(default=8, ge=1, description="Chat requests (/chat and /ask share one queue) worked on at once, and each other endpoint's limit. Each routes and retrieves on its own worker, then waits for the serving engine, which decodes them together (engine_max_batch), so this matches the batch.")
+    ui_queue_max_size: int = Field(default=16, ge=1, description="Requests that may wait in Gradio's queue (all endpoints together); more are refused at once with 'busy, try again' (HTTP 503) instead of waiting minutes. With ui_concurrency 8 it lets 16 concurrent chat sessions in without errors (bench/load.py).")
     demo_adapter_steps: int = Field(default=20, ge=0, description="First run: train a quick adapter per demo domain in the background with this many steps (0: none).")
 
     # --- knowledge graph ---------------------------------------------------------------------

@@ -19,7 +19,7 @@ from assistant.presenter import answer_header, answer_json, evidence_markdown, f
 from assistant.settings import Settings
 
 AUTO = "auto"
-# /chat and /ask share one Gradio queue and its concurrency limit: both end on the one model lock.
+# /chat and /ask share one Gradio queue and its concurrency limit: both end in the serving engine.
 MODEL_QUEUE = "model"
 EXAMPLES = ["What reverses the effect of warfarin?", "Which law created the Federal Reserve System?",
             "Which president appointed Earl Warren?", "What does metformin treat?"]

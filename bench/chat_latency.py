@@ -141,11 +141,11 @@ def index_demo(data_dir: Path, max_new_tokens: int) -> Demo:
 
 
 def build_pipeline(demo: Demo):
-    from assistant.adapter_pool import AdapterPool
+    from assistant.engine import Engine
     from assistant.pipeline import ChatPipeline
 
-    pool = AdapterPool(demo.settings, load_registered=False)
-    return ChatPipeline.create(demo.settings, demo.graph, embedder=demo.embedder, pool=pool)
+    engine = Engine(demo.settings, load_registered=False)
+    return ChatPipeline.create(demo.settings, demo.graph, embedder=demo.embedder, engine=engine)
 
 
 def warm_up(pipeline) -> float:

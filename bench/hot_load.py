@@ -11,10 +11,10 @@ of ``write_lora_adapter`` in tests/conftest.py, r=4 on q_proj and v_proj) are wr
 for a domain of its own so that all of them stay loaded. Each measurement runs in its own child
 process, so its resident memory belongs to it alone:
 
-* the pool: ``AdapterPool(settings, load_registered=False)`` (the base, float32 on CPU), then
-  ``pool.load(folder)`` for each adapter (validate, install into the registry, inject, smoke test
-  with 8 greedy tokens, activate), timed, with the process RSS (VmRSS from /proc/self/status)
-  after each step; then ``pool.unload`` of each, timed.
+* the pool: ``Engine(settings, load_registered=False)`` (the serving engine with the base,
+  float32 on CPU), then ``engine.load_adapter(folder)`` for each adapter (validate, install into
+  the registry, inject, smoke test with 8 greedy tokens, activate), timed, with the process RSS
+  (VmRSS from /proc/self/status) after each step; then ``engine.unload_adapter`` of each, timed.
 * the restart alternative: for each adapter, the tokenizer and the base loaded from scratch plus
   ``PeftModel.from_pretrained`` of the adapter (the work of a restarted server, less the process
   start and imports, which are reported apart); then one ``merge_and_unload()`` model's
@@ -94,10 +94,10 @@ def parameter_bytes(model, lora: bool | None = None) -> int:
 
 
 def smoke_test(model, tokenizer) -> None:
-    """What AdapterPool._smoke_test runs: one forward pass and a few greedy tokens."""
+    """What the engine's smoke test runs: one forward pass and a few greedy tokens."""
     import torch
 
-    from assistant.adapter_pool import SMOKE_NEW_TOKENS, SMOKE_QUESTION
+    from assistant.engine import SMOKE_NEW_TOKENS, SMOKE_QUESTION
 
     prompt = tokenizer.apply_chat_template([{"role": "user", "content": SMOKE_QUESTION}], tokenize=False,
                                            add_generation_prompt=True)
@@ -153,26 +153,26 @@ def settings_for(work: Path):
 def measure_pool(work: Path) -> dict:
     import importlib
 
-    from assistant.adapter_pool import AdapterPool
+    from assistant.engine import SMOKE_QUESTION, Engine
 
     importlib.import_module("peft")  # imported before the first RSS reading, like everything the pool needs
 
     settings = settings_for(work)
     rss_start = rss_mb()
-    pool, start_s = timed(lambda: AdapterPool(settings, load_registered=False))
+    engine, start_s = timed(lambda: Engine(settings, load_registered=False))
     # The base's weights are mapped from its safetensors file and only become resident when a
     # forward pass reads them: run one first, so the base's memory is not counted as the adapters'.
-    with pool.using(None) as model:
-        smoke_test(model, pool.tokenizer)
+    engine.submit([{"role": "user", "content": SMOKE_QUESTION}], max_new_tokens=8).text()
     rss_base = rss_mb()
     names, load_s, rss_after = [], [], []
     for folder in adapter_folders(work):
-        adapter, seconds = timed(lambda f=folder: pool.load(f))
+        adapter, seconds = timed(lambda f=folder: engine.load_adapter(f))
         names.append(adapter.name)
         load_s.append(seconds)
         rss_after.append(rss_mb())
-    lora_bytes = parameter_bytes(pool.model, lora=True)
-    unload_s = [timed(lambda n=name: pool.unload(n))[1] for name in names]
+    lora_bytes = engine.call(lambda: parameter_bytes(engine.pool.model, lora=True))
+    unload_s = [timed(lambda n=name: engine.unload_adapter(n))[1] for name in names]
+    engine.close()
     return {"start_s": start_s, "rss_start_mb": rss_start, "rss_base_mb": rss_base, "names": names,
             "load_s": load_s, "rss_after_mb": rss_after, "lora_mb": lora_bytes / MB, "unload_s": unload_s,
             "rss_anon_mb": rss_mb("RssAnon"), "rss_file_mb": rss_mb("RssFile"),

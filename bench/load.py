@@ -3,16 +3,16 @@ server's memory. Prints a table; asserts nothing.
 
 Run from the repository root (``make bench`` does)::
 
-    .venv/bin/python bench/load.py [--sessions 1,4,16] [--requests 500] [--max-new-tokens 16]
+    .venv/bin/python bench/load.py [--sessions 1,4,8,16] [--requests 500] [--max-new-tokens 64]
                                    [--endpoint ask|chat] [--concurrency C] [--queue-max-size M]
-                                   [--data-dir DIR]
+                                   [--rss-every K] [--data-dir DIR]
 
 The app is started the way ``make run`` starts it: ``launch.py --no-demo-adapters`` in a
 subprocess on a free loopback port, with ``ASSISTANT_DATA_DIR`` a temporary folder (./data is
 never touched), so its bootstrap indexes the three demo domains with their knowledge graph into
 an embedded FalkorDB server and converts the base model there (about a minute; ``--data-dir``
-reuses a folder from an earlier run and skips that). ``ASSISTANT_MAX_NEW_TOKENS`` keeps answers
-short (default 16 tokens) so that the time goes to many requests, not long ones; ``--concurrency``
+reuses a folder from an earlier run and skips that). ``ASSISTANT_MAX_NEW_TOKENS`` bounds the
+answers (default 64 tokens); ``--concurrency``
 and ``--queue-max-size`` override the app's ``ui_concurrency`` / ``ui_queue_max_size`` settings
 (default: the app's own). The app and its graph server are stopped at the end.
 
@@ -26,12 +26,17 @@ app's RSS is read then.
 
 The table shows, per N: requests completed, errors (exceptions, a "queue full" refusal
 included, or an answer carrying an error; expected 0), p50/p95 latency of one request as its
-client waits for it (queueing included), requests/s over the level's wall time, and the resident
-memory (VmRSS) of the app process after the level. Below it: the app's RSS after the warm-up
-and after all the requests, the growth in total and per level (a leak grows level after level).
+client waits for it (queueing included), p50/p95 time to first token (``/ask``: the answer's own
+``first_token`` timing, from the moment the app started on the request; ``/chat``: as the
+client sees the first streamed piece), requests/s over the level's wall time, and the resident
+memory (VmRSS) of the app process after the level. Then how each level's engine time splits
+per request (``/ask`` only, from the answer's timings): waiting for a place in the batch, its
+prompt's prefill (compute-bound on a CPU, one prompt at a time) and the decode steps it took
+part in (shared with the other rows). The headline is requests/s at each N over N=1, measured in
+the same run. Below: the app's RSS after the warm-up and after all the requests, the growth in
+total, per level and every ``--rss-every`` requests (a leak keeps climbing).
 
-500 requests take about an hour on 2 cores shared with other work (~8 s a request at N=1);
-``--requests`` shortens the run (``make bench`` passes 150).
+``--requests`` sets the total (``make bench`` passes 150).
 """
 
 from __future__ import annotations
@@ -61,9 +66,10 @@ import numpy as np  # noqa: E402
 from bench.chat_latency import demo_questions, print_table, spread_over_domains  # noqa: E402
 from bench.results import record  # noqa: E402
 
-DEFAULT_SESSIONS = "1,4,16"
+DEFAULT_SESSIONS = "1,4,8,16"
 DEFAULT_REQUESTS = 500
-DEFAULT_MAX_NEW_TOKENS = 16
+DEFAULT_MAX_NEW_TOKENS = 64
+DEFAULT_RSS_EVERY = 50
 START_TIMEOUT_S = 900  # first start: index 3 domains and convert the base model on a busy machine
 STOP_TIMEOUT_S = 60
 GROWTH_BOUND_MB = 50  # beyond this after the warm-up, the app keeps something per request
@@ -82,6 +88,23 @@ class LaunchedApp:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
         return float("nan")
+
+
+@dataclass
+class RssTrace:
+    """The app's RSS after every ``every`` requests (of any session): a leak keeps climbing, an
+    allocator settling into its working set levels off."""
+    app: LaunchedApp
+    every: int
+    samples: list[tuple[int, float]] = field(default_factory=list)
+    count: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def request_done(self) -> None:
+        with self.lock:
+            self.count += 1
+            if self.count % self.every == 0:
+                self.samples.append((self.count, self.app.rss_mb()))
 
 
 def free_port() -> int:
@@ -143,6 +166,8 @@ def stop(process: subprocess.Popen) -> None:
 class Outcome:
     latency_s: float
     error: str = ""
+    first_token_s: float | None = None
+    timings: dict = field(default_factory=dict)  # the answer's own (/ask): queue, prefill, decode, ...
 
 
 @dataclass
@@ -163,33 +188,46 @@ class Level:
 
 def ask_once(client, question: str, endpoint: str) -> Outcome:
     started = time.perf_counter()
+    first_token, timings = None, {}
     try:
         if endpoint == "ask":
             answer = client.predict(question, "auto", api_name="/ask")
             error = answer.get("error") or ("empty answer" if not answer.get("text") else "")
+            timings = answer.get("timings", {})
+            first_token = timings.get("first_token")
         else:
-            history = client.predict(question, [], "auto", api_name="/chat")[0]
+            history = None
+            for output in client.submit(question, [], "auto", api_name="/chat"):
+                history = output[0]
+                if first_token is None and history and history[-1].get("content"):
+                    first_token = time.perf_counter() - started
             error = "" if history and history[-1].get("content") else "empty answer"
     except Exception as exc:  # counted and shown, the other requests go on
         error = f"{type(exc).__name__}: {exc}"
-    return Outcome(time.perf_counter() - started, error)
+    return Outcome(time.perf_counter() - started, error, first_token, timings)
 
 
-def session(url: str, questions: list[str], endpoint: str) -> list[Outcome]:
+def session(url: str, questions: list[str], endpoint: str, trace: RssTrace | None) -> list[Outcome]:
     from gradio_client import Client
 
     try:
         client = Client(url, verbose=False)
     except Exception as exc:
         return [Outcome(0.0, f"connect: {type(exc).__name__}: {exc}") for _ in questions]
-    return [ask_once(client, question, endpoint) for question in questions]
+    outcomes = []
+    for question in questions:
+        outcomes.append(ask_once(client, question, endpoint))
+        if trace is not None:
+            trace.request_done()
+    return outcomes
 
 
-def run_level(app: LaunchedApp, sessions: int, per_session: int, questions: Iterator[str], endpoint: str) -> Level:
+def run_level(app: LaunchedApp, sessions: int, per_session: int, questions: Iterator[str], endpoint: str,
+              trace: RssTrace | None = None) -> Level:
     plans = [[next(questions) for _ in range(per_session)] for _ in range(sessions)]
     started = time.perf_counter()
     with ThreadPoolExecutor(sessions) as pool:
-        results = list(pool.map(lambda plan: session(app.url, plan, endpoint), plans))
+        results = list(pool.map(lambda plan: session(app.url, plan, endpoint, trace), plans))
     wall_s = time.perf_counter() - started
     return Level(sessions, [o for outcomes in results for o in outcomes], wall_s, app.rss_mb())
 
@@ -202,12 +240,30 @@ def percentile(values: list[float], q: float) -> float:
 
 def level_row(level: Level) -> list[str]:
     latencies = [o.latency_s for o in level.completed]
+    first = [o.first_token_s for o in level.completed if o.first_token_s is not None]
     return [str(level.sessions), f"{len(level.completed)}/{len(level.outcomes)}", str(len(level.errors)),
             f"{percentile(latencies, 50):.2f}", f"{percentile(latencies, 95):.2f}",
-            f"{len(level.completed) / level.wall_s:.2f}", f"{level.wall_s:.0f}", f"{level.rss_mb:.0f}"]
+            f"{percentile(first, 50):.2f}", f"{percentile(first, 95):.2f}",
+            f"{requests_per_s(level):.3f}", f"{level.wall_s:.0f}", f"{level.rss_mb:.0f}"]
 
 
-def print_results(levels: list[Level], rss_before: float, args: argparse.Namespace, settings_note: str) -> None:
+def requests_per_s(level: Level) -> float:
+    return len(level.completed) / level.wall_s
+
+
+def split_row(level: Level) -> list[str] | None:
+    """Mean seconds per request waiting for the batch, in its prefill and in decode steps."""
+    timed = [o.timings for o in level.completed if "prefill" in o.timings]
+    if not timed:
+        return None
+    mean = {key: float(np.mean([t.get(key, 0.0) for t in timed])) for key in ("queue", "prefill", "decode", "generate")}
+    engine = mean["prefill"] + mean["decode"]
+    return [str(level.sessions), f"{mean['queue']:.2f}", f"{mean['prefill']:.2f}", f"{mean['decode']:.2f}",
+            f"{100 * mean['prefill'] / engine:.0f}%" if engine else "-", f"{mean['generate']:.2f}"]
+
+
+def print_results(levels: list[Level], rss_before: float, trace: RssTrace, args: argparse.Namespace,
+                  settings_note: str) -> None:
     total = sum(len(level.outcomes) for level in levels)
     growth = levels[-1].rss_mb - rss_before
     notes = [f"app RSS after the warm-up {rss_before:.0f} MB, after {total} more requests {levels[-1].rss_mb:.0f} MB: "
@@ -218,13 +274,25 @@ def print_results(levels: list[Level], rss_before: float, args: argparse.Namespa
         steps.append(f"N={level.sessions} {level.rss_mb - previous:+.0f} MB over {len(level.outcomes)} requests")
         previous = level.rss_mb
     notes.append("growth per level: " + ", ".join(steps))
+    notes.append(f"app RSS every {trace.every} requests: " + ", ".join(f"{n}: {mb:.0f}" for n, mb in trace.samples))
     errors = [e for level in levels for e in level.errors]
     if errors:
         notes.append(f"{len(errors)} errors, e.g.: " + "; ".join(sorted(set(errors))[:3]))
+    first = levels[0]
+    notes.insert(0, "requests/s vs N=" + str(first.sessions) + ": " + ", ".join(
+        f"N={level.sessions} {requests_per_s(level) / requests_per_s(first):.2f}x" for level in levels[1:]))
     print_table(f"Load: N concurrent gradio_client sessions on /{args.endpoint}, max_new_tokens={args.max_new_tokens}, "
                 f"{settings_note}, {os.cpu_count()} cores (clients and app on the same machine)",
-                ["N sessions", "completed", "errors", "p50 s", "p95 s", "requests/s", "wall s", "app RSS MB"],
+                ["N sessions", "completed", "errors", "p50 s", "p95 s", "first token p50 s", "first token p95 s",
+                 "requests/s", "wall s", "app RSS MB"],
                 [level_row(level) for level in levels], notes)
+    splits = [row for level in levels if (row := split_row(level))]
+    if splits:
+        print_table("Where a request's generation time goes (mean seconds per request, from the answers' timings)",
+                    ["N sessions", "waiting for the batch", "prefill (its prompt)", "decode steps (shared)",
+                     "prefill share", "generate (submit to last token)"], splits,
+                    ["prefill is one prompt's forward pass: compute-bound on a CPU and run one prompt at a time, "
+                     "while the decode steps of all rows run as one batch"])
 
 
 def record_results(levels: list[Level], rss_before: float, endpoint: str) -> None:
@@ -237,6 +305,10 @@ def record_results(levels: list[Level], rss_before: float, endpoint: str) -> Non
                baseline=None if baseline is None else f"requests/s, N={baseline}", better="higher")
         record(group, f"p50 latency, N={level.sessions}", percentile(latencies, 50), "s",
                baseline=None if baseline is None else f"p50 latency, N={baseline}", better="lower")
+        first = [o.first_token_s for o in level.completed if o.first_token_s is not None]
+        if first:
+            record(group, f"p50 time to first token, N={level.sessions}", percentile(first, 50), "s",
+                   baseline=None if baseline is None else f"p50 time to first token, N={baseline}", better="lower")
     total = sum(len(level.outcomes) for level in levels)
     record(group, f"errors over {total} requests", sum(len(level.errors) for level in levels), "requests",
            better="lower")
@@ -249,7 +321,8 @@ def app_settings_note(args: argparse.Namespace) -> str:
     defaults = Settings.model_fields
     concurrency = args.concurrency or defaults["ui_concurrency"].default
     max_size = args.queue_max_size or defaults["ui_queue_max_size"].default
-    return f"queue concurrency {concurrency}, max size {max_size}"
+    return (f"queue concurrency {concurrency}, max size {max_size}, engine batch "
+            f"{defaults['engine_max_batch'].default}")
 
 
 # --- main ----------------------------------------------------------------------------------------------
@@ -264,14 +337,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--endpoint", choices=("ask", "chat"), default="ask")
     parser.add_argument("--concurrency", type=int, help="the app's ui_concurrency (default: its setting)")
     parser.add_argument("--queue-max-size", type=int, help="the app's ui_queue_max_size (default: its setting)")
+    parser.add_argument("--rss-every", type=int, default=DEFAULT_RSS_EVERY,
+                        help=f"read the app's RSS after every this many requests (default {DEFAULT_RSS_EVERY})")
     parser.add_argument("--data-dir", type=Path, help="the app's data dir, kept (default: a temporary one)")
     args = parser.parse_args(argv)
     try:
         args.levels = [int(n) for n in args.sessions.split(",")]
     except ValueError:
         parser.error("--sessions takes numbers separated by commas, e.g. 1,4,16")
-    if min(args.levels) < 1 or args.requests < 1 or args.max_new_tokens < 1:
-        parser.error("--sessions, --requests and --max-new-tokens must be >= 1")
+    if min(args.levels) < 1 or min(args.requests, args.max_new_tokens, args.rss_every) < 1:
+        parser.error("--sessions, --requests, --max-new-tokens and --rss-every must be >= 1")
     return args
 
 
@@ -289,13 +364,14 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  app up at {app.url} after {time.perf_counter() - started:.0f}s (data dir {data_dir})", flush=True)
             run_level(app, max(args.levels), 1, questions, args.endpoint)
             rss_before = app.rss_mb()
+            trace = RssTrace(app, args.rss_every, [(0, rss_before)])
             levels = []
             for sessions in args.levels:
-                levels.append(run_level(app, sessions, -(-per_level // sessions), questions, args.endpoint))
+                levels.append(run_level(app, sessions, -(-per_level // sessions), questions, args.endpoint, trace))
                 row = level_row(levels[-1])
-                print(f"  N={sessions}: {row[1]} completed, {row[2]} errors, p50 {row[3]} s, {row[5]} requests/s, "
-                      f"app RSS {row[7]} MB", flush=True)
-    print_results(levels, rss_before, args, settings_note)
+                print(f"  N={sessions}: {row[1]} completed, {row[2]} errors, p50 {row[3]} s, first token p50 "
+                      f"{row[5]} s, {row[7]} requests/s, app RSS {row[9]} MB", flush=True)
+    print_results(levels, rss_before, trace, args, settings_note)
     record_results(levels, rss_before, args.endpoint)
     print(f"\ntotal wall time {time.perf_counter() - started:.0f}s")
 

@@ -3,8 +3,10 @@ settings pointing every test at its own temporary data dir."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +19,20 @@ from indexing.graph_server import EmbeddedGraphServer
 from indexing.graph_store import GraphStore
 
 DEMO_DOMAINS = ("medicine", "finance", "law")
+# Debian's chromium for the browser tests (never a Playwright browser download).
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def skip_without_chromium() -> None:
+    """Skip the calling test module when chromium is missing, unless REQUIRE_BROWSER=1 (.ci/run),
+    where a missing browser is an error."""
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            raise RuntimeError("REQUIRE_BROWSER=1 but no chromium: apt-get install -y chromium")
+        pytest.skip("no chromium on this machine (apt-get install -y chromium); the browser test is skipped",
+                    allow_module_level=True)
 
 
 @pytest.fixture(scope="session")
@@ -127,6 +143,23 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@contextmanager
+def served_app(settings: Settings, graph: GraphStore | None, embedder: Embedder):
+    """The Gradio app with its own serving engine on a free loopback port, closed afterwards."""
+    from assistant.engine import Engine
+    from assistant.server import serve
+
+    engine = Engine(settings, load_registered=False)
+    try:
+        running = serve(settings, graph, host="127.0.0.1", port=free_port(), engine=engine, embedder=embedder)
+        try:
+            yield running
+        finally:
+            running.close()
+    finally:
+        engine.close()
+
+
 @pytest.fixture(scope="session")
 def running_app(demo_env, embedder):
     """The Gradio app served once for the session on a free loopback port, over ``demo_env``,
@@ -134,14 +167,9 @@ def running_app(demo_env, embedder):
     launch costs seconds). Tests that change what it serves put it back."""
     from pydantic import SecretStr
 
-    from assistant.adapter_pool import AdapterPool
-    from assistant.server import serve
-
     settings = demo_env.settings.model_copy(update={"admin_password": SecretStr(ADMIN_PASSWORD)})
-    pool = AdapterPool(settings, load_registered=False)
-    running = serve(settings, demo_env.graph, host="127.0.0.1", port=free_port(), pool=pool, embedder=embedder)
-    yield running
-    running.close()
+    with served_app(settings, demo_env.graph, embedder) as running:
+        yield running
 
 
 def write_lora_adapter(base_model, folder: Path, domain: str, *, seed: int, scale: float = 0.3,

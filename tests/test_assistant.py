@@ -29,10 +29,11 @@ FACT_QUESTIONS = [
 
 @pytest.fixture(scope="module")
 def pipeline(demo_env, embedder):
-    from assistant.adapter_pool import AdapterPool
+    from assistant.engine import Engine
 
-    pool = AdapterPool(demo_env.settings, load_registered=False)
-    return ChatPipeline.create(demo_env.settings, demo_env.graph, embedder=embedder, pool=pool)
+    engine = Engine(demo_env.settings, load_registered=False)
+    yield ChatPipeline.create(demo_env.settings, demo_env.graph, embedder=embedder, engine=engine)
+    engine.close()
 
 
 def _demo_questions() -> list[dict]:

@@ -6,22 +6,11 @@ REQUIRE_BROWSER=1 (set by .ci/run), where a missing browser fails."""
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 
-from conftest import ADMIN_PASSWORD
+from conftest import ADMIN_PASSWORD, CHROMIUM, CHROMIUM_ARGS, skip_without_chromium
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", "--no-first-run"]
-
-if not os.path.exists(CHROMIUM):
-    if os.environ.get("REQUIRE_BROWSER") == "1":
-        raise RuntimeError("REQUIRE_BROWSER=1 but no chromium: apt-get install -y chromium")
-    pytest.skip("no chromium on this machine (apt-get install -y chromium); the browser test is skipped",
-                allow_module_level=True)
+skip_without_chromium()
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +23,7 @@ def page(tmp_path):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 1600})
         page.set_default_timeout(120_000)
         yield page

@@ -151,11 +151,11 @@ def test_uploads_are_untrusted(running_app, base_model, tmp_path):
     (tmp_path / "broken.zip").write_bytes(b"PK not really")
     with pytest.raises(AdminError, match="not a valid zip"):
         admin.upload_adapter(session, [tmp_path / "broken.zip"])
-    assert running_app.pipeline.pool.adapter_for("finance") is None
+    assert running_app.pipeline.engine.pool.adapter_for("finance") is None
     loaded = admin.upload_adapter(session, [bundle("good.zip", files)])
     name = loaded.split()[0]
     try:
-        assert name.startswith("finance-v") and running_app.pipeline.pool.adapter_for("finance") == name
+        assert name.startswith("finance-v") and running_app.pipeline.engine.pool.adapter_for("finance") == name
     finally:
         admin.unload(session, name)
         AdapterRegistry(running_app.pipeline.settings.adapters_dir).remove(name)

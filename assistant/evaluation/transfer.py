@@ -20,10 +20,10 @@ from adapters.dataset import build_dataset, dataset_hash
 from adapters.train import train_adapter
 from assistant.adapter_pool import AdapterPool
 from assistant.evaluation import metrics
-from assistant.evaluation.answering import answer_one
+from assistant.evaluation.answering import answer_many
 from assistant.evaluation.runner import BASE_RAG, EvalOptions, QuestionRun, build_messages
 from assistant.evaluation.workspace import Workspace
-from assistant.generation import Generator
+from assistant.engine import Engine
 
 
 def train_domain_adapters(workspace: Workspace, pool: AdapterPool, domains: Sequence[str], options: EvalOptions) -> dict:
@@ -58,27 +58,27 @@ def _train_or_reuse(workspace: Workspace, pool: AdapterPool, domain: str, name: 
             "warm_start": warm_from, "metrics": _brief(result.metrics)}
 
 
-def transfer_section(workspace: Workspace, pool: AdapterPool, generator: Generator, runs: Sequence[QuestionRun],
-                     training: dict, options: EvalOptions) -> dict:
+def transfer_section(workspace: Workspace, engine: Engine, runs: Sequence[QuestionRun], training: dict,
+                     options: EvalOptions) -> dict:
     trained = training["adapters"]
     if len(trained) < 2:
         return {"note": "transfer needs two domains with adapters"}
     source, target = sorted(trained)[:2]
     warm_name = f"{target}-from-{source}-s{training['steps']}"
-    warm = _train_or_reuse(workspace, pool, target, warm_name, training["steps"], trained[source], options)
+    warm = _train_or_reuse(workspace, engine.pool, target, warm_name, training["steps"], trained[source], options)
     target_runs = [run for run in runs if run.question.domain == target]
     rows = [{"setting": f"base model + retrieval on {target}", **_config_scores(target_runs, BASE_RAG)}]
     for label, adapter in ((f"{source}'s adapter on {target}", trained[source]),
                            (f"{target}'s adapter, from scratch", trained[target]),
                            (f"{target}'s adapter, warm-started from {source}'s", warm_name)):
-        pool.load(adapter)
-        answers = [answer_one(generator, build_messages(generator.count_tokens, run, workspace.settings, True),
-                              adapter, run, options.max_new_tokens) for run in target_runs]
+        engine.load_adapter(adapter)
+        answers = list(answer_many(engine, [(build_messages(engine.count_tokens, run, workspace.settings, True),
+                                             adapter, run) for run in target_runs], options.max_new_tokens))
         rows.append({"setting": label, "adapter": adapter, "n": len(answers),
                      "exact_match": metrics.mean(a["em"] for a in answers),
                      "f1": metrics.mean(a["f1"] for a in answers),
                      "contains": metrics.mean(a["contains"] for a in answers)})
-    pool.load(trained[target])  # the domain's own adapter serves it again
+    engine.load_adapter(trained[target])  # the domain's own adapter serves it again
     return {"source": source, "target": target, "warm_start_training": warm, "rows": rows}
 
 

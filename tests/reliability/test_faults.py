@@ -20,11 +20,11 @@ import pytest
 
 from adapters import registry as registry_module
 from adapters.registry import AdapterRegistry
-from assistant.adapter_pool import AdapterLoadError, AdapterPool
+from assistant.adapter_pool import AdapterLoadError
+from assistant.engine import Engine
 from assistant.admin import AdminService
 from assistant.bootstrap import bootstrap
 from assistant.cli import main as cli_main
-from assistant.generation import Generator
 from assistant.pipeline import ChatPipeline
 from assistant.settings import DEMO_CORPORA_DIR, PROJECT_ROOT, Settings, load_settings
 from indexing import vector_store
@@ -63,9 +63,11 @@ def extractor() -> SpacyExtractor:
 
 
 @pytest.fixture(scope="module")
-def pool(base_model, tmp_path_factory) -> AdapterPool:
-    """One serving base model for the module's chat pipelines (adapters are loaded per test)."""
-    return AdapterPool(_settings(tmp_path_factory.mktemp("pool"), base_model), load_registered=False)
+def engine(base_model, tmp_path_factory) -> Engine:
+    """One serving engine for the module's chat pipelines (adapters are loaded per test)."""
+    engine = Engine(_settings(tmp_path_factory.mktemp("pool"), base_model), load_registered=False)
+    yield engine
+    engine.close()
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +103,7 @@ def _warfarin_facts(graph: GraphStore) -> list:
 
 # --- 1. the graph server is SIGKILLed during a conversation ------------------------------------
 
-def test_killed_graph_server_restarts_by_itself_with_the_last_reindex(tmp_path, embedder, extractor, pool, caplog,
+def test_killed_graph_server_restarts_by_itself_with_the_last_reindex(tmp_path, embedder, extractor, engine, caplog,
                                                                        monkeypatch):
     settings = _settings(tmp_path)
     source = _corpus(tmp_path / "medicine", MEDICINE_DOCS)
@@ -118,7 +120,7 @@ def test_killed_graph_server_restarts_by_itself_with_the_last_reindex(tmp_path, 
         server.kill()
         caplog.set_level(logging.INFO, logger="indexing.graph_server")
 
-        chat = ChatPipeline.create(settings, graph, embedder=embedder, pool=pool)
+        chat = ChatPipeline.create(settings, graph, embedder=embedder, engine=engine)
         first = chat.respond(WARFARIN)
         assert first.error is None and first.text and not first.degraded, first.notes
         assert server.restarts == 1 and server.is_running()  # nobody called ensure_running
@@ -374,12 +376,12 @@ def _flip_byte(path: Path) -> None:
     (_flip_byte, "manifest.json", "manifest.json is corrupted"),
 ])
 def test_corrupted_index_file_is_named_other_domains_serve_and_reindex_repairs(
-        two_domains, tmp_path, embedder, pool, monkeypatch, capsys, caplog, damage, file, expected):
+        two_domains, tmp_path, embedder, engine, monkeypatch, capsys, caplog, damage, file, expected):
     shutil.copytree(two_domains / "data", tmp_path / "data")
     settings = _settings(tmp_path)
     damage(DomainVersions(settings.domains_dir, "law").current_path() / file)
 
-    chat = ChatPipeline.create(settings, None, embedder=embedder, pool=pool)
+    chat = ChatPipeline.create(settings, None, embedder=embedder, engine=engine)
     with caplog.at_level(logging.WARNING, logger="assistant.router"):
         assert chat.router.domains() == ["finance"]
     assert "not routing to law" in caplog.text and expected in caplog.text
@@ -462,8 +464,9 @@ def test_failed_index_write_says_why_and_the_old_version_keeps_serving(tmp_path,
     assert not [p for p in versions.versions_dir.iterdir() if p.name.startswith(BUILDING_PREFIX)]
 
 
-def test_failed_adapter_install_says_why_and_the_old_adapter_keeps_serving(tmp_path, lora_adapter, pool, monkeypatch):
-    serving = pool.load(shutil.copytree(lora_adapter, tmp_path / "old"))
+def test_failed_adapter_install_says_why_and_the_old_adapter_keeps_serving(tmp_path, lora_adapter, engine, monkeypatch):
+    pool = engine.pool
+    serving = engine.load_adapter(shutil.copytree(lora_adapter, tmp_path / "old"))
     candidate = shutil.copytree(lora_adapter, tmp_path / "new")
     real_copytree = shutil.copytree
 
@@ -478,16 +481,16 @@ def test_failed_adapter_install_says_why_and_the_old_adapter_keeps_serving(tmp_p
     monkeypatch.setattr(registry_module.shutil, "copytree", copy_until_the_disk_is_full)
     try:
         with pytest.raises(AdapterLoadError) as failure:
-            pool.load(candidate)
+            engine.load_adapter(candidate)
         message = str(failure.value)
         assert "installing adapter 'medicine-v2'" in message and "No space left on device" in message, message
         assert "[(" not in message  # the cause, not copytree's list of per-file errors
         assert pool.adapter_for("medicine") == serving.name
         assert [info.name for info in pool.registry.list()] == [serving.name]
         assert pool.registry.broken() == []  # the half-copied staging folder was removed
-        text = "".join(Generator(pool, pool.settings).stream(
-            [{"role": "user", "content": "What is aspirin?"}], serving.name, max_new_tokens=4))
+        text = engine.submit([{"role": "user", "content": "What is aspirin?"}], adapter=serving.name,
+                             max_new_tokens=4).text()
         assert text.strip()
     finally:
         monkeypatch.undo()
-        pool.unload(serving.name)
+        engine.unload_adapter(serving.name)

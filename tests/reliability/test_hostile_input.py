@@ -182,7 +182,7 @@ def hostile_pipeline(demo_env, running_app, embedder):
     """A pipeline on the demo indexes and graph that shares the served app's model (no second
     model load) and answers in 4 tokens: the answer's content is not what is tested here."""
     settings = demo_env.settings.model_copy(update={"max_new_tokens": 4, "context_tokens": CONTEXT_TOKENS})
-    return ChatPipeline.create(settings, demo_env.graph, embedder=embedder, pool=running_app.pipeline.pool)
+    return ChatPipeline.create(settings, demo_env.graph, embedder=embedder, engine=running_app.pipeline.engine)
 
 
 def _graph_counts(graph) -> dict:
@@ -240,7 +240,7 @@ def test_hostile_questions_are_answered_and_never_reach_a_query(hostile_pipeline
 
 
 def test_a_question_at_the_token_limit_is_answered_within_the_budget(hostile_pipeline):
-    count = hostile_pipeline.generator.count_tokens
+    count = hostile_pipeline.engine.count_tokens
     question = "What reverses warfarin?"
     while count(question + " the") <= QUESTION_TOKENS:  # " the" is one token
         question += " the"

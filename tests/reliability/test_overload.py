@@ -3,20 +3,22 @@ try again" (HTTP 503; gradio_client's QueueError) instead of hanging, and the re
 accepted still complete.
 
 The app runs with one worker and one place in the queue (``ui_concurrency=1``,
-``ui_queue_max_size=1``). The test holds the model itself, as a generation in progress would, so
-which request is running, which is waiting and which is refused follows from the order of events
-and never from timing.
+``ui_queue_max_size=1``). The test keeps the serving engine's thread busy with a command that
+waits for the test (as a long step would), so which request is running, which is waiting and
+which is refused follows from the order of events and never from timing.
 """
 
 from __future__ import annotations
 
-import socket
+import threading
 import time
 
 import httpx
 import pytest
 from gradio_client import Client
 from gradio_client.utils import QueueError, Status
+
+from conftest import served_app
 
 QUESTIONS = ["What reverses the effect of warfarin?", "Which law created the Federal Reserve System?",
              "Which president appointed Earl Warren?"]
@@ -25,23 +27,12 @@ STATUS_TIMEOUT_S = 60  # bounds against hanging, not speed checks
 REFUSAL_TIMEOUT_S = 30
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def tiny_queue_app(demo_env, embedder):
-    from assistant.adapter_pool import AdapterPool
-    from assistant.server import serve
-
     settings = demo_env.settings.model_copy(update={"ui_concurrency": 1, "ui_queue_max_size": 1,
                                                     "max_new_tokens": 8})
-    pool = AdapterPool(settings, load_registered=False)
-    running = serve(settings, demo_env.graph, host="127.0.0.1", port=free_port(), pool=pool, embedder=embedder)
-    yield running
-    running.close()
+    with served_app(settings, demo_env.graph, embedder) as running:
+        yield running
 
 
 def wait_for_status(job, wanted: Status) -> None:
@@ -55,7 +46,9 @@ def wait_for_status(job, wanted: Status) -> None:
 def test_a_full_queue_refuses_with_busy_and_the_accepted_requests_complete(tiny_queue_app):
     url = tiny_queue_app.url
     client = Client(url, verbose=False)
-    with tiny_queue_app.pipeline.pool.using(None):  # the model is busy until this block ends
+    release = threading.Event()
+    busy = tiny_queue_app.pipeline.engine.call_later(lambda: release.wait(STATUS_TIMEOUT_S))
+    try:  # the engine's thread is busy until release is set
         running = client.submit(QUESTIONS[0], "auto", api_name="/ask")
         wait_for_status(running, Status.PROCESSING)  # the one worker took it; it waits for the model
         waiting = client.submit(QUESTIONS[1], "auto", api_name="/ask")
@@ -69,6 +62,9 @@ def test_a_full_queue_refuses_with_busy_and_the_accepted_requests_complete(tiny_
         plain = httpx.post(f"{url}gradio_api/call/ask", json={"data": [QUESTIONS[2], "auto"]}, timeout=30)
         assert plain.status_code == 503 and "Queue is full" in plain.json()["detail"]
         assert not running.done() and not waiting.done()  # refusing others dropped neither
+    finally:
+        release.set()
+    assert busy.result(timeout=STATUS_TIMEOUT_S)
 
     answers = [running.result(timeout=300), waiting.result(timeout=300)]
     assert [a["domain"] for a in answers] == ["medicine", "finance"]

@@ -260,7 +260,7 @@ def test_the_app_listens_on_loopback_unless_told_otherwise(running_app, embedder
     assert Settings.model_fields["ui_host"].default == "127.0.0.1"
     settings = running_app.pipeline.settings.model_copy(update={"ui_port": free_port()})
     assert settings.ui_host == "127.0.0.1"
-    app = serve(settings, None, pool=running_app.pipeline.pool, embedder=embedder)  # no host given: the default
+    app = serve(settings, None, engine=running_app.pipeline.engine, embedder=embedder)  # no host given: the default
     try:
         assert app.url.startswith("http://127.0.0.1:")
         assert _listening_addresses(settings.ui_port) == ["127.0.0.1"]

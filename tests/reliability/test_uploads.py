@@ -63,7 +63,7 @@ def _files(root: Path) -> dict[str, tuple[int, int]]:
 
 
 def _serving_state(running_app) -> dict:
-    pool, settings = running_app.pipeline.pool, running_app.pipeline.settings
+    pool, settings = running_app.pipeline.engine.pool, running_app.pipeline.settings
     return {"active": pool.active(), "loaded": [row["name"] for row in pool.list()],
             "registered": [info.name for info in pool.registry.list()],
             "versions": {domain: DomainVersions(settings.domains_dir, domain).current()

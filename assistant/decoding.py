@@ -1,0 +1,227 @@
+"""Greedy decoding of many requests at once on one model: a batch of rows that share one KV cache.
+
+A newcomer is prefilled alone (its prompt in one forward pass, no padding, so its first token is
+what it would be on an idle server) and then merged into the running batch, its cache padded on
+the left to the batch's length; each decode step is one forward pass for every row, each row
+with its own LoRA adapter (PEFT's mixed-adapter batches: ``adapter_names=[...]``, ``"__base__"``
+for a row without one). Finished rows leave at once and the columns no remaining row uses are
+cut from the front of the cache, so the cache is as long as the longest row alive, not the
+longest the batch ever saw.
+
+Padding is masked out and every row has its own positions, so a row's tokens do not depend on
+the other rows (up to floating-point ties; tests/test_engine.py compares with each request alone).
+
+Nothing here is thread-safe, by design: only the engine's thread (assistant/engine.py) calls it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+BASE_ROW = "__base__"  # PEFT's adapter name for a row of a mixed batch that uses no adapter
+# A 135M model loops easily under greedy decoding; a mild penalty (the one transformers'
+# RepetitionPenaltyLogitsProcessor applies) keeps answers from repeating.
+REPETITION_PENALTY = 1.1
+
+
+def column_major_weights(model) -> int:
+    """Store every full-precision linear weight transposed in memory (same values, same shape,
+    other strides): MKL then multiplies a few rows by it without transposing, which made a
+    batch-8 decode step on this 2-core CPU ~1.5x faster and batch 16 ~2x (bench/engine_decode.py),
+    with prefill and batch 1 unchanged. For the serving copy on CPU only (training never sees it).
+    Returns the number of weights changed."""
+    changed = 0
+    for module in model.modules():
+        if type(module) is torch.nn.Linear and module.weight.dtype.is_floating_point \
+                and module.weight.is_contiguous():
+            module.weight.data = module.weight.data.t().contiguous().t()
+            changed += 1
+    return changed
+
+
+@dataclass
+class Row:
+    """One request's place in the batch."""
+    owner: object  # the engine's record of the request
+    adapter: str | None  # None: the base model
+    length: int  # real (unpadded) tokens in the cache
+    next_token: int  # the token fed at the next step
+
+
+def forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, cache, adapters: list[str | None],
+            position_ids: torch.Tensor | None = None) -> torch.Tensor:
+    """The last position's logits, shape [rows, vocabulary], float32."""
+    kwargs = {}
+    if hasattr(model, "peft_config"):  # a plain base (no adapter loaded yet) takes no adapter_names
+        kwargs["adapter_names"] = [name or BASE_ROW for name in adapters]
+    elif any(adapters):
+        raise RuntimeError(f"no adapter is loaded, but a row asks for {next(a for a in adapters if a)!r}")
+    output = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                   cache=cache, use_cache=True, logits_to_keep=1, **kwargs)
+    return output.logits[:, -1, :].float()
+
+
+def greedy(logits: torch.Tensor, seen: torch.Tensor, penalty: float = REPETITION_PENALTY) -> torch.Tensor:
+    """The next token of each row: argmax after the repetition penalty on tokens already seen
+    (in the prompt or generated)."""
+    penalised = torch.where(logits < 0, logits * penalty, logits / penalty)
+    return torch.where(seen, penalised, logits).argmax(dim=-1)
+
+
+class _GrowingLayer:
+    """Mixed into transformers' DynamicLayer: keys and values live in a buffer with spare room,
+    and a step writes its token in place. DynamicLayer concatenates instead, copying the whole
+    cache at every step: two thirds of a batch-8 decode step on this CPU (torch profiler)."""
+
+    SPARE = 64  # columns reserved beyond what is needed, so most steps allocate nothing
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+            self._used, self._buffers = 0, None
+        end = self._used + key_states.shape[-2]
+        self._reserve(key_states, value_states, end)
+        keys, values = self._buffers
+        keys[:, :, self._used:end] = key_states
+        values[:, :, self._used:end] = value_states
+        self._used = end
+        self.keys, self.values = keys[:, :, :end], values[:, :, :end]
+        return self.keys, self.values
+
+    def _reserve(self, key_states, value_states, end: int) -> None:
+        if self._buffers is not None and self._buffers[0].shape[2] >= end \
+                and self._buffers[0].shape[0] == key_states.shape[0]:
+            return
+        fresh = []
+        for old, new in zip((self.keys, self.values), (key_states, value_states)):
+            shape = list(new.shape)
+            shape[2] = end + self.SPARE
+            buffer = new.new_zeros(shape)
+            if self._used:
+                buffer[:, :, :self._used] = old
+            fresh.append(buffer)
+        self._buffers = tuple(fresh)
+
+    def get_seq_length(self) -> int:
+        return self._used if self.is_initialized else 0
+
+    def assign(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Replace the contents (after rows joined or left): copied into a new buffer."""
+        self._used, self._buffers = 0, None
+        self._reserve(keys, values, keys.shape[2])
+        self._buffers[0][:, :, :keys.shape[2]] = keys
+        self._buffers[1][:, :, :keys.shape[2]] = values
+        self._used = keys.shape[2]
+        self.keys, self.values = self._buffers[0][:, :, :self._used], self._buffers[1][:, :, :self._used]
+
+
+def new_cache(model):
+    """A DynamicCache whose full-attention layers grow in place (see _GrowingLayer)."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    growing = type("GrowingDynamicLayer", (_GrowingLayer, DynamicLayer), {})
+    cache = DynamicCache(config=model.config)
+    if any(type(layer) is not DynamicLayer for layer in cache.layers):
+        raise RuntimeError("batched decoding needs a model with full attention in every layer "
+                           f"(this one has {sorted({type(layer).__name__ for layer in cache.layers})})")
+    cache.layers = [growing() for _ in cache.layers]
+    return cache
+
+
+@dataclass
+class Prefilled:
+    """A newcomer after its prompt's forward pass: its cache, and what it has seen so far."""
+    cache: object
+    length: int
+    seen: torch.Tensor  # [1, vocabulary] bool
+    first_token: int
+    logits_finite: bool
+
+
+def prefill(model, prompt_ids: list[int], adapter: str | None, vocabulary: int) -> Prefilled:
+    device = model.device
+    ids = torch.tensor([prompt_ids], dtype=torch.long, device=device)
+    cache = new_cache(model)
+    logits = forward(model, ids, torch.ones_like(ids), cache, [adapter])
+    seen = torch.zeros((1, vocabulary), dtype=torch.bool, device=device)
+    seen[0, ids[0]] = True
+    first = int(greedy(logits, seen)[0])
+    return Prefilled(cache, len(prompt_ids), seen, first, bool(torch.isfinite(logits).all()))
+
+
+def _pad_left(tensor: torch.Tensor, columns: int, dim: int) -> torch.Tensor:
+    if columns <= 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[dim] = columns
+    return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
+
+
+class DecodeBatch:
+    """The rows being decoded together and their shared, left-padded KV cache."""
+
+    def __init__(self):
+        self.rows: list[Row] = []
+        self.cache = None
+        self.mask: torch.Tensor | None = None  # [rows, columns]: 1 where a row has a real token
+        self.seen: torch.Tensor | None = None  # [rows, vocabulary]: tokens each row has seen
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def columns(self) -> int:
+        return 0 if self.mask is None else int(self.mask.shape[1])
+
+    def add(self, row: Row, prefilled: Prefilled) -> None:
+        """Merge a prefilled newcomer into the batch (shorter side padded on the left)."""
+        mask = torch.ones((1, prefilled.length), dtype=torch.long, device=prefilled.seen.device)
+        if not self.rows:
+            self.rows, self.cache, self.mask, self.seen = [row], prefilled.cache, mask, prefilled.seen
+            return
+        width = max(self.columns, prefilled.length)
+        for mine, theirs in zip(self.cache.layers, prefilled.cache.layers):
+            mine.assign(torch.cat([_pad_left(mine.keys, width - self.columns, -2),
+                                   _pad_left(theirs.keys, width - prefilled.length, -2)], dim=0),
+                        torch.cat([_pad_left(mine.values, width - self.columns, -2),
+                                   _pad_left(theirs.values, width - prefilled.length, -2)], dim=0))
+        self.mask = torch.cat([_pad_left(self.mask, width - self.columns, 1),
+                               _pad_left(mask, width - prefilled.length, 1)], dim=0)
+        self.seen = torch.cat([self.seen, prefilled.seen], dim=0)
+        self.rows.append(row)
+
+    def step(self, model) -> list[int]:
+        """One forward pass for every row; returns each row's new token (also its next input).
+        ``model`` is passed each time: a hot-load may have wrapped the base in a PeftModel."""
+        device = self.mask.device
+        tokens = torch.tensor([[row.next_token] for row in self.rows], dtype=torch.long, device=device)
+        positions = torch.tensor([[row.length] for row in self.rows], dtype=torch.long, device=device)
+        self.seen[torch.arange(len(self.rows), device=device), tokens[:, 0]] = True
+        self.mask = torch.cat([self.mask, self.mask.new_ones((len(self.rows), 1))], dim=1)
+        logits = forward(model, tokens, self.mask, self.cache, [row.adapter for row in self.rows], positions)
+        chosen = greedy(logits, self.seen).tolist()
+        for row, token in zip(self.rows, chosen):
+            row.length += 1
+            row.next_token = token
+        return chosen
+
+    def remove(self, leaving: list[Row]) -> None:
+        """Drop rows (finished, cancelled, timed out) and the cache columns nobody uses any more."""
+        if not leaving:
+            return
+        keep = [i for i, row in enumerate(self.rows) if row not in leaving]
+        if not keep:
+            self.rows, self.cache, self.mask, self.seen = [], None, None, None
+            return
+        index = torch.tensor(keep, dtype=torch.long, device=self.mask.device)
+        mask = self.mask.index_select(0, index)
+        start = int(mask.any(dim=0).nonzero()[0, 0])  # the first column some remaining row uses
+        for layer in self.cache.layers:
+            layer.assign(layer.keys.index_select(0, index)[:, :, start:, :],
+                         layer.values.index_select(0, index)[:, :, start:, :])
+        self.mask = mask[:, start:]
+        self.seen = self.seen.index_select(0, index)
+        self.rows = [self.rows[i] for i in keep]

@@ -1,0 +1,357 @@
+"""The serving engine: one thread owns the base model and its adapters and decodes every active
+request together.
+
+Callers :meth:`Engine.submit` a request (messages, an adapter or a domain, a token limit, a
+timeout, a cancel event) and get a :class:`GenerationHandle` that yields text pieces from a
+queue. They hold no lock and never touch the model. The engine's loop, on its own thread:
+
+1. runs queued commands (hot-load, unload, rollback: :meth:`Engine.call`) between steps;
+2. ends waiting requests that were cancelled or whose deadline passed (waiting counts);
+3. admits waiting requests while the batch has room (``engine_max_batch``), each prefilled alone
+   (its first token streams at once) and merged into the batch, at most
+   ``engine_prefill_tokens_per_step`` prompt tokens per loop so running answers keep moving;
+4. decodes one token for every row in one forward pass (assistant/decoding.py), each row with
+   the adapter it started with, and drops rows that ended, hit their limit or deadline, or were
+   cancelled (a closed tab) at the next step.
+
+Beyond ``engine_max_waiting`` waiting requests, :meth:`submit` refuses at once (EngineBusy).
+A failing forward pass fails the requests in it, never the engine. On CUDA the same code runs
+on the GPU; on CPU it uses the threads torch is given.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, TypeVar
+
+from adapters.base_model import BaseModel, training_device
+from assistant.adapter_pool import AdapterLoadError, AdapterPool, ServingAdapter
+from assistant.decoding import DecodeBatch, Row, column_major_weights, prefill
+from assistant.generation import EngineBusy, GenerationHandle, GenerationRequest
+from assistant.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SMOKE_QUESTION = "Name one organ of the human body."
+SMOKE_NEW_TOKENS = 8
+IDLE_WAIT_S = 1.0  # an idle loop wakes at once for new work; this only bounds a missed wake-up
+STOP_WAIT_S = 10.0
+T = TypeVar("T")
+
+
+@dataclass
+class _Job:
+    """A request inside the engine: its handle and where it stands."""
+    handle: GenerationHandle
+    generated: int = 0
+    adapter: str | None = None
+    admitted: bool = False
+    steps: int = 0
+    rows_seen: int = 0
+
+    @property
+    def request(self) -> GenerationRequest:
+        return self.handle.request
+
+
+@dataclass
+class EngineStats:
+    """Totals since start, for benchmarks and the admin status."""
+    requests: int = 0
+    finished: dict = None  # stop reason -> count
+    refused: int = 0
+    prefill_s: float = 0.0
+    prefill_tokens: int = 0
+    decode_s: float = 0.0
+    decode_steps: int = 0
+    decode_rows: int = 0  # sum over steps of the rows in the batch
+    commands: int = 0
+
+    def __post_init__(self):
+        self.finished = self.finished or {}
+
+
+class Engine:
+    def __init__(self, settings: Settings, base: BaseModel | None = None, *, load_registered: bool = True,
+                 device: str | None = None):
+        self.settings = settings
+        self.stats = EngineStats()
+        self._waiting: collections.deque[_Job] = collections.deque()
+        self._waiting_lock = threading.Lock()  # guards _waiting only; never held while the model runs
+        self._commands: collections.deque[tuple[Callable, Future]] = collections.deque()
+        self._wake, self._stopping, self._ready = threading.Event(), threading.Event(), threading.Event()
+        self._startup_error: BaseException | None = None
+        self._batch = DecodeBatch()  # the engine's thread only
+        self._thread = threading.Thread(target=self._run, args=(base, load_registered, device or training_device()),
+                                        name="engine", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._startup_error is not None:
+            raise self._startup_error
+
+    # --- for callers (any thread) ------------------------------------------------------------------
+    @property
+    def pool(self) -> AdapterPool:
+        """Read-only use from other threads (adapter_for, active, list, registry, base)."""
+        return self._pool
+
+    @property
+    def tokenizer(self):
+        return self._pool.tokenizer
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def encode(self, messages: list[dict]) -> list[int]:
+        prompt = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
+    def submit(self, messages: list[dict], *, adapter: str | None = None, domain: str | None = None,
+               max_new_tokens: int | None = None, timeout_s: float | None = None,
+               cancel: threading.Event | None = None) -> GenerationHandle:
+        """Queue a request; ``adapter`` names one exactly, ``domain`` means that domain's active
+        adapter when the request starts (neither: the base model). Raises EngineBusy when the
+        waiting queue is full."""
+        if adapter is not None and not self._pool.is_loaded(adapter):
+            raise AdapterLoadError(f"adapter {adapter!r} is not loaded")
+        request = GenerationRequest(self.encode(messages), max_new_tokens or self.settings.max_new_tokens,
+                                    time.monotonic() + (timeout_s or self.settings.generation_timeout_s),
+                                    adapter, domain, cancel or threading.Event())
+        handle = GenerationHandle(request, self.tokenizer, lambda: self.alive)
+        with self._waiting_lock:
+            if len(self._waiting) >= self.settings.engine_max_waiting:
+                self.stats.refused += 1
+                raise EngineBusy(f"the assistant is busy ({len(self._waiting)} requests waiting); try again")
+            self._waiting.append(_Job(handle))
+            self.stats.requests += 1
+        self._wake.set()
+        return handle
+
+    def call(self, command: Callable[[], T], timeout_s: float | None = None) -> T:
+        """Run ``command`` on the engine's thread between two decode steps and return its value
+        (or raise its exception). From the engine's own thread it runs at once."""
+        if threading.current_thread() is self._thread:
+            return command()
+        return self.call_later(command).result(timeout_s)
+
+    def call_later(self, command: Callable[[], T]) -> Future:
+        future: Future = Future()
+        if self._stopping.is_set() or not self.alive:
+            future.set_exception(RuntimeError("the serving engine has stopped"))
+            return future
+        self._commands.append((command, future))
+        self._wake.set()
+        return future
+
+    def load_adapter(self, source: str | Path) -> ServingAdapter:
+        """Hot-load a registered adapter (by name) or an adapter folder and make it serve its
+        domain; validation and installation run here, the weights go in between two steps."""
+        info = self._pool.resolve(source)
+        return self.call(lambda: self._pool.serve(info, self._smoke_test))
+
+    def unload_adapter(self, name_or_domain: str) -> str:
+        return self.call(lambda: self._pool.unload(name_or_domain))
+
+    def rollback_adapter(self, domain: str) -> ServingAdapter:
+        """Serve the domain's previous adapter again (loading it back if it was dropped)."""
+        previous = self._pool.previous_for(domain)
+        if previous is None:
+            raise AdapterLoadError(f"{domain} has no previous adapter to roll back to")
+        info = self._pool.resolve(previous)
+        return self.call(lambda: self._pool.serve(info, self._smoke_test, domain))
+
+    def occupancy(self) -> dict:
+        """What the engine is doing now: rows decoding, requests waiting."""
+        with self._waiting_lock:
+            waiting = len(self._waiting)
+        return {"running": len(self._batch), "waiting": waiting}
+
+    def close(self) -> None:
+        """Stop the loop; running and waiting requests end as cancelled."""
+        self._stopping.set()
+        self._wake.set()
+        self._thread.join(STOP_WAIT_S)
+
+    # --- the engine's thread -----------------------------------------------------------------------
+    def _run(self, base: BaseModel | None, load_registered: bool, device: str) -> None:
+        try:
+            import torch
+
+            self._torch = torch
+            self._pool = AdapterPool(self.settings, base, device)
+            if device == "cpu" and self.settings.serve_quantization == "none":
+                column_major_weights(self._pool.model)
+            self._vocabulary = self._pool.model.get_output_embeddings().weight.shape[0]
+            self._stop_ids = _stop_token_ids(self._pool)
+            if load_registered:
+                for name in self._pool.startup_choices():
+                    try:
+                        self._pool.serve(self._pool.resolve(name), self._smoke_test)
+                    except AdapterLoadError as exc:
+                        log.error("not serving adapter %s: %s", name, exc)
+        except BaseException as exc:  # re-raised by the constructor
+            self._startup_error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        with torch.inference_mode():
+            while not self._stopping.is_set():
+                self._wake.clear()
+                self._run_commands()
+                self._end_expired_waiting()
+                self._admit()
+                if self._batch.rows:
+                    self._step()
+                elif not self._commands:
+                    self._wake.wait(IDLE_WAIT_S)
+        self._shut_down()
+
+    def _run_commands(self) -> None:
+        while self._commands:
+            command, future = self._commands.popleft()
+            self.stats.commands += 1
+            try:
+                future.set_result(command())
+            except BaseException as exc:  # the caller gets it; the engine goes on
+                future.set_exception(exc)
+
+    def _end_expired_waiting(self) -> None:
+        now = time.monotonic()
+        with self._waiting_lock:
+            expired = [job for job in self._waiting
+                       if job.request.cancel.is_set() or now > job.request.deadline]
+            for job in expired:
+                self._waiting.remove(job)
+        for job in expired:
+            self._finish(job, "cancelled" if job.request.cancel.is_set() else "timeout")
+
+    def _admit(self) -> None:
+        budget = self.settings.engine_prefill_tokens_per_step
+        while len(self._batch) < self.settings.engine_max_batch and budget > 0:
+            with self._waiting_lock:
+                job = self._waiting.popleft() if self._waiting else None
+            if job is None:
+                break
+            budget -= len(job.request.prompt_ids)
+            self._start(job)
+
+    def _start(self, job: _Job) -> None:
+        request, result = job.request, job.handle.result
+        try:
+            job.adapter = request.adapter if request.adapter is not None else self._pool.adapter_for(request.domain)
+            self._pool.pin(job.adapter)
+        except AdapterLoadError as exc:
+            self._finish(job, "error", str(exc))
+            return
+        job.admitted, result.adapter = True, job.adapter
+        started = time.monotonic()
+        result.queued_s = started - request.submitted
+        try:
+            prefilled = prefill(self._pool.model, request.prompt_ids, job.adapter, self._vocabulary)
+        except Exception as exc:
+            log.exception("prefill failed")
+            self._finish(job, "error", f"{type(exc).__name__}: {exc}")
+            return
+        result.prefill_s = time.monotonic() - started
+        self.stats.prefill_s += result.prefill_s
+        self.stats.prefill_tokens += len(request.prompt_ids)
+        if not self._emit(job, prefilled.first_token):
+            self._batch.add(Row(job, job.adapter, prefilled.length, prefilled.first_token), prefilled)
+
+    def _step(self) -> None:
+        batch, now = self._batch, time.monotonic()
+        leaving = [row for row in batch.rows if row.owner.request.cancel.is_set() or now > row.owner.request.deadline]
+        for row in leaving:
+            self._finish(row.owner, "cancelled" if row.owner.request.cancel.is_set() else "timeout")
+        batch.remove(leaving)
+        if not batch.rows:
+            return
+        started = time.monotonic()
+        try:
+            tokens = batch.step(self._pool.model)
+        except Exception as exc:  # the rows in this step fail; the engine and later requests go on
+            log.exception("decode step failed")
+            for row in batch.rows:
+                self._finish(row.owner, "error", f"{type(exc).__name__}: {exc}")
+            self._batch = DecodeBatch()
+            return
+        seconds = time.monotonic() - started
+        self.stats.decode_s += seconds
+        self.stats.decode_steps += 1
+        self.stats.decode_rows += len(batch.rows)
+        ended = []
+        for row, token in zip(batch.rows, tokens):
+            job = row.owner
+            job.handle.result.decode_s += seconds
+            job.steps += 1
+            job.rows_seen += len(batch.rows)
+            if self._emit(job, token):
+                ended.append(row)
+        batch.remove(ended)
+
+    def _emit(self, job: _Job, token: int) -> bool:
+        """Hand one new token to the caller; True when the request has ended with it."""
+        result = job.handle.result
+        job.generated += 1
+        if result.first_token_s is None:
+            result.first_token_s = time.monotonic() - job.request.submitted
+        if token in self._stop_ids:
+            self._finish(job, "end")
+            return True
+        job.handle.push([token])
+        if job.generated >= job.request.max_new_tokens:
+            self._finish(job, "max_tokens")
+            return True
+        return False
+
+    def _finish(self, job: _Job, stopped: str, error: str = "") -> None:
+        result = job.handle.result
+        result.stopped, result.error, result.new_tokens = stopped, error, job.generated
+        result.seconds = time.monotonic() - job.request.submitted
+        result.mean_batch = job.rows_seen / job.steps if job.steps else (1.0 if job.generated else 0.0)
+        self.stats.finished[stopped] = self.stats.finished.get(stopped, 0) + 1
+        if job.admitted:
+            job.admitted = False
+            self._pool.unpin(job.adapter)
+        job.handle.finish()
+
+    def _smoke_test(self, pool: AdapterPool, name: str) -> None:
+        """Finite logits and a few non-empty greedy tokens with the new adapter, decoded alone."""
+        ids = self.encode([{"role": "user", "content": SMOKE_QUESTION}])
+        prefilled = prefill(pool.model, ids, name, self._vocabulary)
+        if not prefilled.logits_finite:
+            raise AdapterLoadError("its logits are not finite (NaN or infinity)")
+        probe = DecodeBatch()
+        probe.add(Row(None, name, prefilled.length, prefilled.first_token), prefilled)
+        tokens = [prefilled.first_token] + [probe.step(pool.model)[0] for _ in range(SMOKE_NEW_TOKENS - 1)]
+        if not self.tokenizer.decode(tokens, skip_special_tokens=True).strip():
+            raise AdapterLoadError("it generates empty text")
+
+    def _shut_down(self) -> None:
+        for row in self._batch.rows:
+            self._finish(row.owner, "cancelled", "the serving engine stopped")
+        self._batch = DecodeBatch()
+        with self._waiting_lock:
+            waiting, self._waiting = list(self._waiting), collections.deque()
+        for job in waiting:
+            self._finish(job, "cancelled", "the serving engine stopped")
+        while self._commands:
+            _, future = self._commands.popleft()
+            future.set_exception(RuntimeError("the serving engine has stopped"))
+
+
+def _stop_token_ids(pool: AdapterPool) -> set[int]:
+    ids = {pool.tokenizer.eos_token_id}
+    configured = getattr(pool.model.generation_config, "eos_token_id", None)
+    ids.update(configured if isinstance(configured, list) else [configured])
+    return {i for i in ids if i is not None}

@@ -1,0 +1,207 @@
+"""The serving engine on the real base model with real LoRA adapters: batched decoding gives each
+request what it gets alone, hot-loads and unloads between steps never change a running answer,
+and limits, deadlines, cancellation and back-pressure end requests without wedging anything."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from contextlib import contextmanager
+
+import pytest
+
+from adapters.base_model import BaseModel
+from assistant.adapter_pool import AdapterLoadError
+from assistant.decoding import REPETITION_PENALTY
+from assistant.engine import Engine
+from assistant.generation import EngineBusy
+from assistant.settings import load_settings
+from conftest import write_lora_adapter
+
+MESSAGES = [{"role": "user", "content": "Name three organs of the human body."}]
+OTHER = [{"role": "user", "content": "What does a central bank do? Answer in two sentences."}]
+WAIT_S = 120  # bounds against a hang, not speed checks
+
+
+@pytest.fixture(scope="module")
+def adapters(base_model, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("candidates")
+    return {
+        "medicine": write_lora_adapter(base_model, folder / "med-a", "medicine", seed=1),
+        "medicine-new": write_lora_adapter(base_model, folder / "med-b", "medicine", seed=2),
+        "finance": write_lora_adapter(base_model, folder / "fin-a", "finance", seed=3),
+        "poisoned": write_lora_adapter(base_model, folder / "med-nan", "medicine", seed=4, poison=True),
+    }
+
+
+def _settings(base_model, tmp_path, **overrides):
+    data = tmp_path / "data"
+    (data / "models").mkdir(parents=True, exist_ok=True)
+    if not (data / "models" / base_model.path.name).exists():
+        (data / "models" / base_model.path.name).symlink_to(base_model.path)
+    return load_settings(data_dir=data, _env_file=None, max_new_tokens=20, **overrides)
+
+
+@pytest.fixture
+def engine(base_model, tmp_path):
+    engine = Engine(_settings(base_model, tmp_path))
+    yield engine
+    engine.close()
+
+
+@contextmanager
+def held(engine: Engine):
+    """The engine's thread kept busy (as by a long step) until the block ends: whatever is
+    submitted inside starts together afterwards."""
+    release = threading.Event()
+    busy = engine.call_later(lambda: release.wait(WAIT_S))
+    try:
+        yield
+    finally:
+        release.set()
+        busy.result(WAIT_S)
+
+
+def _alone(engine: Engine, messages=MESSAGES, tokens: int = 20, **choice) -> str:
+    return engine.submit(messages, max_new_tokens=tokens, **choice).text()
+
+
+def test_the_engine_decodes_like_transformers_generate(engine):
+    import torch
+
+    ids = engine.encode(MESSAGES)
+    with torch.inference_mode():  # the reference runs on this thread: the engine is idle meanwhile
+        expected = engine.pool.model.generate(torch.tensor([ids]), max_new_tokens=24, do_sample=False,
+                                              repetition_penalty=REPETITION_PENALTY,
+                                              eos_token_id=engine.tokenizer.eos_token_id,
+                                              pad_token_id=engine.tokenizer.pad_token_id)
+    reference = engine.tokenizer.decode(expected[0, len(ids):], skip_special_tokens=True)
+    assert _alone(engine, tokens=24) == reference
+
+
+def test_batched_requests_with_different_adapters_get_what_they_get_alone(engine, adapters):
+    engine.load_adapter(adapters["medicine"])
+    engine.load_adapter(adapters["finance"])
+    plan = [(MESSAGES, {"domain": "medicine"}), (OTHER, {"domain": "finance"}), (MESSAGES, {}), (OTHER, {})]
+    alone = [_alone(engine, messages, 24, **choice) for messages, choice in plan]
+    assert alone[0] != alone[2] and alone[1] != alone[3]  # the adapters change the answers
+    with held(engine):
+        handles = [engine.submit(messages, max_new_tokens=24, **choice) for messages, choice in plan]
+    together = [handle.text() for handle in handles]
+    assert together == alone
+    assert [h.result.adapter for h in handles] == ["medicine-v1", "finance-v1", None, None]
+    assert all(h.result.mean_batch > 1.5 for h in handles)  # they really were decoded together
+
+
+def test_hot_load_and_unload_while_streams_run_change_only_later_requests(engine, adapters):
+    engine.load_adapter(adapters["medicine"])
+    engine.load_adapter(adapters["finance"])
+    reference = {"medicine": _alone(engine, tokens=40, domain="medicine"),
+                 "finance": _alone(engine, OTHER, 40, domain="finance")}
+    with held(engine):
+        streams = [(domain, iter(engine.submit(messages, max_new_tokens=40, domain=domain)))
+                   for domain, messages in (("medicine", MESSAGES), ("medicine", MESSAGES),
+                                            ("finance", OTHER), ("finance", OTHER))]
+    texts = [next(stream) for _, stream in streams]  # every stream has started
+    assert engine.load_adapter(adapters["medicine-new"]).name == "medicine-v2"
+    assert engine.unload_adapter("finance") == "finance-v1"
+    # finance-v1 is no longer served, but its weights stay while its answers run
+    assert "finance-v1" in engine.call(lambda: list(engine.pool.model.peft_config))
+    texts = [text + "".join(stream) for text, (_, stream) in zip(texts, streams)]
+    assert texts == [reference[domain] for domain, _ in streams]
+    assert engine.pool.active() == {"medicine": "medicine-v2"}
+    assert "finance-v1" not in engine.call(lambda: list(engine.pool.model.peft_config))  # gone once they ended
+    later = engine.submit(MESSAGES, max_new_tokens=40, domain="medicine")
+    assert later.text() != reference["medicine"] and later.result.adapter == "medicine-v2"
+    base = engine.submit(OTHER, max_new_tokens=40, domain="finance")
+    assert base.text() and base.result.adapter is None  # finance answers with the base model now
+    rolled = engine.rollback_adapter("medicine")
+    assert rolled.name == "medicine-v1" and _alone(engine, tokens=40, domain="medicine") == reference["medicine"]
+
+
+def test_bad_adapters_are_refused_and_the_old_one_keeps_serving(engine, adapters, base_model, tmp_path):
+    engine.load_adapter(adapters["medicine"])
+    before = _alone(engine, adapter="medicine-v1")
+    with pytest.raises(AdapterLoadError, match="not finite"):
+        engine.load_adapter(adapters["poisoned"])
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "adapter_model.safetensors").write_bytes(b"not safetensors")
+    (broken / "adapter_config.json").write_text("{}")
+    (broken / "manifest.json").write_text(json.dumps({"domain": "medicine"}))
+    with pytest.raises(AdapterLoadError, match="refused"):
+        engine.load_adapter(broken)
+    other_base = write_lora_adapter(base_model, tmp_path / "other", "medicine", seed=5)
+    manifest = json.loads((other_base / "manifest.json").read_text())
+    (other_base / "manifest.json").write_text(json.dumps({**manifest, "base_fingerprint": "0" * 64}))
+    with pytest.raises(AdapterLoadError, match="another base model"):
+        engine.load_adapter(other_base)
+    with pytest.raises(AdapterLoadError, match="neither a registered adapter nor a folder"):
+        engine.load_adapter("no-such-adapter")
+    with pytest.raises(AdapterLoadError, match="not loaded"):
+        engine.submit(MESSAGES, adapter="medicine-v2")
+    assert engine.pool.active() == {"medicine": "medicine-v1"}
+    assert _alone(engine, adapter="medicine-v1") == before
+
+
+def test_the_active_choice_survives_a_restart(engine, adapters):
+    engine.load_adapter(adapters["medicine"])
+    engine.load_adapter(adapters["medicine-new"])
+    engine.rollback_adapter("medicine")
+    engine.close()
+    restarted = Engine(engine.settings, engine.pool.base)
+    try:
+        assert restarted.pool.active() == {"medicine": "medicine-v1"}
+        assert restarted.unload_adapter("medicine") == "medicine-v1"
+        assert restarted.pool.adapter_for("medicine") is None
+    finally:
+        restarted.close()
+
+
+def test_generation_stops_at_the_token_limit_deadline_or_cancel(engine):
+    limited = engine.submit(MESSAGES, max_new_tokens=3)
+    limited.text()
+    assert limited.result.stopped == "max_tokens" and limited.result.new_tokens == 3
+    slow = engine.submit(MESSAGES, max_new_tokens=200, timeout_s=0.05)
+    slow.text()
+    assert slow.result.stopped == "timeout" and slow.result.new_tokens < 200
+    cancel = threading.Event()
+    stream = engine.submit(MESSAGES, max_new_tokens=200, cancel=cancel)
+    for _ in stream:
+        cancel.set()
+    assert stream.result.stopped == "cancelled" and stream.result.new_tokens < 200
+    abandoned = engine.submit(MESSAGES, max_new_tokens=200)
+    pieces = iter(abandoned)
+    next(pieces)
+    threading.Thread(target=pieces.close).start()  # closed from another thread, as Gradio does
+    assert _alone(engine, tokens=2)
+    assert abandoned.result.stopped == "cancelled" and engine.occupancy() == {"running": 0, "waiting": 0}
+
+
+def test_a_full_waiting_queue_refuses_at_once_and_the_deadline_counts_waiting(base_model, tmp_path):
+    engine = Engine(_settings(base_model, tmp_path, engine_max_waiting=2), load_registered=False)
+    try:
+        with held(engine):
+            accepted = engine.submit(MESSAGES, max_new_tokens=4)
+            expiring = engine.submit(MESSAGES, max_new_tokens=4, timeout_s=0.01)
+            with pytest.raises(EngineBusy, match="busy"):
+                engine.submit(MESSAGES, max_new_tokens=4)
+            while time.monotonic() <= expiring.request.deadline:  # it expires while it waits
+                time.sleep(0.01)
+        assert accepted.text() and accepted.result.stopped == "max_tokens"
+        assert expiring.text() == "" and expiring.result.stopped == "timeout" and expiring.result.new_tokens == 0
+        assert engine.stats.refused == 1
+    finally:
+        engine.close()
+
+
+def test_an_engine_never_attaches_an_adapter_of_another_base(adapters, base_model, tmp_path):
+    settings = load_settings(data_dir=tmp_path / "data", _env_file=None)
+    other = BaseModel("someone/other", base_model.path, "f" * 64)
+    engine = Engine(settings, other, load_registered=False)
+    try:
+        with pytest.raises(AdapterLoadError, match="another base model"):
+            engine.load_adapter(adapters["medicine"])
+    finally:
+        engine.close()
