@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -64,7 +64,7 @@ class _Job:
 class EngineStats:
     """Totals since start, for benchmarks and the admin status."""
     requests: int = 0
-    finished: dict = None  # stop reason -> count
+    finished: dict[str, int] = field(default_factory=dict)  # stop reason -> count
     refused: int = 0
     prefill_s: float = 0.0
     prefill_tokens: int = 0
@@ -72,9 +72,6 @@ class EngineStats:
     decode_steps: int = 0
     decode_rows: int = 0  # sum over steps of the rows in the batch
     commands: int = 0
-
-    def __post_init__(self):
-        self.finished = self.finished or {}
 
 
 class Engine:

@@ -114,6 +114,7 @@ def test_answer_metrics():
     assert scores["yesno_accuracy"] == 1.0 and scores["exact_match"] == 0.0 and scores["by_kind"]["fact"]["f1"] == 0.5
 
 
+@pytest.mark.slow  # ~4 minutes of CPU: in `make test-all`, so that `make test` stays under 20 minutes
 def test_an_adapter_trained_on_a_demo_domain_beats_the_base(demo_env):
     """The issue's bar, on a shortened run: the demo medicine graph and passages become a dataset,
     a 4-bit QLoRA adapter trains on it, and on held-out questions it beats the base model."""

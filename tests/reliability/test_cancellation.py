@@ -56,8 +56,8 @@ def drop_the_connection(url: str) -> None:
                     return  # leaving the block closes the connection
 
 
-def close_the_page(browser, url: str) -> None:
-    page = browser.new_page()
+def close_the_page(context, url: str) -> None:
+    page = context.new_page()  # (one browser context for all pages: its cache makes each load quick)
     page.set_default_timeout(WAIT_S * 1000)
     page.goto(url)
     page.locator("#question textarea").fill(QUESTION)
@@ -89,16 +89,16 @@ def small_app(demo_env, embedder):
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser_context():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
+        yield chromium.new_context()
         chromium.close()
 
 
-def test_dropped_streams_never_wedge_the_server(small_app, browser):
+def test_dropped_streams_never_wedge_the_server(small_app, browser_context):
     engine, url = small_app.pipeline.engine, small_app.url
     # Gradio's cancel call returns once the stream's generator has yielded its next piece (it
     # cannot stop a worker thread mid-call), seconds away while other prompts are prefilled;
@@ -108,7 +108,7 @@ def test_dropped_streams_never_wedge_the_server(small_app, browser):
     with ThreadPoolExecutor(2) as others:  # the three streams run at once (playwright stays on this thread)
         for round_number in range(ROUNDS):
             dropped = [others.submit(cancel_with_job, client), others.submit(drop_the_connection, url)]
-            close_the_page(browser, url)
+            close_the_page(browser_context, url)
             for outcome in dropped:
                 outcome.result(WAIT_S)
             answer = client.predict(ASK, "auto", api_name="/ask")
