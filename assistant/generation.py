@@ -103,10 +103,6 @@ class GenerationHandle:
     def cancel(self) -> None:
         self.request.cancel.set()
 
-    @property
-    def done(self) -> bool:
-        return self._finished.is_set()
-
     def __iter__(self) -> Iterator[str]:
         decoder = TextDecoder(self._tokenizer)
         ended = False
