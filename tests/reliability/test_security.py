@@ -5,8 +5,8 @@
   ``/gradio_api/call/<name>``), and every AdminService method. The endpoints are found by listing
   the running app, so a new admin endpoint is checked without editing this file; only an
   allow-list of public ones (chat, ask, the examples loader) is skipped.
-* The embedded graph server refuses connections without its password or with a wrong one, on
-  Bolt and on its Redis port.
+* The embedded graph server has no network port (no Bolt listener, no Redis TCP port); its Unix
+  socket is private (mode 0700 in a 0700 folder) and refuses every command without its password.
 * The graph secret and the admin password are files of mode 0600 and appear in no log, no
   error message, no process list, no page config, and cannot be fetched through Gradio's file route.
 * The app listens on 127.0.0.1 unless told otherwise.
@@ -26,7 +26,6 @@ import httpx
 import psutil
 import pytest
 from gradio_client import Client
-from neo4j import GraphDatabase
 from pydantic import SecretStr
 
 from assistant.admin import AdminDenied, AdminService
@@ -132,52 +131,41 @@ def test_every_admin_service_method_checks_the_session(running_app):
 
 # --- the embedded graph server ---------------------------------------------------------------
 
-def _redis_port(server: EmbeddedGraphServer) -> int:
-    return json.loads((server.directory / STATE_FILE).read_text())["redis_port"]
+def _server_pid(server: EmbeddedGraphServer) -> int:
+    return json.loads((server.directory / STATE_FILE).read_text())["pid"]
 
 
-def _redis_reply(port: int, *commands: bytes) -> list[bytes]:
+def _socket_replies(server: EmbeddedGraphServer, *commands: bytes) -> list[bytes]:
+    """Raw RESP commands on the server's Unix socket, as any local process could send them."""
     replies = []
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+        connection.settimeout(5)
+        connection.connect(str(server.socket_path))
         for command in commands:
             connection.sendall(command + b"\r\n")
             replies.append(connection.recv(200))
     return replies
 
 
-def test_the_graph_server_redis_port_refuses_without_its_password(graph_server):
-    ping, wrong, query = _redis_reply(_redis_port(graph_server), b"PING", b"AUTH not-the-secret",
-                                      b'GRAPH.QUERY knowledge "MATCH (n) RETURN count(n)"')
-    assert ping.startswith(b"-NOAUTH") and wrong.startswith(b"-WRONGPASS") and query.startswith(b"-NOAUTH")
+def test_the_graph_server_refuses_every_command_without_its_password(graph_server):
+    ping, wrong, empty, query, save = _socket_replies(
+        graph_server, b"PING", b"AUTH not-the-secret", b'AUTH ""', b'GRAPH.QUERY knowledge "MATCH (n) RETURN count(n)"',
+        b"CONFIG SET dir /tmp")
+    assert ping.startswith(b"-NOAUTH") and query.startswith(b"-NOAUTH") and save.startswith(b"-NOAUTH")
+    assert wrong.startswith(b"-WRONGPASS") and empty.startswith(b"-WRONGPASS")
 
 
-def _bolt_query(server: EmbeddedGraphServer, auth) -> list:
-    with GraphDatabase.driver(server.bolt_uri, auth=auth, connection_timeout=2, connection_acquisition_timeout=3,
-                              max_transaction_retry_time=2) as driver:
-        return driver.execute_query(cypher.PING, database_="security_check").records
+def test_the_graph_server_has_no_network_port_and_a_private_socket(graph_server):
+    process = psutil.Process(_server_pid(graph_server))
+    assert process.net_connections(kind="inet") == []  # no TCP or UDP socket: no Bolt, no Redis port
+    assert stat.S_IMODE(graph_server.socket_path.stat().st_mode) == 0o700
+    assert stat.S_IMODE(graph_server.socket_path.parent.stat().st_mode) == 0o700
 
 
-@pytest.mark.parametrize("auth", [("falkordb", "not-the-secret")], ids=["wrong password"])
-def test_the_graph_server_bolt_port_refuses_a_wrong_password(graph_server, auth):
-    with pytest.raises(Exception):
-        _bolt_query(graph_server, auth)
-
-
-@pytest.mark.xfail(strict=True, reason=(
-    "FalkorDB 4.16's Bolt listener (on every interface, '::') runs queries for a client that sends no "
-    "credentials or an empty password: read and write, checked here. --requirepass only stops wrong "
-    "passwords. Needs a fix outside this test (see the issue note); remove this mark when it passes."))
-@pytest.mark.parametrize("auth", [None, ("falkordb", "")], ids=["no auth", "empty password"])
-def test_the_graph_server_bolt_port_refuses_a_missing_password(graph_server, auth):
-    with pytest.raises(Exception):
-        _bolt_query(graph_server, auth)
-
-
-def test_the_graph_server_redis_port_listens_on_loopback_only(graph_server):
-    port = _redis_port(graph_server)
-    pid = json.loads((graph_server.directory / STATE_FILE).read_text())["pid"]
-    listening = [c.laddr for c in psutil.Process(pid).net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
-    assert [address.ip for address in listening if address.port == port] == ["127.0.0.1"]
+def test_the_app_and_its_graph_server_listen_on_nothing_beyond_loopback(running_app, demo_env):
+    listening = [c.laddr for c in psutil.Process().net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+    assert listening and all(address.ip in ("127.0.0.1", "::1") for address in listening), listening
+    assert psutil.Process(_server_pid(demo_env.server)).net_connections(kind="inet") == []
 
 
 # --- secrets: private files, never printed ---------------------------------------------------
@@ -187,16 +175,16 @@ def _file_mode(path: Path) -> int:
 
 
 def test_graph_secret_is_private_and_never_printed_or_listed(tmp_path, caplog, capfd):
-    caplog.set_level(logging.DEBUG)  # the driver's debug log shows its LOGON message
+    caplog.set_level(logging.DEBUG)  # client libraries log at debug level too
     server = EmbeddedGraphServer(tmp_path / "graph").start()
     try:
         secret = server.secret
         assert _file_mode(server.directory / "secret") == 0o600
         pid = json.loads((server.directory / STATE_FILE).read_text())["pid"]
-        # redis-server replaces its command line (where --requirepass passed the secret) once started
+        # the password reaches redis-server on its standard input (tests/test_graph_server.py watches
+        # every process's arguments through start and restart)
         assert secret not in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        wrong = load_settings(data_dir=tmp_path / "data", _env_file=None, neo4j_uri=server.bolt_uri,
-                              neo4j_server="falkordb", neo4j_user="falkordb",
+        wrong = load_settings(data_dir=tmp_path / "data", _env_file=None, neo4j_uri=server.uri,
                               neo4j_password=SecretStr("wrong-password-123"))
         with pytest.raises(GraphError) as failed:
             GraphConnection.open(wrong)
