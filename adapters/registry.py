@@ -21,6 +21,7 @@ from pathlib import Path
 from safetensors import safe_open
 
 from adapters.base_model import BaseModel
+from indexing.corpus import DOMAIN_NAME
 
 WEIGHTS_FILE = "adapter_model.safetensors"
 CONFIG_FILE = "adapter_config.json"
@@ -29,9 +30,10 @@ REQUIRED_FILES = (WEIGHTS_FILE, CONFIG_FILE, MANIFEST_FILE)
 # Folders an install or a training run writes before renaming them into place.
 STAGING_PREFIXES = (".incoming-", ".staging-")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
-ADAPTER_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+# \A...\Z, not ^...$: "$" also matches before a trailing newline ("law-v1\n" would pass).
+ADAPTER_NAME = re.compile(r"\A[a-z0-9][a-z0-9._-]{0,63}\Z")
 # peft key: base_model.model.<module path>.lora_A.weight (optionally with an adapter name).
-_LORA_KEY = re.compile(r"^base_model\.model\.(?P<module>.+)\.lora_(?P<part>[AB])(?:\.[^.]+)?\.weight$")
+_LORA_KEY = re.compile(r"\Abase_model\.model\.(?P<module>.+)\.lora_(?P<part>[AB])(?:\.[^.]+)?\.weight\Z")
 
 
 class AdapterInvalid(ValueError):
@@ -78,7 +80,7 @@ def read_adapter(path: Path, name: str | None = None) -> AdapterInfo:
     manifest = _read_json(path / MANIFEST_FILE)
     rank, targets = _check_config(config)
     _check_manifest_fields(manifest)
-    _tensor_shapes(path / WEIGHTS_FILE)
+    _lora_tensors(path / WEIGHTS_FILE)
     return AdapterInfo(name or path.name, path, manifest["domain"], manifest["base_model"], manifest["base_fingerprint"],
                        rank, tuple(targets), manifest.get("created"), manifest.get("metrics", {}))
 
@@ -125,6 +127,10 @@ def _check_manifest_fields(manifest: dict) -> None:
     for key in ("domain", "base_model", "base_fingerprint"):
         if not isinstance(manifest.get(key), str) or not manifest[key]:
             raise AdapterInvalid(f"{MANIFEST_FILE}: missing {key!r}")
+    # The domain picks which questions the adapter answers: it must be a name an index could have.
+    if not DOMAIN_NAME.fullmatch(manifest["domain"]):
+        raise AdapterInvalid(f"{MANIFEST_FILE}: domain {manifest['domain']!r} is not a valid domain name "
+                             "(lowercase letters, digits, - and _, at most 64)")
 
 
 def _module_names(shapes: dict[str, tuple[int, ...]]) -> set[str]:
@@ -151,12 +157,21 @@ def _tensor_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
     return tensors
 
 
-def _check_tensors(weights: Path, rank: int, shapes: dict[str, tuple[int, ...]]) -> None:
+def _lora_tensors(weights: Path) -> dict[str, tuple[str, str, tuple[int, ...]]]:
+    """key -> (module, "A" or "B", shape). Any other tensor is refused: peft would load it into the
+    base model as it is (a modules_to_save copy replaces a whole layer), which no check here covers."""
+    tensors = {}
     for key, shape in _tensor_shapes(weights).items():
-        match = _LORA_KEY.match(key)
+        match = _LORA_KEY.fullmatch(key)
         if match is None:
-            continue  # e.g. modules_to_save; their names are checked by peft when loading
-        module, part = match.group("module"), match.group("part")
+            raise AdapterInvalid(f"{WEIGHTS_FILE}: tensor {key!r} is not a LoRA weight "
+                                 "(base_model.model.<module>.lora_A/lora_B.weight); only LoRA adapters are accepted")
+        tensors[key] = (match.group("module"), match.group("part"), shape)
+    return tensors
+
+
+def _check_tensors(weights: Path, rank: int, shapes: dict[str, tuple[int, ...]]) -> None:
+    for key, (module, part, shape) in _lora_tensors(weights).items():
         base_shape = shapes.get(module + ".weight")
         if base_shape is None or len(base_shape) != 2:
             raise AdapterInvalid(f"{key}: the base model has no linear weight {module}")
@@ -224,7 +239,7 @@ class AdapterRegistry:
         return found, broken
 
     def path(self, name: str) -> Path:
-        if not ADAPTER_NAME.match(name):
+        if not ADAPTER_NAME.fullmatch(name):
             raise AdapterInvalid(f"{name!r} is not a valid adapter name (lowercase letters, digits, . _ -)")
         return self.root / name
 

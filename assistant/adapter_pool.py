@@ -38,7 +38,7 @@ from assistant.settings import Settings
 log = logging.getLogger(__name__)
 
 ACTIVE_FILE = "active.json"
-_VERSION = re.compile(r"-v(\d+)$")
+_VERSION = re.compile(r"-v(\d+)\Z")  # \Z: "$" would also match before a trailing newline
 
 
 class AdapterLoadError(RuntimeError):

@@ -38,6 +38,7 @@ from typing import Callable, Sequence
 
 from adapters.registry import CONFIG_FILE, MANIFEST_FILE, WEIGHTS_FILE
 from assistant.adapter_pool import AdapterLoadError
+from assistant.admin_sessions import AdminSessions, SessionRefused
 from assistant.pipeline import ChatPipeline
 from assistant.settings import Settings
 from indexing.catalog import summarise_domains
@@ -47,7 +48,7 @@ from indexing.graph_store import GraphStore
 log = logging.getLogger(__name__)
 
 ADMIN_PASSWORD_FILE = "admin_password"
-SESSION_SECONDS = 12 * 3600
+MAX_LOGIN_BACKOFF_S = 15 * 60
 ADAPTER_FILES = {WEIGHTS_FILE, CONFIG_FILE, MANIFEST_FILE}
 # Real adapter files compress a little (float weights) to ~10x (JSON); far more is a zip bomb.
 MAX_ZIP_RATIO = 100
@@ -140,28 +141,57 @@ class AdminService:
     def __init__(self, settings: Settings, pipeline: ChatPipeline, graph: GraphStore | None):
         self.settings, self.pipeline, self.graph = settings, pipeline, graph
         self.jobs = JobRunner()
-        self._sessions: dict[str, float] = {}
+        self.sessions = AdminSessions(lifetime_s=settings.admin_session_s, idle_s=settings.admin_idle_timeout_s,
+                                      failures_allowed=settings.admin_login_failures_allowed,
+                                      backoff_s=settings.admin_login_backoff_s, max_backoff_s=MAX_LOGIN_BACKOFF_S)
         self._password, self.password_file = admin_password(settings)
 
     # --- sessions ------------------------------------------------------------------------------
     def login(self, username: str, password: str) -> str:
+        try:
+            self.sessions.refuse_while_paused()
+        except SessionRefused as exc:
+            raise AdminDenied(str(exc)) from None
         good_user = hmac.compare_digest((username or "").encode(), self.settings.admin_username.encode())
         good_password = hmac.compare_digest((password or "").encode(), self._password.encode())
         if not (good_user and good_password):
-            time.sleep(0.5)  # slows guessing down
+            time.sleep(0.5)  # slows guessing down; the global backoff stops it
+            self.sessions.failed()
             raise AdminDenied("wrong admin username or password")
-        token = secrets.token_urlsafe(32)
-        self._sessions[token] = time.time() + SESSION_SECONDS
-        return token
+        return self.sessions.open()
 
-    def check(self, token: str | None) -> None:
-        expiry = self._sessions.get(token or "")
-        if expiry is None or expiry < time.time():
-            raise AdminDenied("admin login required")
+    def check(self, token: str | None, *, activity: bool = True) -> None:
+        try:
+            self.sessions.check(token, activity=activity)
+        except SessionRefused as exc:
+            raise AdminDenied(str(exc)) from None
+
+    def logout(self, token: str) -> str:
+        self.check(token)
+        self.sessions.close(token)
+        return "Logged out."
+
+    def upload_ticket(self, token: str) -> str:
+        """A value that lets the browser send files to Gradio's upload route (see web_guards.py)
+        for as long as this session lasts, and allows nothing else."""
+        self.check(token)
+        return self.sessions.ticket(token)
+
+    def upload_ticket_valid(self, ticket: str | None) -> bool:
+        return self.sessions.ticket_valid(ticket)
+
+    def overview(self, token: str) -> tuple[list[dict], list[dict], dict]:
+        """Domains, adapters and status for the admin tab's polling, which is not an admin action:
+        an open tab alone does not keep a session from idling out."""
+        self.check(token, activity=False)
+        return self._domain_rows(), self._adapter_rows(), self._status()
 
     # --- domains -------------------------------------------------------------------------------
     def domains(self, token: str) -> list[dict]:
         self.check(token)
+        return self._domain_rows()
+
+    def _domain_rows(self) -> list[dict]:
         return [{"domain": r.domain, "version": r.version, "documents": r.documents, "chunks": r.chunks,
                  "entities": r.entities, "relations": r.relations, "index": r.index_type,
                  "last indexed": r.created, "health": "ok" if r.healthy else r.problem}
@@ -171,11 +201,22 @@ class AdminService:
         """(Re-)index a server-side folder (or corpus file) into ``domain`` in the background."""
         self.check(token)
         domain = self._domain_name(domain)
-        path = Path(source).expanduser()
-        if not path.exists():
-            raise AdminError(f"{path} does not exist on the server")
+        path = self._index_source(source)
         return self.jobs.submit("dry-run" if dry_run else "reindex", domain,
                                 lambda job: self._run_reindex(job, domain, path, dry_run))
+
+    def _index_source(self, source: str | Path) -> Path:
+        """A server folder (or file) under one of the allowed roots, symlinks resolved: the admin
+        tab is a web page, and must not read whatever the server's user can read."""
+        path = Path(source).expanduser()
+        roots = self.settings.allowed_index_roots
+        resolved = path.resolve()
+        if not any(resolved == root or resolved.is_relative_to(root) for root in (r.resolve() for r in roots)):
+            raise AdminError(f"{path} is outside the folders that may be indexed ({', '.join(map(str, roots))}; "
+                             "the index_roots setting)")
+        if not resolved.exists():
+            raise AdminError(f"{path} does not exist on the server")
+        return resolved
 
     def upload_corpus(self, token: str, domain: str, files: Sequence[str | Path], dry_run: bool = False) -> Job:
         """Uploaded corpus files become the domain's new source folder, then it is re-indexed."""
@@ -220,6 +261,9 @@ class AdminService:
     # --- adapters ------------------------------------------------------------------------------
     def adapters(self, token: str) -> list[dict]:
         self.check(token)
+        return self._adapter_rows()
+
+    def _adapter_rows(self) -> list[dict]:
         pool = self.pipeline.engine.pool
         loaded = {row["name"]: row for row in pool.list()}
         rows = []
@@ -355,6 +399,9 @@ class AdminService:
     # --- status ----------------------------------------------------------------------------------
     def status(self, token: str) -> dict:
         self.check(token)
+        return self._status()
+
+    def _status(self) -> dict:
         return {"graph": self._graph_state(), "memory_mb": _resident_mb(), "adapters": self.pipeline.engine.pool.active(),
                 "engine": self.pipeline.engine.occupancy(),
                 "jobs_pending": self.jobs.pending(),

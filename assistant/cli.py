@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from assistant.settings import load_settings
@@ -351,11 +354,40 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "adapters" and args.action != "list" and not args.name:
         build_parser().error(f"adapters {args.action} needs a name")
     handler, _ = COMMANDS[args.command]
+    with _sigterm_unwinds():
+        try:
+            return handler(args)
+        except (ValueError, RuntimeError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except Stopped:
+            print("stopped (SIGTERM); the graph server this command started is stopped with a save",
+                  file=sys.stderr)
+            return 128 + signal.SIGTERM
+
+
+class Stopped(BaseException):
+    """SIGTERM arrived: unwind like Ctrl-C, so every `with` closes what it opened."""
+
+
+@contextmanager
+def _sigterm_unwinds():
+    """SIGTERM (a `timeout`, a service manager) kills Python without unwinding by default, which
+    left the graph server a command started running as an orphan. While a command runs, SIGTERM
+    raises Stopped instead, so the connection closes and stops that server with a final save.
+    Only the main thread can set signal handlers; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Stopped()
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
-        return handler(args)
-    except (ValueError, RuntimeError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

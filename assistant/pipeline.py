@@ -99,12 +99,11 @@ class ChatPipeline:
                                f"{self._max_question_tokens}).")
                 answer.error = "question too long"
             else:
-                turns = [{**turn, "content": _encodable(turn["content"])} if isinstance(turn.get("content"), str)
-                         else turn for turn in history]
+                turns = recent_turns(history, self.settings.history_max_turns)
                 yield from self._answer(question, turns, domain, answer, cancel)
         except Exception as exc:  # never a stack trace to the user; the log has it
             log.exception("answering %r failed", message[:200] if message else message)
-            answer.error = f"{type(exc).__name__}: {exc}"
+            answer.error = f"internal error ({type(exc).__name__}; the server log has the details)"
             answer.text = (answer.text + "\n\n" if answer.text else "") + \
                 "Sorry, something went wrong while answering. The error has been logged."
         yield answer
@@ -182,6 +181,21 @@ class ChatPipeline:
         passages = [(p.title, p.text) for p in evidence.passages]
         return prompts.build_prompt(self.engine.count_tokens, domain, question, facts, passages, history,
                                     self.settings.context_tokens, self.settings.history_tokens)
+
+
+def recent_turns(history: Sequence[dict], keep: int) -> list[dict]:
+    """The last ``keep`` turns of a history a client sent, as user/assistant text, each cut to the
+    question limit. The history is the client's word, unchecked: without the cut, a long one is
+    re-tokenised (and partly embedded) at every turn; turns of other roles (a "system" turn) or
+    without text are dropped rather than put into the prompt."""
+    turns = []
+    for turn in list(history)[-keep:] if keep > 0 else []:
+        if not isinstance(turn, dict) or turn.get("role") not in ("user", "assistant"):
+            continue
+        content = turn.get("content")
+        if isinstance(content, str) and content.strip():
+            turns.append({"role": turn["role"], "content": _encodable(content)[:MAX_QUESTION_CHARS]})
+    return turns
 
 
 def _encodable(text: str) -> str:

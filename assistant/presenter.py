@@ -4,6 +4,7 @@ picture, and a plain JSON form for API clients. No Gradio here and no model or d
 from __future__ import annotations
 
 import html
+import string
 from pathlib import Path
 
 from assistant.pipeline import Answer
@@ -21,10 +22,22 @@ def answer_header(answer: Answer) -> str:
     return line
 
 
+def for_chat(text: str) -> str:
+    """A question or an answer as the chat shows it: as plain text. The Chatbot renders HTML even
+    with Markdown off, so an <img> in a question, or in an answer that echoes one, would make the
+    browser fetch from anywhere; escaped, it shows as the text it is."""
+    return html.escape(text, quote=False)
+
+
+def from_chat(text: str) -> str:
+    """What :func:`for_chat` showed, back as the text that was typed (the history a client sends)."""
+    return html.unescape(text)
+
+
 def evidence_markdown(answer: Answer) -> str:
     parts: list[str] = []
     if answer.notes:
-        parts += [f"> {html.escape(note, quote=False)}" for note in answer.notes] + [""]
+        parts += [f"> {_md(note)}" for note in answer.notes] + [""]
     if answer.facts:
         parts += ["**Graph facts**", ""]
         for fact in answer.facts:
@@ -58,14 +71,30 @@ def facts_subgraph(answer: Answer) -> Subgraph:
     return Subgraph(list(nodes.values()), edges)
 
 
-def facts_picture(answer: Answer, folder: Path) -> Path | None:
+def facts_picture(answer: Answer, folder: Path, keep: int = 200) -> Path | None:
+    """The answer's facts drawn as a PNG in ``folder``, which keeps only the newest ``keep``
+    pictures (Gradio serves a copy from its own cache, so an older one is never needed again)."""
     if not answer.facts:
         return None
     from indexing.graph_render import draw_subgraph
 
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / f"facts-{abs(hash((answer.text, len(answer.facts)))) % 10**12}.png"
-    return draw_subgraph(facts_subgraph(answer), out, title=f"facts used ({answer.domain or 'all domains'})")
+    drawn = draw_subgraph(facts_subgraph(answer), out, title=f"facts used ({answer.domain or 'all domains'})")
+    prune_pictures(folder, keep)
+    return drawn
+
+
+def prune_pictures(folder: Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` facts pictures in ``folder``."""
+    pictures = []
+    for path in folder.glob("facts-*.png"):
+        try:
+            pictures.append((path.stat().st_mtime, path))
+        except OSError:
+            continue  # removed by a concurrent prune
+    for _, path in sorted(pictures, reverse=True)[keep:]:
+        path.unlink(missing_ok=True)
 
 
 def answer_json(answer: Answer) -> dict:
@@ -95,19 +124,26 @@ def jobs_markdown(status: dict, width: int = 20) -> str:
         lines.append(f"- {_code(job['id'])} {_md(job['target'])}: `{bar}` {job['progress'] * 100:.0f}% "
                      f"**{job['status']}** {_md(job['message'])}")
         if job["status"] in ("done", "failed") and job.get("result"):
-            lines.append(f"  <details><summary>result</summary><pre>{html.escape(job['result'])}</pre></details>")
+            # One line: a blank line would end the HTML block and let the rest render as Markdown.
+            result = html.escape(job["result"]).replace("\n", "&#10;")
+            lines.append(f"  <details><summary>result</summary><pre>{result}</pre></details>")
     return "\n".join(lines)
 
 
+# Every ASCII punctuation character may be backslash-escaped in CommonMark, and an escaped one is
+# shown as itself: escaping all of them leaves no link, image, autolink ("https\://", "www\."),
+# HTML tag, entity, emphasis or code span in text that came from a corpus, an upload or the model.
+_MARKDOWN_ESCAPES = {ord(char): "\\" + char for char in string.punctuation}
+
+
 def _md(text: str) -> str:
-    """Text shown inside Markdown: HTML escaped, Markdown's active characters defused."""
-    escaped = html.escape(str(text), quote=False)
-    for char in "*_`[]#|":
-        escaped = escaped.replace(char, "\\" + char)
-    return escaped
+    """Text shown inside Markdown, exactly as it is: every punctuation character escaped, and runs
+    of whitespace (a blank line would end the list item and start a new block) made one space."""
+    return " ".join(str(text).split()).translate(_MARKDOWN_ESCAPES)
 
 
 def _code(text: str) -> str:
-    """Text shown as inline code: Markdown shows what is inside as it is, so only a backtick,
-    which would end the span early and let the rest render as Markdown or HTML, is replaced."""
-    return "`" + str(text).replace("`", "'") + "`"
+    """Text shown as inline code. A code span shows what is inside as it is, but a backtick would end
+    it early and a blank line would end its paragraph, letting the rest render as Markdown, so both
+    go: backticks become quotes and whitespace runs one space."""
+    return "`" + " ".join(str(text).split()).replace("`", "'") + "`"

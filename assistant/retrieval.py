@@ -68,7 +68,6 @@ class Retriever:
     def __init__(self, settings: Settings, vectors: VectorStore, embedder: Embedder, graph: GraphStore | None):
         self.settings, self.vectors, self.embedder, self.graph = settings, vectors, embedder, graph
         self._graph_down_until = 0.0
-        self._graph_error = ""
         self._lock = threading.Lock()
 
     def retrieve(self, question: str, domains: Sequence[str], query_vector: np.ndarray | None = None) -> Evidence:
@@ -92,7 +91,9 @@ class Retriever:
         try:
             index = self.vectors.get(domain)
         except IndexUnavailable as exc:
-            evidence.notes.append(f"no passages from {domain}: {exc}")
+            # What broke (file names, paths) goes to the log; the person asking learns only that.
+            log.warning("no passages from %s: %s", domain, exc)
+            evidence.notes.append(f"no passages from {domain}: its index is unavailable (the server log says why)")
             return []
         dense = index.search(query, self.settings.dense_candidates)
         lexical = index.search_lexical(question, self.settings.lexical_candidates)
@@ -118,7 +119,6 @@ class Retriever:
             log.warning("graph unavailable, answering from passages: %s", exc)
             with self._lock:
                 self._graph_down_until = time.monotonic() + self.settings.graph_retry_after_s
-                self._graph_error = str(exc)
             self._mark_degraded(evidence)
             return []
         return [RankedFact(fact, domain, score, tuple(titles.get(d, d) for d in fact.doc_ids)) for fact, score in ranked]
@@ -126,7 +126,8 @@ class Retriever:
     def _mark_degraded(self, evidence: Evidence) -> None:
         if not evidence.graph_degraded:
             evidence.graph_degraded = True
-            evidence.notes.append(f"knowledge graph unavailable, answered from passages only ({self._graph_error})")
+            # The cause (a server address, a socket path) is in the log, not in answers anyone can read.
+            evidence.notes.append("knowledge graph unavailable, answered from passages only")
 
 
 def fuse_rankings(dense: Sequence[Hit], lexical: Sequence[Hit], rrf_k: int, supported: set[str] = frozenset(),

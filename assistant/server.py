@@ -8,10 +8,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from gradio.utils import get_upload_folder
+from starlette.middleware import Middleware
+
 from assistant.admin import AdminService
 from assistant.engine import Engine
 from assistant.pipeline import ChatPipeline
 from assistant.settings import Settings
+from assistant.web_guards import AdminUploadGuard, RequestSizeLimit
 from indexing.embedding import Embedder
 from indexing.graph_store import GraphStore
 
@@ -45,9 +49,14 @@ def serve(settings: Settings, graph: GraphStore | None, *, host: str | None = No
     # again.", the browser shows "This application is currently busy. Please try again.") instead of
     # letting it wait minutes; sizes from bench/load.py.
     app.queue(default_concurrency_limit=settings.ui_concurrency, max_size=settings.ui_queue_max_size)
+    guards = [Middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes),
+              Middleware(AdminUploadGuard, ticket_valid=admin.upload_ticket_valid, folder=get_upload_folder,
+                         max_folder_bytes=settings.upload_cache_max_bytes)]
     app.launch(server_name=host or settings.ui_host, server_port=port or settings.ui_port, share=share,
                prevent_thread_lock=True, quiet=True, ssr_mode=False, max_file_size=settings.max_upload_bytes,
-               show_error=True)
+               # Unexpected exceptions reach the browser as a plain "Error" (their text can hold paths
+               # and addresses; the log has it); gr.Error messages, the admin refusals, still show.
+               show_error=False, app_kwargs={"middleware": guards})
     return RunningApp(app, app.local_url, pipeline, admin, owns_engine=engine is None)
 
 

@@ -18,6 +18,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEMO_CORPORA_DIR = Path(__file__).resolve().parent / "demo" / "corpora"
 
 
+MIN_ADMIN_PASSWORD = 12
 BOLT_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
 FALKORDB_SCHEMES = ("unix", "redis", "rediss")
 
@@ -48,6 +49,11 @@ class Settings(BaseSettings):
     demo_corpora_dir: Path = Field(
         default=DEMO_CORPORA_DIR,
         description="One sub-folder per demo domain, indexed on first run by launch.py.",
+    )
+    index_roots: list[Path] = Field(
+        default_factory=list,
+        description="Server folders an admin may index from the admin tab or API (their sub-folders too; a symlink "
+                    "that leaves them is refused). Empty: the data dir's corpora/ and the demo corpora folder.",
     )
 
     # --- graph connection --------------------------------------------------------------
@@ -165,8 +171,17 @@ class Settings(BaseSettings):
     ui_host: str = Field(default="127.0.0.1", description="Address Gradio listens on (loopback unless you mean it).")
     ui_port: int = Field(default=7860, ge=1, le=65535)
     admin_username: str = Field(default="admin")
-    admin_password: SecretStr | None = Field(default=None, description="Unset: a random one is generated on first run into data/admin_password (mode 0600).")
+    admin_password: SecretStr | None = Field(default=None, description="Unset: a random one is generated on first run into data/admin_password (mode 0600). Set: at least 12 characters.")
+    admin_session_s: float = Field(default=12 * 3600, gt=0, description="An admin session ends this long after its login.")
+    admin_idle_timeout_s: float = Field(default=1800, gt=0, description="...or after this long without an admin action (the status polling does not count).")
+    admin_login_failures_allowed: int = Field(default=5, ge=1, description="Failed admin logins in a row (all callers together) before logins pause.")
+    admin_login_backoff_s: float = Field(default=30, gt=0, description="The first pause; it doubles with each further failure, up to 15 minutes.")
     max_upload_bytes: int = Field(default=50_000_000, ge=1, description="Largest corpus or adapter upload (unpacked).")
+    max_request_bytes: int = Field(default=1_000_000, ge=10_000, description="Largest HTTP request body except file uploads (a chat request with its history); larger ones are refused (413).")
+    history_max_turns: int = Field(default=8, ge=0, description="Only the last this many turns of the history a client sends are kept, each cut to the question length limit.")
+    facts_pictures_kept: int = Field(default=200, ge=1, description="The chat's facts pictures in data/pictures: only the newest this many are kept.")
+    upload_cache_max_bytes: int = Field(default=1_000_000_000, ge=1, description="Gradio's upload folder may hold this much; an admin upload beyond it is refused (HTTP 507) until old files are swept.")
+    ui_cache_max_age_s: int = Field(default=3600, ge=60, description="Files in Gradio's cache (uploads, the facts pictures it serves) older than this are deleted, checked as often.")
     ui_concurrency: int = Field(default=8, ge=1, description="Chat requests (/chat and /ask share one queue) worked on at once, and each other endpoint's limit. Each routes and retrieves on its own worker, then waits for the serving engine, which decodes them together (engine_max_batch), so this matches the batch.")
     ui_queue_max_size: int = Field(default=16, ge=1, description="Requests that may wait in Gradio's queue (all endpoints together); more are refused at once with 'busy, try again' (HTTP 503) instead of waiting minutes. With ui_concurrency 8 it lets 16 concurrent chat sessions in without errors (bench/load.py).")
     demo_adapter_steps: int = Field(default=20, ge=0, description="First run: train a quick adapter per demo domain in the background with this many steps (0: none).")
@@ -185,6 +200,13 @@ class Settings(BaseSettings):
             raise ValueError(f"chunk_overlap_tokens ({overlap}) must be smaller than chunk_tokens ({size})")
         return overlap
 
+    @field_validator("admin_password")
+    @classmethod
+    def _long_enough(cls, password: SecretStr | None) -> SecretStr | None:
+        if password is not None and len(password.get_secret_value()) < MIN_ADMIN_PASSWORD:
+            raise ValueError(f"admin_password must have at least {MIN_ADMIN_PASSWORD} characters")
+        return password
+
     @field_validator("neo4j_uri")
     @classmethod
     def _known_graph_scheme(cls, uri: str | None) -> str | None:
@@ -198,6 +220,11 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, path: Path) -> Path:
         return path.expanduser().resolve()
+
+    @field_validator("index_roots")
+    @classmethod
+    def _absolute_roots(cls, paths: list[Path]) -> list[Path]:
+        return [path.expanduser().resolve() for path in paths]
 
     # --- derived paths (not settings of their own) ------------------------------------------
     @cached_property
@@ -224,6 +251,10 @@ class Settings(BaseSettings):
     def training_dir(self) -> Path:
         """Checkpoints of unfinished training runs (a finished run moves into adapters_dir)."""
         return self.data_dir / "training"
+
+    @property
+    def allowed_index_roots(self) -> list[Path]:
+        return self.index_roots or [self.data_dir / "corpora", self.demo_corpora_dir]
 
     @property
     def uses_embedded_graph(self) -> bool:

@@ -8,15 +8,15 @@ API (``gradio_client.Client(url)``): ``/ask`` (message, domain) → answer JSON;
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 
 import gradio as gr
 
 from assistant.admin import AdminDenied, AdminError, AdminService
 from assistant.pipeline import Answer, ChatPipeline
-from assistant.presenter import answer_header, answer_json, evidence_markdown, facts_picture, jobs_markdown
+from assistant.presenter import (answer_header, answer_json, evidence_markdown, facts_picture, for_chat, from_chat,
+                                 jobs_markdown)
 from assistant.settings import Settings
+from assistant.web_guards import TICKET_COOKIE
 
 AUTO = "auto"
 # /chat and /ask share one Gradio queue and its concurrency limit: both end in the serving engine.
@@ -26,33 +26,39 @@ EXAMPLES = ["What reverses the effect of warfarin?", "Which law created the Fede
 
 
 def build_app(settings: Settings, pipeline: ChatPipeline, admin: AdminService) -> gr.Blocks:
-    pictures = Path(tempfile.mkdtemp(prefix="facts-"))
+    pictures = settings.data_dir / "pictures"  # the newest facts_pictures_kept are kept (presenter.py)
 
     def chat(message: str, history: list, domain: str):
         history = list(history or [])
-        turns = [{"role": m["role"], "content": _text(m["content"])} for m in history]
-        history += [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
+        turns = [{"role": m["role"], "content": from_chat(_text(m["content"]))} for m in history]
+        history += [{"role": "user", "content": for_chat(message)}, {"role": "assistant", "content": ""}]
         yield history, "", "*Thinking…*", gr.skip(), gr.skip()
+        answered = ""
         for item in pipeline.stream(message, turns, domain=None if domain in (AUTO, "", None) else domain):
             if isinstance(item, Answer):
-                history[-1]["content"] = item.text
+                history[-1]["content"] = for_chat(item.text)
                 yield (history, "", answer_header(item), evidence_markdown(item),
-                       str(facts_picture(item, pictures) or "") or None)
+                       str(facts_picture(item, pictures, settings.facts_pictures_kept) or "") or None)
             else:
-                history[-1]["content"] += item
+                answered += item
+                history[-1]["content"] = for_chat(answered)
                 yield history, "", gr.skip(), gr.skip(), gr.skip()
 
     def ask(message: str, domain: str = AUTO) -> dict:
         """One question, the whole answer with its evidence as JSON."""
         return answer_json(pipeline.respond(message, domain=None if domain in (AUTO, "", None) else domain))
 
-    with gr.Blocks(title="Graph-grounded assistant") as app:
+    cache_age = settings.ui_cache_max_age_s
+    with gr.Blocks(title="Graph-grounded assistant", delete_cache=(cache_age, cache_age)) as app:
         gr.Markdown("# Graph-grounded assistant\nAnswers cite numbered graph facts and passages from the "
                     "domain the router picks (or the one you choose).")
         with gr.Tab("Chat"):
             domain = gr.Dropdown([AUTO] + pipeline.router.domains(), value=AUTO, label="Domain",
                                  allow_custom_value=True)
-            chatbot = gr.Chatbot(label="Conversation", height=420, elem_id="conversation")
+            # Plain text (and HTML-escaped by presenter.for_chat): a question, or an answer that echoes
+            # one, may hold Markdown or HTML images that would make the browser fetch from anywhere.
+            chatbot = gr.Chatbot(label="Conversation", height=420, elem_id="conversation", render_markdown=False,
+                                 allow_tags=False)
             header = gr.Markdown(elem_id="answer-header")
             with gr.Row():
                 message = gr.Textbox(label="Question", placeholder="Ask about medicine, finance or law…",
@@ -73,12 +79,22 @@ def build_app(settings: Settings, pipeline: ChatPipeline, admin: AdminService) -
     return app
 
 
+# The upload ticket (assistant/web_guards.py) goes into a cookie the browser sends with the
+# admin tab's file uploads; an empty ticket (a failed login) removes it.
+SET_UPLOAD_COOKIE = f"""(ticket) => {{
+    document.cookie = "{TICKET_COOKIE}=" + (ticket || "") + "; path=/; SameSite=Strict" + (ticket ? "" : "; max-age=0");
+    return [];
+}}"""
+
+
 def _admin_tab(admin: AdminService) -> None:
-    token = gr.Textbox(visible=False)
+    token = gr.State("")  # the session token stays on the server, in this page's session state
+    ticket = gr.Textbox(visible=False)  # only the upload ticket goes to the page (for its cookie)
     with gr.Row():
         username = gr.Textbox(label="Admin user", elem_id="admin-user")
         password = gr.Textbox(label="Password", type="password", elem_id="admin-password")
         login = gr.Button("Log in", elem_id="admin-login")
+        logout = gr.Button("Log out", elem_id="admin-logout", visible=False)
     login_state = gr.Markdown("Not logged in.", elem_id="admin-state")
     with gr.Column(visible=False) as panel:
         gr.Markdown("### Domains")
@@ -87,7 +103,7 @@ def _admin_tab(admin: AdminService) -> None:
             domain = gr.Textbox(label="Domain", scale=1)
             folder = gr.Textbox(label="Server folder to index (or upload files below)", scale=3)
             dry_run = gr.Checkbox(label="Dry run (show the diff only)")
-        files = gr.File(label="Corpus files", file_count="multiple")
+        files = gr.File(label="Corpus files", file_count="multiple", elem_id="corpus-files")
         reindex = gr.Button("Index in the background")
         gr.Markdown("### Adapters")
         adapters = gr.Dataframe(label="Adapters", interactive=False, elem_id="adapters-table")
@@ -108,25 +124,38 @@ def _admin_tab(admin: AdminService) -> None:
         try:
             new_token = admin.login(user, secret)
         except AdminDenied as exc:
-            return ("", f"**{exc}**", gr.update(visible=False), gr.skip(), gr.skip(), gr.skip(), gr.skip(),
-                    gr.Timer(active=False))
-        state = admin.status(new_token)
-        return (new_token, "Logged in.", gr.update(visible=True), _table(admin.domains(new_token)),
-                _table(admin.adapters(new_token)), jobs_markdown(state), state, gr.Timer(active=True))
+            return ("", "", f"**{exc}**", gr.update(visible=False), gr.update(visible=False), gr.skip(), gr.skip(),
+                    gr.skip(), gr.skip(), gr.Timer(active=False))
+        domain_rows, adapter_rows, state = admin.overview(new_token)
+        return (new_token, admin.upload_ticket(new_token), "Logged in.", gr.update(visible=True),
+                gr.update(visible=True), _table(domain_rows), _table(adapter_rows), jobs_markdown(state), state,
+                gr.Timer(active=True))
 
     login.click(do_login, [username, password],
-                [token, login_state, panel, domains, adapters, jobs_view, status, timer], api_visibility="private")
+                [token, ticket, login_state, panel, logout, domains, adapters, jobs_view, status, timer],
+                api_visibility="private").then(None, [ticket], None, js=SET_UPLOAD_COOKIE, api_visibility="private")
+
+    def do_logout(session: str):
+        try:
+            said = admin.logout(session)
+        except AdminDenied as exc:
+            said = str(exc)
+        return "", "", said, gr.update(visible=False), gr.update(visible=False), gr.Timer(active=False)
+
+    logout.click(do_logout, token, [token, ticket, login_state, panel, logout, timer],
+                 api_visibility="private").then(None, [ticket], None, js=SET_UPLOAD_COOKIE, api_visibility="private")
 
     def refresh(session: str):
         if not session:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         try:
-            state = admin.status(session)
-        except AdminDenied:  # an expired or forged session: nothing to show, no traceback every 3 s
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        return _table(admin.domains(session)), _table(admin.adapters(session)), jobs_markdown(state), state
+            domain_rows, adapter_rows, state = admin.overview(session)
+        except AdminDenied:  # the session ended (idle, lifetime): say so once and stop polling
+            return ("admin login required: the session ended, log in again.", gr.update(visible=False), gr.skip(), gr.skip(), gr.skip(),
+                    gr.Timer(active=False))
+        return gr.skip(), gr.skip(), _table(domain_rows), _table(adapter_rows), jobs_markdown(state), state
 
-    timer.tick(refresh, token, [domains, adapters, jobs_view, status], api_visibility="private",
+    timer.tick(refresh, token, [login_state, panel, domains, adapters, jobs_view, status], api_visibility="private",
                show_progress="hidden")
 
     def guarded(action):
@@ -161,6 +190,9 @@ def _admin_api(admin: AdminService) -> None:
     def login(username: str, password: str) -> str:
         return _call(admin.login, username, password)
 
+    def logout(token: str) -> str:
+        return _call(admin.logout, token)
+
     def domains(token: str) -> list:
         return _call(admin.domains, token)
 
@@ -190,7 +222,7 @@ def _admin_api(admin: AdminService) -> None:
         return {"id": found.id, "status": found.status, "progress": found.progress, "message": found.message,
                 "result": found.result}
 
-    for fn in (login, domains, reindex, adapters, load_adapter, rollback, unload, train, status, job):
+    for fn in (login, logout, domains, reindex, adapters, load_adapter, rollback, unload, train, status, job):
         gr.api(fn, api_name=f"admin_{fn.__name__}")
 
 

@@ -30,7 +30,7 @@ import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 
-from bench.chat_latency import print_table  # noqa: E402
+from bench.results import print_table  # noqa: E402
 from bench.results import record  # noqa: E402
 
 DEMO = REPO / "assistant" / "demo" / "corpora"

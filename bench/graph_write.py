@@ -48,7 +48,7 @@ import numpy as np  # noqa: E402
 
 from dataclasses import dataclass  # noqa: E402
 
-from bench.results import record  # noqa: E402
+from bench.results import print_table, record  # noqa: E402
 from indexing.graph_connection import GraphConnection  # noqa: E402
 from indexing.graph_transport import FALKORDB_BOLT_MAX_INLINE_BYTES  # noqa: E402
 
@@ -70,25 +70,6 @@ NEO4J_BATCHING_SPEEDUP = 59  # Neo4j's published figure for UNWIND batching over
 
 
 # --- output -----------------------------------------------------------------------------------
-
-def print_table(title: str, headers: list[str], rows: list[list[str]], notes: list[str] = ()) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-
-    def line(cells: list[str]) -> str:
-        # first column left-aligned (labels), the rest right-aligned (numbers)
-        return "| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                                 for i, (c, w) in enumerate(zip(cells, widths))) + " |"
-
-    print()
-    print(f"### {title}")
-    print()
-    print(line(headers))
-    print("|" + "|".join(("-" * (w + 1) + ":") if i else (":" + "-" * (w + 1)) for i, w in enumerate(widths)) + "|")
-    for row in rows:
-        print(line(row))
-    for note in notes:
-        print(f"  {note}")
-    sys.stdout.flush()
 
 
 def latency_cells(latencies_ms: list[float]) -> list[str]:

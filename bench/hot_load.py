@@ -42,32 +42,13 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from bench.results import record  # noqa: E402
+from bench.results import print_table, record  # noqa: E402
 
 DEFAULT_ADAPTERS = 3
 MB = 1024 * 1024
 
 
 # --- output -----------------------------------------------------------------------------------
-
-def print_table(title: str, headers: list[str], rows: list[list[str]], notes: list[str] = ()) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-
-    def line(cells: list[str]) -> str:
-        # first column left-aligned (labels), the rest right-aligned (numbers)
-        return "| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                                 for i, (c, w) in enumerate(zip(cells, widths))) + " |"
-
-    print()
-    print(f"### {title}")
-    print()
-    print(line(headers))
-    print("|" + "|".join(("-" * (w + 1) + ":") if i else (":" + "-" * (w + 1)) for i, w in enumerate(widths)) + "|")
-    for row in rows:
-        print(line(row))
-    for note in notes:
-        print(f"  {note}")
-    sys.stdout.flush()
 
 
 # --- measuring ----------------------------------------------------------------------------------

@@ -63,7 +63,8 @@ from typing import Iterator  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from bench.chat_latency import demo_questions, print_table, spread_over_domains  # noqa: E402
+from bench.chat_latency import demo_questions, spread_over_domains  # noqa: E402
+from bench.results import print_table  # noqa: E402
 from bench.results import record  # noqa: E402
 
 DEFAULT_SESSIONS = "1,4,8,16"

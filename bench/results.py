@@ -49,6 +49,27 @@ def record(group: str, name: str, value: float, unit: str, baseline: str | None 
         f.write(json.dumps(asdict(row)) + "\n")
 
 
+def print_table(title: str, headers: list[str], rows: list[list[str]], notes: list[str] = ()) -> None:
+    """One Markdown table on stdout (the bench scripts' own output), then its notes."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        # first column left-aligned (labels), the rest right-aligned (numbers)
+        return "| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                                 for i, (c, w) in enumerate(zip(cells, widths))) + " |"
+
+    print()
+    print(f"### {title}")
+    print()
+    print(line(headers))
+    print("|" + "|".join(("-" * (w + 1) + ":") if i else (":" + "-" * (w + 1)) for i, w in enumerate(widths)) + "|")
+    for row in rows:
+        print(line(row))
+    for note in notes:
+        print(f"  {note}")
+    sys.stdout.flush()
+
+
 def read_rows(path: Path) -> list[Row]:
     if not Path(path).exists():
         return []

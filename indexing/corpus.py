@@ -16,6 +16,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from pypdf import PdfReader
 from pypdf.errors import PdfReadError
@@ -26,14 +27,19 @@ HTML_SUFFIXES = {".html", ".htm"}
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | {".pdf", ".jsonl"}
 # Markup that is page furniture, not content.
 HTML_BOILERPLATE = "script, style, noscript, nav, header, footer, aside, form, template, svg"
-DOMAIN_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+# \A...\Z, not ^...$: "$" also matches before a trailing newline, so "law\n" would pass. Anchored
+# both ends so that .match, .fullmatch and .search all check the whole name.
+DOMAIN_NAME = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,63}\Z")
 # Curated knowledge placed with a corpus: facts imported into the graph as they are, not documents.
 CURATED_TRIPLES_FILES = ("triples.csv", "triples.jsonl")
 # lexbor's tree builder walks the whole stack of open elements at every block start tag, so
 # parsing is quadratic in nesting depth: 100,000 nested <div>s (600 KB) took 112 s here.
 # Chromium's HTML parser nests no deeper than 512 levels; deeper HTML is skipped with a reason.
 MAX_HTML_DEPTH = 512
-_HTML_TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9:-]*)[^<>]*?(/?)>")
+# A tag's name right after its '<' (possessive, so no later change can make it backtrack). The tag
+# scanner below finds what <(/?)([a-zA-Z][a-zA-Z0-9:-]*)[^<>]*?(/?)> would, in linear time: that
+# regex backtracks through every shorter name when no '>' follows, so '<' + 20,000 letters took 10 s.
+_HTML_TAG_NAME = re.compile(r"/?([a-zA-Z][a-zA-Z0-9:-]*+)")
 # Elements that never hold others (void) or are usually left unclosed (optional end tags):
 # they do not deepen the estimate, so sloppy but ordinary pages are not refused.
 _FLAT_HTML_TAGS = frozenset(
@@ -74,7 +80,7 @@ class CorpusRead:
 
 def normalise_domain(name: str) -> str:
     domain = re.sub(r"[^a-z0-9_-]+", "-", name.strip().lower()).strip("-")
-    if not DOMAIN_NAME.match(domain):
+    if not DOMAIN_NAME.fullmatch(domain):
         raise CorpusError(f"{name!r} is not a usable domain name (letters, digits, '-' or '_', at most 64)")
     return domain
 
@@ -93,8 +99,13 @@ def read_corpus(source: Path, domain: str | None = None, max_file_bytes: int = 2
         files = sorted(p for p in source.rglob("*") if p.is_file() and not _hidden(p.relative_to(source)))
         root = source
         default_domain = forced_domain or normalise_domain(source.name)
+    inside = root.resolve()
     for path in files:
         result.files_seen += 1
+        if not path.resolve().is_relative_to(inside):
+            # A symbolic link out of the folder: indexing it would serve any file the server can read.
+            result.skipped.append(Skipped(str(path), f"a symbolic link to a file outside {source}"))
+            continue
         if path.name.lower() in CURATED_TRIPLES_FILES:
             result.curated_files.append((path, default_domain))
             continue
@@ -176,8 +187,7 @@ def html_depth_exceeds(html: str, limit: int) -> bool:
     """Whether elements nest deeper than ``limit``, estimated from the tags alone in one linear
     pass (stray end tags never go below zero; ``<x/>`` opens nothing)."""
     depth = 0
-    for match in _HTML_TAG.finditer(html):
-        closing, name, self_closing = match.groups()
+    for closing, name, self_closing in HtmlTagScanner(html).tags():
         if self_closing or name.lower() in _FLAT_HTML_TAGS:
             continue
         if closing:
@@ -187,6 +197,44 @@ def html_depth_exceeds(html: str, limit: int) -> bool:
             if depth > limit:
                 return True
     return False
+
+
+class HtmlTagScanner:
+    """The tags of an HTML text as (closing, name, self_closing), found by one forward pass.
+
+    Each '<' and '>' search starts past the previous one and the next '>' is remembered, so no
+    character is looked at more than three times (once per search kind and once as part of a
+    name); ``examined`` counts them, so tests can bound the work without timing it."""
+
+    def __init__(self, html: str):
+        self.html = html
+        self.examined = 0
+
+    def tags(self) -> Iterator[tuple[bool, str, bool]]:
+        # Local names and one running count: this loop runs once per '<' of pages up to 20 MB.
+        html, find, name_at, size = self.html, self.html.find, _HTML_TAG_NAME.match, len(self.html)
+        examined, gt = 0, -1  # gt: the first '>' at or after the end of the last name (cached)
+        lt = find("<")
+        examined += lt + 1 if lt != -1 else size
+        try:
+            while lt != -1:
+                start = lt + 1
+                name = name_at(html, start)
+                stop = name.end() if name else start + html.startswith("/", start)  # where the match stopped
+                examined += min(size, stop + 1) - start
+                following = find("<", start)  # a tag is only a tag if its '>' comes before this
+                examined += (following + 1 if following != -1 else size) - start
+                if name is not None:
+                    if gt < stop:
+                        gt = find(">", stop)
+                        examined += (gt + 1 if gt != -1 else size) - stop
+                        if gt == -1:
+                            return  # no '>' left: nothing further can be a tag
+                    if following == -1 or gt < following:
+                        yield name.group().startswith("/"), name.group(1), html[gt - 1] == "/"
+                lt = following
+        finally:
+            self.examined += examined
 
 
 def read_pdf(data: bytes, *, fallback_title: str) -> tuple[str, str]:
@@ -209,14 +257,23 @@ def _read_jsonl(path: Path, text: str, forced_domain: str | None, default_domain
             continue
         where = f"{path}:{number}"
         try:
-            documents.append(_jsonl_document(json.loads(line), where, forced_domain, default_domain))
-        except json.JSONDecodeError as exc:
-            result.skipped.append(Skipped(where, f"invalid JSON ({exc.msg})"))
+            documents.append(_jsonl_document(load_json_line(line), where, forced_domain, default_domain))
         except (UnreadableFile, CorpusError) as exc:
             result.skipped.append(Skipped(where, str(exc)))
     if not text.strip():  # blank lines only: no line would report it
         raise UnreadableFile("no JSON lines (only blank lines)")
     return documents
+
+
+def load_json_line(line: str) -> object:
+    """One JSONL line parsed, or UnreadableFile with the reason. json's decoder recurses once per
+    nesting level, so a line like '[' * 100_000 raises RecursionError, not a JSONDecodeError."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise UnreadableFile(f"invalid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise UnreadableFile("JSON nested too deeply to read") from None
 
 
 def _jsonl_document(row: object, where: str, forced_domain: str | None, default_domain: str) -> Document:

@@ -61,10 +61,26 @@ class Extractor(Protocol):
 _CURATED_FIELDS = ("head", "relation", "tail")
 
 
+class CuratedTriplesError(ValueError):
+    """A curated triples file cannot be taken as given; the message names the file and line."""
+
+
 def read_curated_triples(path: Path) -> list[RelationMention]:
     """Curated facts from a .csv (header head,relation,tail[,source]) or .jsonl file, taken as
-    given: confidence 1.0, no chunk. A bad row raises ValueError naming the file and line."""
+    given: confidence 1.0, no chunk. A bad row raises CuratedTriplesError naming the file and line
+    (curated facts are all-or-nothing: a half-read file would silently drop facts)."""
     path = Path(path)
+    try:
+        return _read_curated(path)
+    except CuratedTriplesError:
+        raise
+    except UnicodeDecodeError as exc:
+        raise CuratedTriplesError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except ValueError as exc:
+        raise CuratedTriplesError(str(exc)) from None
+
+
+def _read_curated(path: Path) -> list[RelationMention]:
     text = path.read_text(encoding="utf-8-sig")
     if path.suffix.lower() == ".csv":
         rows = _csv_rows(path, text)
@@ -100,6 +116,8 @@ def _jsonl_rows(path: Path, text: str) -> list[tuple[int, dict]]:
             row = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}:{line}: invalid JSON ({exc.msg})") from None
+        except RecursionError:  # json recurses once per nesting level: '[' * 100_000
+            raise ValueError(f"{path}:{line}: JSON nested too deeply to read") from None
         if not isinstance(row, dict):
             raise ValueError(f"{path}:{line}: a line must be a JSON object with head, relation and tail")
         rows.append((line, row))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 from rapidfuzz import fuzz, process
@@ -19,6 +19,9 @@ from indexing.extraction import ChunkExtraction, RelationMention
 _NUMBER = re.compile(r"\d+")
 # Patterns that say "same thing", used to merge entities rather than stored as facts.
 ALIAS_PATTERNS = {"abbreviation"}
+# Score cells per rapidfuzz.cdist call: 16M float32 cells = 64 MB, whatever the number of keys
+# (the full key x key matrix of 100,000 keys would be 40 GB).
+FUZZY_BLOCK_CELLS = 16_000_000
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,7 @@ class FusionParams:
     embedding_min_cosine: float = 0.93  # name-embedding cosine for two keys to be paraphrases
     embedding_min_overlap: float = 50.0  # ...and at least this token-set overlap, so unrelated names never merge
     min_key_length: int = 4  # shorter keys are merged only when equal
+    fuzzy_block_cells: int = FUZZY_BLOCK_CELLS  # memory bound of fuzzy matching, in score cells
 
 
 @dataclass
@@ -97,14 +101,54 @@ def _may_be_same(a: str, b: str, params: FusionParams) -> bool:
     return True
 
 
-def _fuzzy_pairs(keys: list[str], params: FusionParams) -> Iterable[tuple[str, str]]:
+@dataclass
+class FuzzyStats:
+    """What fuzzy matching allocated: lets a test check the memory bound without timing anything."""
+    blocks: int = 0
+    cells: int = 0  # score cells computed, all blocks together
+    largest_block: tuple[int, int] = (0, 0)  # (rows, columns) of the biggest score array
+
+    def add(self, shape: tuple[int, int]) -> None:
+        self.blocks += 1
+        self.cells += shape[0] * shape[1]
+        if shape[0] * shape[1] > self.largest_block[0] * self.largest_block[1]:
+            self.largest_block = shape
+
+
+def _row_blocks(n: int, block_cells: int) -> Iterator[tuple[int, int]]:
+    """Row ranges [start, stop) of the n x n score matrix, each scored against columns start..n
+    only (a pair i < j lies right of the diagonal), with rows x columns <= block_cells; a block
+    is never less than one row, so the bound is really max(block_cells, n)."""
+    start = 0
+    while start < n - 1:  # the last row has no column right of the diagonal
+        stop = min(n, start + max(1, block_cells // (n - start)))
+        yield start, stop
+        start = stop
+
+
+def _block_hits(keys: list[str], start: int, stop: int, params: FusionParams,
+                stats: FuzzyStats | None) -> tuple[np.ndarray, np.ndarray]:
+    """(i, j) with i < j of rows start..stop whose ratio passes the cutoff, in row-major order;
+    the block's score array is freed on return, before the next block is allocated."""
+    scores = process.cdist(keys[start:stop], keys[start:], scorer=fuzz.ratio,
+                           score_cutoff=params.fuzzy_min_ratio, workers=1)
+    if stats is not None:
+        stats.add(scores.shape)
+    rows, cols = np.nonzero(scores)  # cdist sets scores under the cutoff to 0
+    right = cols > rows  # both local to the block, which starts on the diagonal
+    return rows[right] + start, cols[right] + start
+
+
+def _fuzzy_pairs(keys: list[str], params: FusionParams, stats: FuzzyStats | None = None) -> Iterable[tuple[str, str]]:
+    """Spelling-variant pairs (keys[i], keys[j]), i < j, exactly those of the full key x key
+    ratio matrix and in its order, scored in row blocks of at most params.fuzzy_block_cells."""
     if len(keys) < 2:
         return
-    scores = process.cdist(keys, keys, scorer=fuzz.ratio, score_cutoff=params.fuzzy_min_ratio, workers=1)
-    rows, cols = np.nonzero(scores)
-    for i, j in zip(rows, cols):
-        if i < j and _may_be_same(keys[i], keys[j], params):
-            yield keys[i], keys[j]
+    for start, stop in _row_blocks(len(keys), params.fuzzy_block_cells):
+        rows, cols = _block_hits(keys, start, stop, params, stats)
+        for i, j in zip(rows.tolist(), cols.tolist()):
+            if _may_be_same(keys[i], keys[j], params):
+                yield keys[i], keys[j]
 
 
 def _embedding_pairs(keys: list[str], encode: Callable[[list[str]], np.ndarray],

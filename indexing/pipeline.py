@@ -26,7 +26,7 @@ from indexing.clean import Duplicate, DuplicateCounts, clean_documents, content_
 from indexing.corpus import CURATED_TRIPLES_FILES, SUPPORTED_SUFFIXES, Document, Skipped, read_corpus
 from indexing.embedding import Embedder, get_embedder
 from indexing.cooccurrence import cooccurrence_relations
-from indexing.extraction import Extractor, read_curated_triples
+from indexing.extraction import CuratedTriplesError, Extractor, read_curated_triples
 from indexing.fusion import FusionParams, fuse
 from indexing.graph_build import (EXTRACTIONS_FILE, GRAPH_SUMMARY_FILE, diff_graph, extract_with_reuse,
                                   load_graph_summary, save_extractions, save_graph_summary)
@@ -163,7 +163,7 @@ def index_source(settings: Settings, source: Path, domain: str | None = None, *,
                          {"path": str(source), "fingerprint": fingerprint})
         try:
             report.domains.append(_index_domain(job, documents, report.skipped))
-        except (GraphError, IndexBusy, OSError) as exc:
+        except (GraphError, IndexBusy, OSError, CuratedTriplesError) as exc:
             # The serving version is untouched; say what failed and go on with other domains.
             error = f"could not write the new version ({exc})" if isinstance(exc, OSError) else str(exc)
             failed = DomainReport(name, dry_run, documents_read=len(documents), error=error)

@@ -33,7 +33,8 @@ VERSIONS_DIR = "versions"
 MANIFEST_FILE = "manifest.json"
 MANIFEST_CHECKSUM_FILE = "manifest.sha256"  # the manifest's own checksum (it holds the data files')
 BUILDING_PREFIX = ".building-"
-_VERSION_NAME = re.compile(r"^v(\d{6,})$")
+# \A...\Z, not ^...$: "$" also matches before a trailing newline, so "v000001\n" would pass.
+_VERSION_NAME = re.compile(r"\Av(\d{6,})\Z")
 
 
 class IndexBusy(RuntimeError):

@@ -174,7 +174,9 @@ def running_app(demo_env, embedder):
     launch costs seconds). Tests that change what it serves put it back."""
     from pydantic import SecretStr
 
-    settings = demo_env.settings.model_copy(update={"admin_password": SecretStr(ADMIN_PASSWORD)})
+    # Many tests probe the login with wrong passwords; the backoff itself is tested on an app of its own.
+    settings = demo_env.settings.model_copy(update={"admin_password": SecretStr(ADMIN_PASSWORD),
+                                                    "admin_login_failures_allowed": 1000})
     with served_app(settings, demo_env.graph, embedder) as running:
         yield running
 

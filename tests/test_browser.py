@@ -1,5 +1,7 @@
-"""The app in a real headless Chromium: ask a demo question, see the streamed answer and the
-evidence, log into the admin tab (a wrong password first) and see the domains table.
+"""The app in a real headless Chromium: ask a demo question (with markup that would fetch remote
+images if rendered), see the streamed answer and the evidence, log into the admin tab (a wrong
+password first), see the domains table and upload a corpus file; the page requests nothing but
+the app itself, and Gradio's upload route refuses the page until it is logged in.
 
 Needs Debian's ``chromium``; without it the test is skipped with the reason, unless
 REQUIRE_BROWSER=1 (set by .ci/run), where a missing browser fails."""
@@ -30,9 +32,17 @@ def page(tmp_path):
         browser.close()
 
 
+# Markup in a question (and so possibly in the model's answer, which may echo it) that would make
+# the browser fetch from elsewhere if anything rendered it.
+REMOTE_MARKUP = " ![seen](https://example.invalid/md.png) <img src=\"https://example.invalid/tag.png\">"
+
+
 def test_chat_and_admin_in_a_real_browser(page, app_url, tmp_path):
+    elsewhere = []  # every request for anything not served by the app itself, refused
+    page.route(lambda url: not url.startswith(app_url),
+               lambda route: (elsewhere.append(route.request.url), route.abort()))
     page.goto(app_url)
-    page.locator("#question textarea").fill("What reverses the effect of warfarin?")
+    page.locator("#question textarea").fill("What reverses the effect of warfarin?" + REMOTE_MARKUP)
     page.locator("#ask").click()
     page.locator("#answer-header").get_by_text("Domain:").wait_for()
     header = page.locator("#answer-header").inner_text()
@@ -42,8 +52,10 @@ def test_chat_and_admin_in_a_real_browser(page, app_url, tmp_path):
     assert "vitamin K" in evidence.inner_text() and "Passages" in evidence.inner_text()
     bot_text = page.locator("#conversation").inner_text()
     assert "What reverses the effect of warfarin?" in bot_text and len(bot_text) > 60
+    assert "example.invalid/md.png" in bot_text  # shown as the text it is
     page.screenshot(path=str(tmp_path / "chat.png"), full_page=True)
 
+    assert _upload_status(page) == 403  # Gradio's upload route, anonymous: refused
     page.get_by_role("tab", name="Admin").click()
     page.locator("#admin-user input, #admin-user textarea").first.fill("admin")
     page.locator("#admin-password input, #admin-password textarea").first.fill("not the password")
@@ -57,5 +69,24 @@ def test_chat_and_admin_in_a_real_browser(page, app_url, tmp_path):
     page.locator("#admin-jobs").get_by_text("Graph: up").wait_for()  # the status panel, polled every 3 s
     table = page.locator("#domains-table").inner_text()
     assert all(domain in table for domain in ("medicine", "finance", "law"))
+    # Logged in, the page holds the upload ticket's cookie: the corpus file picker uploads.
+    assert _upload_status(page) == 200
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Notes\n\nUploaded through the admin tab.\n")
+    with page.expect_response(lambda response: "/gradio_api/upload" in response.url) as uploaded:
+        page.locator("#corpus-files input[type=file]").set_input_files(str(notes))
+    assert uploaded.value.status == 200
+    page.locator("#corpus-files").get_by_text("notes").first.wait_for()  # Gradio shows stem and suffix apart
+    assert "notes" in page.locator("#corpus-files").inner_text()
     page.screenshot(path=str(tmp_path / "admin.png"), full_page=True)
+    assert elsewhere == []  # the page never asked anything but the app (no remote image, font or script)
     assert (tmp_path / "chat.png").stat().st_size > 10_000 and (tmp_path / "admin.png").stat().st_size > 10_000
+
+
+def _upload_status(page) -> int:
+    """What Gradio's upload route answers this page's own fetch (with whatever cookies it holds)."""
+    return page.evaluate("""async () => {
+        const form = new FormData();
+        form.append("files", new Blob(["probe"]), "probe.md");
+        return (await fetch("gradio_api/upload", {method: "POST", body: form})).status;
+    }""")

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import bisect
+import random
+import string
+
+import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from rapidfuzz import fuzz, process
 
 from indexing.extraction import ChunkExtraction, EntityMention, RelationMention
 from indexing.entity_keys import canonical_key
-from indexing.fusion import FusionParams, fuse
+from indexing.fusion import FusionParams, FuzzyStats, _fuzzy_pairs, _may_be_same, _row_blocks, fuse
 
 
 def entity(chunk, doc, name, type_="CONCEPT"):
@@ -90,3 +99,92 @@ def test_source_overlap_gamma():
     graph = fuse([chunk("u", ["aspirin", "fever", "pain"]), chunk("v", ["aspirin", "fever", "warfarin", "bleeding"])],
                  source_of=lambda doc_id: doc_id.split("/")[0], params=FusionParams())
     assert graph.source_overlap == {("u", "v"): pytest.approx(2 / 5)}
+
+
+# --- fuzzy matching in bounded memory ----------------------------------------------------------
+
+def full_matrix_pairs(keys: list[str], params: FusionParams) -> list[tuple[str, str]]:
+    """The reference: fuzzy matching as it was before row blocks, one key x key score matrix."""
+    if len(keys) < 2:
+        return []
+    scores = process.cdist(keys, keys, scorer=fuzz.ratio, score_cutoff=params.fuzzy_min_ratio, workers=1)
+    rows, cols = np.nonzero(scores)
+    return [(keys[i], keys[j]) for i, j in zip(rows, cols) if i < j and _may_be_same(keys[i], keys[j], params)]
+
+
+def typo(word: str, rng: random.Random) -> str:
+    at = rng.randrange(len(word))
+    edit = rng.choice(("substitute", "delete", "insert"))
+    if edit == "substitute":
+        return word[:at] + rng.choice(string.ascii_lowercase) + word[at + 1:]
+    if edit == "delete":
+        return word[:at] + word[at + 1:]
+    return word[:at] + rng.choice(string.ascii_lowercase) + word[at:]
+
+
+def entity_keys(n: int, seed: int = 7) -> list[str]:
+    """Sorted unique names of 2-3 random words, some with a number, a third with a one-letter
+    typo variant: many pairs pass the default cutoff, a typo in the first letter sorts far away."""
+    rng = random.Random(seed)
+    vocabulary = ["".join(rng.choices(string.ascii_lowercase, k=rng.randint(4, 10))) for _ in range(400)]
+    keys: set[str] = set()
+    while len(keys) < n:
+        key = " ".join(rng.choices(vocabulary, k=rng.randint(2, 3)))
+        if rng.random() < 0.1:
+            key += f" {rng.randint(1, 9)}"
+        keys.add(key)
+        if rng.random() < 0.33:
+            keys.add(typo(key, rng))
+    return sorted(keys)[:n]
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(keys=st.lists(st.text(alphabet="aab 12", max_size=14), max_size=40),
+       cutoff=st.sampled_from([0.0, 40.0, 66.5, 80.0, 92.0, 100.0]),
+       min_key_length=st.integers(0, 5), block_cells=st.integers(-1, 2000))
+def test_blocked_fuzzy_pairs_equal_the_full_matrix(keys, cutoff, min_key_length, block_cells):
+    # unsorted keys, duplicates, empty keys, a budget under one row: the same pairs in the same order
+    params = FusionParams(fuzzy_min_ratio=cutoff, min_key_length=min_key_length, fuzzy_block_cells=block_cells)
+    assert list(_fuzzy_pairs(keys, params)) == full_matrix_pairs(keys, params)
+
+
+def test_blocked_fuzzy_pairs_equal_the_full_matrix_across_many_blocks():
+    keys = entity_keys(2500)
+    params = FusionParams(fuzzy_block_cells=100_000)
+    stats = FuzzyStats()
+    pairs = list(_fuzzy_pairs(keys, params, stats))
+    assert pairs == full_matrix_pairs(keys, params)
+    assert stats.blocks > 20
+    index = {k: i for i, k in enumerate(keys)}
+    starts = [start for start, _ in _row_blocks(len(keys), params.fuzzy_block_cells)]
+    block_of = {k: bisect.bisect_right(starts, i) for k, i in index.items()}
+    assert sum(block_of[a] != block_of[b] for a, b in pairs) > 10  # pairs that cross block boundaries
+
+
+@pytest.mark.parametrize("budget", [10_000, 200_000, 1_000_000])
+def test_each_score_array_stays_within_the_budget(budget):
+    keys = entity_keys(3000)
+    stats = FuzzyStats()
+    list(_fuzzy_pairs(keys, FusionParams(fuzzy_block_cells=budget), stats))
+    rows, cols = stats.largest_block
+    assert rows * cols <= budget
+    assert stats.blocks >= len(keys) ** 2 / 2 / budget
+    # only the upper triangle (plus each block's corner under the diagonal) is scored
+    assert len(keys) * (len(keys) - 1) / 2 <= stats.cells <= 0.6 * len(keys) ** 2
+
+
+def test_a_budget_under_one_row_scores_one_row_at_a_time():
+    keys = entity_keys(500)
+    stats = FuzzyStats()
+    list(_fuzzy_pairs(keys, FusionParams(fuzzy_block_cells=100), stats))
+    assert stats.largest_block == (1, 500)
+    assert stats.blocks > 400  # every row with over 100 columns right of its diagonal is a block alone
+
+
+def test_fuse_merges_the_same_spelling_variants_whatever_the_block_size():
+    keys = entity_keys(600)
+    extraction = ChunkExtraction("x#1", "x.md", [EntityMention("x#1", "x.md", k, k, "ORG", 0) for k in keys], [])
+    one_block = fuse([extraction])  # 600 x 600 cells fit the default budget: the whole matrix at once
+    assert len(one_block.entities) < len(keys) - 20  # typo variants did merge
+    row_by_row = fuse([extraction], params=FusionParams(fuzzy_block_cells=1))
+    assert row_by_row.key_map == one_block.key_map

@@ -60,8 +60,8 @@ def test_admin_calls_without_credentials_are_refused(client, running_app):
     assert "event: error" in stream and "medicine" not in stream
 
 
-def test_reindexing_a_changed_document_shows_in_the_next_answer(client, token, tmp_path):
-    corpus = tmp_path / "medicine"
+def test_reindexing_a_changed_document_shows_in_the_next_answer(client, token, running_app, tmp_path):
+    corpus = running_app.pipeline.settings.data_dir / "corpora" / tmp_path.name / "medicine"  # an allowed root
     shutil.copytree(DEMO_CORPORA_DIR / "medicine", corpus)
     with open(corpus / "warfarin.md", "a", encoding="utf-8") as f:
         f.write("\n\nIn the Zanzibar trial of 2031, warfarin tablets were coloured ultramarine for the study.\n")

@@ -35,11 +35,11 @@ from indexing.graph_connection import GraphConnection, GraphError
 from indexing.graph_server import STATE_FILE, EmbeddedGraphServer
 
 FORGED = "forged-session-token"
-REFUSALS = ("admin login required", "wrong admin username or password")
+REFUSALS = ("admin login required", "wrong admin username or password", "too many failed logins")
 # What anyone may call: the chat (button and Enter), the JSON question API, Gradio's examples loader.
 PUBLIC_FUNCTIONS = {"chat", "ask", "load_example"}
-# Called by the app itself (first-run demo adapters), never wired to the UI or the API.
-INTERNAL_METHODS = {"login", "check", "train_in_background"}
+# Called by the app itself (first-run demo adapters, the upload guard), never wired to the UI or the API.
+INTERNAL_METHODS = {"login", "check", "train_in_background", "upload_ticket_valid"}
 
 
 # --- every admin action refused without a session -----------------------------------------------
@@ -53,7 +53,8 @@ def test_every_listed_api_endpoint_refuses_without_a_session(running_app):
     client = Client(running_app.url, verbose=False)
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     guarded = {name: info for name, info in endpoints.items() if name.strip("/") not in PUBLIC_FUNCTIONS}
-    assert {"/admin_login", "/admin_domains", "/admin_reindex", "/admin_load_adapter", "/admin_train"} <= set(guarded)
+    assert {"/admin_login", "/admin_logout", "/admin_domains", "/admin_reindex", "/admin_load_adapter",
+            "/admin_train"} <= set(guarded)
     for name, info in guarded.items():
         arguments = [_value_for(p, FORGED) for p in info["parameters"]]
         with pytest.raises(Exception) as refused:
@@ -62,7 +63,7 @@ def test_every_listed_api_endpoint_refuses_without_a_session(running_app):
 
 
 def _component_value(component: dict, token: str):
-    values = {"textbox": token, "api": token, "file": None, "checkbox": False, "number": 1, "dropdown": "auto",
+    values = {"textbox": token, "api": token, "state": token, "file": None, "checkbox": False, "number": 1, "dropdown": "auto",
               "chatbot": [], "dataframe": None, "json": None, "markdown": "", "image": None}
     assert component["type"] in values, f"teach this test a value for a {component['type']} input"
     return values[component["type"]]
@@ -112,7 +113,7 @@ def test_every_event_handler_refuses_without_a_session_over_http(running_app, to
         assert "medicine" not in stream, (name, stream[:500])  # no admin data (the domains table) leaked
         checked.append(function)
     # the admin tab's own handlers were among them: login, the status refresh, the buttons
-    assert {"do_login", "refresh", "domains", "reindex", "load_adapter"} <= set(checked), checked
+    assert {"do_login", "do_logout", "refresh", "domains", "reindex", "load_adapter"} <= set(checked), checked
 
 
 def test_every_admin_service_method_checks_the_session(running_app):
@@ -120,7 +121,7 @@ def test_every_admin_service_method_checks_the_session(running_app):
     methods = {name: fn for name, fn in inspect.getmembers(AdminService, inspect.isfunction)
                if not name.startswith("_") and name not in INTERNAL_METHODS}
     assert {"domains", "reindex", "upload_corpus", "upload_adapter", "load_adapter", "rollback", "unload", "train",
-            "status", "job", "adapters"} <= set(methods)
+            "status", "job", "adapters", "logout", "upload_ticket", "overview"} <= set(methods)
     for name, method in methods.items():
         parameters = list(inspect.signature(method).parameters)[1:]
         assert parameters[0] == "token", f"AdminService.{name} must take the session token first"
