@@ -104,10 +104,9 @@ class GraphConnection:
             except TransportAuthError as exc:
                 raise GraphError(f"{what}: the graph server refused our credentials ({exc})") from exc
             except TransportUnavailable as exc:
-                # Once more after a broken connection: the embedded server may have been restarted,
-                # and a pooled connection may have gone stale while the server stayed up.
-                if attempt == 1:
-                    self._recover()
+                # Once more after a broken connection when the embedded server was restarted, or when
+                # the transport does not retry by itself (the neo4j driver already did, for seconds).
+                if attempt == 1 and (self._recover() or not self._get_transport().retries_itself):
                     continue
                 raise GraphError(f"{what}: the graph server at {self.uri} is unreachable ({exc})") from exc
             except TransportQueryError as exc:

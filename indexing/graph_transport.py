@@ -57,6 +57,7 @@ class TransportQueryError(TransportError):
 
 class GraphTransport(Protocol):
     name: str  # how benchmarks and messages call it: "FalkorDB socket", "Bolt"
+    retries_itself: bool  # whether it already retried a broken connection before raising
 
     def run(self, statement: str, params: dict[str, Any], *, read: bool) -> list[dict[str, Any]]:
         """Run one statement; ``read`` marks it read-only (a replica may serve it)."""
@@ -75,6 +76,7 @@ class FalkorDBTransport:
 
     def __init__(self, url: str, password: str | None, graph: str, *, timeout_s: float = QUERY_TIMEOUT_S):
         self.name = "FalkorDB socket" if url.startswith("unix://") else "FalkorDB Redis protocol"
+        self.retries_itself = False
         # No client-side retries: a write whose reply was lost must not run twice. The caller
         # retries once after a broken connection, when it knows whether the server restarted.
         pool = redis.ConnectionPool.from_url(
@@ -119,6 +121,7 @@ class BoltTransport:
 
     def __init__(self, uri: str, auth: tuple[str, str] | None, database: str, *, falkordb: bool):
         self.name = "Bolt"
+        self.retries_itself = True  # managed transactions retry for up to MAX_RETRY_TIME_S
         self._uri = uri
         self._auth = auth
         self._database = database
