@@ -7,6 +7,7 @@ live in the :class:`Dialect` classes at the bottom and nowhere else.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 # --- health -------------------------------------------------------------------------------
@@ -154,13 +155,14 @@ RETURN d.doc_id AS doc_id, d.title AS title
 
 
 @dataclass(frozen=True)
-class Dialect:
+class Dialect(ABC):
     """What differs between the Cypher of the graph servers we support."""
 
     name: str
 
+    @abstractmethod
     def index_statements(self) -> list[str]:
-        raise NotImplementedError
+        """The statements that create the graph's indexes."""
 
 
 @dataclass(frozen=True)
