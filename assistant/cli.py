@@ -192,7 +192,12 @@ def _open_pipeline(settings):
     except GraphError as exc:
         print(f"warning: knowledge graph unavailable, answering from passages only ({exc})", file=sys.stderr)
         connection, graph = None, None
-    return ChatPipeline.create(settings, graph), connection
+    try:
+        return ChatPipeline.create(settings, graph), connection
+    except BaseException:  # loading the model failed or was stopped: stop the graph server started above
+        if connection:
+            connection.close()
+        raise
 
 
 def _print_answer(answer, show_evidence: bool) -> None:

@@ -50,7 +50,11 @@ class GraphConnection:
         if settings.uses_embedded_graph:
             server = EmbeddedGraphServer(settings.graph_dir, start_timeout_s=settings.graph_start_timeout_s).start()
         connection = cls(settings, server)
-        connection.query(cypher.PING, what="checking the graph connection")
+        try:
+            connection.query(cypher.PING, what="checking the graph connection")
+        except BaseException:  # a failed check, Ctrl-C or SIGTERM: stop the server this call started
+            connection.close()
+            raise
         return connection
 
     @property

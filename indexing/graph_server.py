@@ -318,22 +318,34 @@ class EmbeddedGraphServer:
                 start_new_session=True,
             )
             try:
-                process.stdin.write(f"requirepass {_config_string(self.secret)}\n".encode())
-                process.stdin.close()
-            except OSError:
-                pass  # it exited at once; the wait below reports that
-            state = ServerState(process.pid, os.getpid(), socket_path, self.bolt_port)
-            if self._wait_until_answering(process, state):
-                self._process, self._state, self._owned = process, state, True
-                self._write_state(state)
-                log.info("graph server pid %s listening on %s", process.pid, state.uri)
-                return
+                if self._hand_over(process, socket_path):
+                    return
+            except BaseException:  # Ctrl-C or SIGTERM meanwhile: no server is left behind unrecorded
+                process.kill()
+                process.wait(timeout=10)
+                raise
             if process.poll() is None:
                 process.kill()
             process.wait(timeout=10)
         raise GraphServerError(
             f"the embedded graph server did not start after {attempts} attempts; "
             f"see {self.directory / LOG_FILE}: {self._log_tail()}")
+
+    def _hand_over(self, process: subprocess.Popen, socket_path: str) -> bool:
+        """Give the new server its password, wait until it answers, and record it as ours.
+        False when it did not come up (the caller kills it and tries again)."""
+        try:
+            process.stdin.write(f"requirepass {_config_string(self.secret)}\n".encode())
+            process.stdin.close()
+        except OSError:
+            pass  # it exited at once; the wait below reports that
+        state = ServerState(process.pid, os.getpid(), socket_path, self.bolt_port)
+        if not self._wait_until_answering(process, state):
+            return False
+        self._process, self._state, self._owned = process, state, True
+        self._write_state(state)
+        log.info("graph server pid %s listening on %s", process.pid, state.uri)
+        return True
 
     def _wait_until_answering(self, process: subprocess.Popen, state: ServerState) -> bool:
         deadline = time.monotonic() + self.start_timeout_s

@@ -218,25 +218,39 @@ def test_app_killed_mid_reindex_keeps_the_old_version_and_cleans_up_on_restart(t
         _stop_orphaned_graph_server(settings.graph_dir)  # when the test failed before adopting it
 
 
-def test_a_command_stopped_with_sigterm_stops_the_graph_server_it_started(tmp_path):
+@pytest.mark.parametrize("when", ["its graph server is starting", "its re-index is under way"])
+def test_a_command_stopped_with_sigterm_stops_the_graph_server_it_started(tmp_path, when):
     """`timeout 120 assistant index ...` used to leave its graph server running as an orphan."""
+    import psutil
+
     settings = _settings(tmp_path)
     source = _corpus(tmp_path / "medicine", MEDICINE_DOCS)
     state = settings.graph_dir / STATE_FILE
+    versions = DomainVersions(settings.domains_dir, "medicine")
     command = subprocess.Popen([sys.executable, "-m", "assistant.cli", "index", "--source", str(source), "--domain",
                                 "medicine", "--quiet"], env=_clean_env(settings), cwd=PROJECT_ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def graph_server():  # the redis-server child, from the moment it exists
+        children = psutil.Process(command.pid).children(recursive=True)
+        return next((child for child in children if "redis-server" in child.name()), None)
+
+    server = None
     try:
-        _wait_for(lambda: state.exists(), command, 300)
-        server_pid = json.loads(state.read_text())["pid"]
+        server = _wait_for(graph_server, command, 300)
+        if when == "its re-index is under way":
+            _wait_for(lambda: next(versions.versions_dir.glob(f"{BUILDING_PREFIX}*"), None), command, 300)
         command.send_signal(signal.SIGTERM)
         output, _ = command.communicate(timeout=120)
     finally:
         if command.poll() is None:
             command.kill()
+        orphan = server is not None and pid_alive(server.pid)
         _stop_orphaned_graph_server(settings.graph_dir)  # when the test failed with it still up
+        if orphan:
+            server.kill()
     assert command.returncode == 128 + signal.SIGTERM and "stopped (SIGTERM)" in output, output
-    assert not pid_alive(server_pid) and not state.exists()
+    assert not orphan and not state.exists()
 
 
 def _check_restart_after_killed_reindex(settings: Settings, restarted, embedder, extractor, source: Path) -> None:
