@@ -109,5 +109,5 @@ class AdminSessions:
         ended = [t for t, s in self._sessions.items() if now >= s.expires or now - s.last_used >= self.idle_s]
         for token in ended:
             del self._sessions[token]
-        if ended or len(self._tickets) > len(self._sessions) * 4:
+        if ended:
             self._tickets = {t: owner for t, owner in self._tickets.items() if owner in self._sessions}
