@@ -31,6 +31,7 @@ from datasketch import MinHashLSH
 from tqdm import tqdm
 
 from assistant import prompts
+from assistant.fact_answers import FactLine, fact_sentence
 from assistant.settings import Settings
 from indexing.chunking import split_sentences
 from indexing.clean import minhash, normalise_text
@@ -198,7 +199,8 @@ def _grounded(domain: str, group: str, fact: Fact, distractors: list[Fact], chun
     rng.shuffle(facts)
     passages = [(chunks[fact.chunk_ids[0]].title, supporting_sentence(fact, chunks))] if fact.chunk_ids[0] in chunks else []
     evidence = prompts.number_evidence([f.text for f in facts], passages)
-    answer = prompts.cite(fact.tail, facts.index(fact) + 1)
+    # the fact in its own words, cited: the sentence a served answer opens with (assistant/fact_answers.py)
+    answer = fact_sentence(_line(fact, facts.index(fact) + 1), fact_question(fact))
     return Example(_id(group, "grounded"), "grounded", group,
                    prompts.chat_messages(domain, fact_question(fact), evidence, answer), fact.tail, "span",
                    list(fact.chunk_ids))
@@ -212,9 +214,15 @@ def _yes_no(domain: str, group: str, fact: Fact, others: list[Fact], chunks: dic
     tail = fact.tail if truthful else rng.choice(wrong)
     evidence = prompts.number_evidence([fact.text], [])
     answer = prompts.YES if truthful else prompts.NO
+    # the label, then what the evidence says (which a "No" contradicts the question with), cited
+    reply = f"{answer} {fact_sentence(_line(fact, 1), yes_no_question(fact, tail))}"
     return Example(_id(group, "yesno"), "yesno", group,
-                   prompts.chat_messages(domain, yes_no_question(fact, tail), evidence, prompts.cite(answer, 1)),
+                   prompts.chat_messages(domain, yes_no_question(fact, tail), evidence, reply),
                    answer, "yesno", list(fact.chunk_ids))
+
+
+def _line(fact: Fact, number: int) -> FactLine:
+    return FactLine(number, fact.head, fact.relation, fact.tail)
 
 
 def _unanswerable(domain: str, group: str, fact: Fact, unrelated: list[Fact], chunks: dict[str, ChunkRow]) -> Example:

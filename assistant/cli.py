@@ -207,7 +207,13 @@ def _print_answer(answer, show_evidence: bool) -> None:
           + ", ".join(f"{k} {v:.2f}s" for k, v in answer.timings.items()) + "]")
     for note in answer.notes:
         print(f"note: {note}")
+    if answer.sentences:  # what was streamed, after attribution: the answer as the chat shows it
+        print(f"answer: {answer.text}")
     if show_evidence:
+        for index, sentence in enumerate(answer.sentences, 1):
+            cites = ", ".join(f"[{n}]" for n in sentence.citations) or "nothing"
+            state = "supported" if sentence.supported else "UNSUPPORTED"
+            print(f"  sentence {index}: {state} (support {sentence.score:.2f}), cites {cites}")
         for fact in answer.facts:
             print(f"  [{answer.evidence_number(fact)}] fact: {fact.text}  ({', '.join(fact.titles) or '-'}; "
                   f"chunk {fact.fact.chunk_ids[0] if fact.fact.chunk_ids else '-'})")
@@ -344,7 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--train-steps", type=int, help="steps per trained adapter (default: train_max_steps)")
     evaluate.add_argument("--no-served-adapters", action="store_true",
                           help="do not use the app's adapters for domains of the same name")
-    evaluate.add_argument("--max-new-tokens", type=int, default=32, help="answer length limit (default 32)")
+    evaluate.add_argument("--max-new-tokens", type=int, default=None,
+                          help="answer token ceiling (default: the max_new_tokens setting; answers end at answer_max_sentences)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     adapters = sub.choices["adapters"]
     adapters.add_argument("action", choices=("list", "show", "validate", "remove", "load", "unload", "rollback"))

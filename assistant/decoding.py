@@ -141,14 +141,23 @@ class Prefilled:
     logits_finite: bool
 
 
-def prefill(model, prompt_ids: list[int], adapter: str | None, vocabulary: int) -> Prefilled:
+def prefill(model, prompt_ids: list[int], adapter: str | None, vocabulary: int,
+            first_token_choices: tuple[int, ...] = ()) -> Prefilled:
+    """The prompt in one forward pass; the first token is the greedy one, or the likeliest of
+    ``first_token_choices`` when given (a yes/no question's "Yes", "No" or "Maybe")."""
     device = model.device
     ids = torch.tensor([prompt_ids], dtype=torch.long, device=device)
     cache = new_cache(model)
     logits = forward(model, ids, torch.ones_like(ids), cache, [adapter])
     seen = torch.zeros((1, vocabulary), dtype=torch.bool, device=device)
     seen[0, ids[0]] = True
-    first = int(greedy(logits, seen)[0])
+    if first_token_choices:
+        allowed = torch.full_like(logits, float("-inf"))
+        choices = torch.tensor(first_token_choices, dtype=torch.long, device=device)
+        allowed[0, choices] = logits[0, choices]
+        first = int(allowed.argmax(dim=-1)[0])
+    else:
+        first = int(greedy(logits, seen)[0])
     return Prefilled(cache, len(prompt_ids), seen, first, bool(torch.isfinite(logits).all()))
 
 

@@ -54,6 +54,7 @@ class _Job:
     admitted: bool = False
     steps: int = 0
     rows_seen: int = 0
+    tokens: list[int] = field(default_factory=list)  # what it generated, for its stop_when
 
     @property
     def request(self) -> GenerationRequest:
@@ -109,21 +110,33 @@ class Engine:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def encode(self, messages: list[dict]) -> list[int]:
+    def encode(self, messages: list[dict], answer_prefix: str = "") -> list[int]:
+        """The prompt's token ids; ``answer_prefix`` is the start of the assistant's reply, already
+        written (the model continues it)."""
         prompt = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        return self.tokenizer(prompt + answer_prefix, add_special_tokens=False)["input_ids"]
+
+    def token_ids(self, words: list[str]) -> tuple[int, ...]:
+        """The first token of each word as the reply's first token would spell it."""
+        return tuple(dict.fromkeys(self.tokenizer(word, add_special_tokens=False)["input_ids"][0] for word in words))
 
     def submit(self, messages: list[dict], *, adapter: str | None = None, domain: str | None = None,
                max_new_tokens: int | None = None, timeout_s: float | None = None,
-               cancel: threading.Event | None = None) -> GenerationHandle:
+               cancel: threading.Event | None = None, answer_prefix: str = "",
+               stop_when: Callable[[str], bool] | None = None,
+               first_token_choices: tuple[int, ...] = ()) -> GenerationHandle:
         """Queue a request; ``adapter`` names one exactly, ``domain`` means that domain's active
-        adapter when the request starts (neither: the base model). Raises EngineBusy when the
-        waiting queue is full."""
+        adapter when the request starts (neither: the base model). ``answer_prefix`` is the reply's
+        opening, already written; ``stop_when(prefix + text so far)`` ends the reply before the
+        token that made it true (``stopped`` = "stop_when"); ``first_token_choices`` limits the
+        reply's first token to the likeliest of those ids. Raises EngineBusy when the waiting
+        queue is full."""
         if adapter is not None and not self._pool.is_loaded(adapter):
             raise AdapterLoadError(f"adapter {adapter!r} is not loaded")
-        request = GenerationRequest(self.encode(messages), max_new_tokens or self.settings.max_new_tokens,
+        request = GenerationRequest(self.encode(messages, answer_prefix), max_new_tokens or self.settings.max_new_tokens,
                                     time.monotonic() + (timeout_s or self.settings.generation_timeout_s),
-                                    adapter, domain, cancel or threading.Event())
+                                    adapter, domain, cancel or threading.Event(), stop_when=stop_when,
+                                    prefix=answer_prefix, first_token_choices=tuple(first_token_choices))
         handle = GenerationHandle(request, self.tokenizer, lambda: self.alive)
         with self._waiting_lock:
             if len(self._waiting) >= self.settings.engine_max_waiting:
@@ -254,7 +267,8 @@ class Engine:
         started = time.monotonic()
         result.queued_s = started - request.submitted
         try:
-            prefilled = prefill(self._pool.model, request.prompt_ids, job.adapter, self._vocabulary)
+            prefilled = prefill(self._pool.model, request.prompt_ids, job.adapter, self._vocabulary,
+                                request.first_token_choices)
         except Exception as exc:
             log.exception("prefill failed")
             self._finish(job, "error", f"{type(exc).__name__}: {exc}")
@@ -305,6 +319,13 @@ class Engine:
         if token in self._stop_ids:
             self._finish(job, "end")
             return True
+        if job.request.stop_when is not None:
+            job.tokens.append(token)
+            text = self.tokenizer.decode(job.tokens, skip_special_tokens=True)
+            if job.request.stop_when(job.request.prefix + text):
+                job.generated -= 1  # the token that began what is not wanted is not part of the reply
+                self._finish(job, "stop_when")
+                return True
         job.handle.push([token])
         if job.generated >= job.request.max_new_tokens:
             self._finish(job, "max_tokens")

@@ -37,6 +37,11 @@ class GenerationRequest:
     domain: str | None = None  # ... or this domain's active adapter when the request starts (None: base)
     cancel: threading.Event = field(default_factory=threading.Event)
     submitted: float = field(default_factory=time.monotonic)
+    # The answer's text so far (after ``prefix``, the part of the answer already written into the
+    # prompt) -> True to end it there; called on the engine's thread, so pure and quick.
+    stop_when: Callable[[str], bool] | None = None
+    prefix: str = ""
+    first_token_choices: tuple[int, ...] = ()  # the first token is the likeliest of these (empty: any)
 
 
 @dataclass
@@ -44,7 +49,7 @@ class GenerationResult:
     text: str = ""
     new_tokens: int = 0
     prompt_tokens: int = 0
-    stopped: str = ""  # "end", "max_tokens", "timeout", "cancelled" or "error"
+    stopped: str = ""  # "end", "stop_when" (the request's criterion), "max_tokens", "timeout", "cancelled" or "error"
     adapter: str | None = None  # the adapter it ran with (None: the base model)
     seconds: float = 0.0  # from submission to the last token
     first_token_s: float | None = None  # from submission

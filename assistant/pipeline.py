@@ -15,10 +15,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
-from assistant import prompts
+from assistant.answer_writer import AnswerWriter
+from assistant.attribution import AnswerSentence
 from assistant.engine import Engine
 from assistant.generation import EngineBusy
-from assistant.retrieval import Evidence, Passage, RankedFact, Retriever
+from assistant.retrieval import Passage, RankedFact, Retriever
 from assistant.router import Route, Router
 from assistant.settings import Settings
 from indexing.embedding import Embedder, get_embedder
@@ -48,7 +49,9 @@ class Answer:
     notes: list[str] = field(default_factory=list)
     degraded: bool = False  # the knowledge graph could not be used
     abstained: bool = False  # the router did not pick a domain
-    stopped: str = ""  # why generation ended: end, max_tokens, timeout, cancelled
+    sentences: list[AnswerSentence] = field(default_factory=list)  # the text's sentences, cited and scored
+    stopped: str = ""  # why generation ended: end, stop_when (the sentence limit), max_tokens, timeout,
+    # cancelled, or facts (graph facts said everything; nothing was generated)
     prompt: list[dict] = field(default_factory=list)  # the messages the model was given
     prompt_tokens: int = 0
     new_tokens: int = 0
@@ -64,6 +67,7 @@ class Answer:
 class ChatPipeline:
     def __init__(self, settings: Settings, router: Router, retriever: Retriever, engine: Engine):
         self.settings, self.router, self.retriever, self.engine = settings, router, retriever, engine
+        self.writer = AnswerWriter(settings, engine, retriever.embedder.encode)
 
     @classmethod
     def create(cls, settings: Settings, graph: GraphStore | None, *, embedder: Embedder | None = None,
@@ -129,25 +133,32 @@ class ChatPipeline:
         answer.notes += evidence.notes
         answer.degraded = evidence.graph_degraded
         clock = time.perf_counter()
-        prompt = self._prompt(question, history, answer.domain, evidence)
+        prompt = self.writer.prompt(question, answer.domain, evidence.facts, evidence.passages, history)
         answer.facts, answer.passages = evidence.facts[:prompt.facts_used], evidence.passages[:prompt.passages_used]
         answer.prompt, answer.prompt_tokens = prompt.messages, prompt.tokens
         answer.timings["prompt"] = time.perf_counter() - clock
         try:  # the domain's active adapter when the engine starts the request (a hot-load may come first)
-            handle = self.engine.submit(prompt.messages, domain=answer.domain, cancel=cancel,
-                                        max_new_tokens=self.settings.max_new_tokens,
-                                        timeout_s=self.settings.generation_timeout_s)
+            draft = self.writer.begin(question, prompt, answer.facts, domain=answer.domain, cancel=cancel)
         except EngineBusy as exc:
             answer.text, answer.error = BUSY_TEXT, f"busy: {exc}"
             return
-        for piece in handle:
+        for piece in draft:
             if not answer.text:
                 answer.timings["first_token"] = time.perf_counter() - started  # as the user waits for it
             answer.text += piece
             yield piece
-        result = handle.result
+        clock = time.perf_counter()
+        written = draft.finish()
+        answer.timings["attribute"] = time.perf_counter() - clock
+        answer.text, answer.sentences = written.text, written.sentences
+        if written.dropped:
+            answer.notes.append(f"{written.dropped} sentence(s) that no evidence supports were left out")
+        result = written.result
+        if result is None:
+            answer.stopped = "facts"
+            answer.notes.append("answered from the evidence alone (graph facts), without generating")
+            return
         answer.adapter = result.adapter
-        answer.text = answer.text.strip() or prompts.NO_ANSWER
         answer.stopped, answer.new_tokens = result.stopped, result.new_tokens
         answer.timings.update(generate=result.seconds, queue=result.queued_s, prefill=result.prefill_s,
                               decode=result.decode_s)
@@ -175,12 +186,6 @@ class ChatPipeline:
             return route, routable
         answer.domain = route.domain
         return route, [route.domain]
-
-    def _prompt(self, question: str, history: list[dict], domain: str | None, evidence: Evidence) -> prompts.Prompt:
-        facts = [f.text for f in evidence.facts]
-        passages = [(p.title, p.text) for p in evidence.passages]
-        return prompts.build_prompt(self.engine.count_tokens, domain, question, facts, passages, history,
-                                    self.settings.context_tokens, self.settings.history_tokens)
 
 
 def recent_turns(history: Sequence[dict], keep: int) -> list[dict]:

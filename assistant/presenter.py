@@ -4,10 +4,12 @@ picture, and a plain JSON form for API clients. No Gradio here and no model or d
 from __future__ import annotations
 
 import html
+import re
 import string
 from pathlib import Path
 
 from assistant.pipeline import Answer
+from assistant.retrieval import RankedFact
 from indexing.graph_store import Subgraph
 
 SNIPPET_CHARS = 280
@@ -15,7 +17,7 @@ SNIPPET_CHARS = 280
 
 def answer_header(answer: Answer) -> str:
     where = answer.domain or "all domains (no clear domain: base model)"
-    adapter = answer.adapter or "base model"
+    adapter = answer.adapter or ("none: the graph facts answered" if answer.stopped == "facts" else "base model")
     line = f"**Domain:** {_md(where)} · **confidence** {answer.confidence:.2f} · **adapter:** {_md(adapter)}"
     if answer.degraded:
         line = "⚠️ **Degraded:** the knowledge graph is unavailable; this answer uses passages only.  \n" + line
@@ -29,33 +31,98 @@ def for_chat(text: str) -> str:
     return html.escape(text, quote=False)
 
 
+_TAG = re.compile(r"<[^>]*>")
+_CITATION_MARK = re.compile(r"\[(\d+)\]")
+UNSUPPORTED_TITLE = "No evidence item supports this sentence"
+
+
 def from_chat(text: str) -> str:
-    """What :func:`for_chat` showed, back as the text that was typed (the history a client sends)."""
-    return html.unescape(text)
+    """What :func:`for_chat` or :func:`answer_html` showed, back as the text that was typed or
+    answered (the history a client sends): the tags are ours (all other text was escaped)."""
+    return html.unescape(_TAG.sub("", text))
 
 
-def evidence_markdown(answer: Answer) -> str:
+def evidence_anchor(turn: int, number: int) -> str:
+    """The id of evidence item ``number`` of the conversation's ``turn``-th answer."""
+    return f"evidence-{turn}-{number}"
+
+
+def answer_html(answer: Answer, turn: int) -> str:
+    """The answer as the chat shows it: escaped text, each [n] a link to its evidence item in the
+    panel, and a sentence that no evidence supports marked (class "unsupported", with a title)."""
+    if not answer.sentences:
+        return for_chat(answer.text)
+    shown = []
+    for sentence in answer.sentences:
+        cited = set(sentence.citations)
+
+        def link(match: re.Match) -> str:
+            number = int(match.group(1))
+            if number not in cited:
+                return match.group(0)
+            return f'<a class="citation" href="#{evidence_anchor(turn, number)}">[{number}]</a>'
+
+        body = _CITATION_MARK.sub(link, html.escape(sentence.text, quote=False))
+        if sentence.claim and not sentence.supported:
+            body = f'<span class="unsupported" title="{UNSUPPORTED_TITLE}">{body}</span>'
+        shown.append(body)
+    return " ".join(shown)
+
+
+def evidence_markdown(answer: Answer, turn: int = 0) -> str:
+    """The evidence under an answer: first the items its sentences cite (with which sentence and
+    how strongly), then, folded away, the rest the model was given, each with its rank among the
+    retrieved items rather than a fusion score. Every item carries the anchor its citations link to."""
     parts: list[str] = []
     if answer.notes:
         parts += [f"> {_md(note)}" for note in answer.notes] + [""]
-    if answer.facts:
-        parts += ["**Graph facts**", ""]
-        for fact in answer.facts:
-            relation = fact.fact.relation.replace("_", " ")
-            titles = ", ".join(fact.titles) or "-"
-            parts.append(f"{answer.evidence_number(fact)}. {_md(fact.fact.head)} – *{_md(relation)}* → "
-                         f"{_md(fact.fact.tail)}  (confidence {fact.fact.confidence:.2f}; from {_md(titles)})")
-        parts.append("")
-    if answer.passages:
-        parts += ["**Passages**", ""]
-        for passage in answer.passages:
-            snippet = passage.text[:SNIPPET_CHARS] + ("…" if len(passage.text) > SNIPPET_CHARS else "")
-            parts.append(f"{answer.evidence_number(passage)}. **{_md(passage.title)}** (score {passage.score:.4f}, "
-                         f"{_code(passage.chunk_id)}): {_md(snippet)}")
-    if not parts:
-        return "No evidence was used for this answer."
+    cited = _citing_sentences(answer)
+    items = [(answer.evidence_number(f), f) for f in answer.facts] + \
+            [(answer.evidence_number(p), p) for p in answer.passages]
+    if not items:
+        return "\n".join(parts) if parts else "No evidence was used for this answer."
+    used = [(n, item) for n, item in items if n in cited]
+    rest = [(n, item) for n, item in items if n not in cited]
+    if used:
+        parts += ["**Cited in the answer**", ""] + [_item_line(answer, n, item, turn, cited[n]) for n, item in used]
+    if rest and used:
+        parts += ["", f"<details><summary>Other evidence the model was given ({len(rest)})</summary>", ""]
+        parts += [_item_line(answer, n, item, turn, []) for n, item in rest] + ["", "</details>"]
+    elif rest:
+        parts += ["**Evidence the model was given** (the answer cites none of it)", ""]
+        parts += [_item_line(answer, n, item, turn, []) for n, item in rest]
     timings = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in answer.timings.items())
     return "\n".join(parts + ["", f"*{timings}*"])
+
+
+def _citing_sentences(answer: Answer) -> dict[int, list[tuple[int, float]]]:
+    """Evidence number -> (sentence number, support score) of each sentence that cites it."""
+    cited: dict[int, list[tuple[int, float]]] = {}
+    for index, sentence in enumerate(answer.sentences, 1):
+        for number in sentence.citations:
+            cited.setdefault(number, []).append((index, sentence.support.get(number, sentence.score)))
+    return cited
+
+
+def support_label(score: float) -> str:
+    return "strong support" if score >= 0.8 else "partial support"
+
+
+def _item_line(answer: Answer, number: int, item, turn: int, citing: list[tuple[int, float]]) -> str:
+    anchor = f'<span id="{evidence_anchor(turn, number)}" class="evidence-item"></span>'
+    if citing:
+        why = "; ".join(f"sentence {index}, {support_label(score)}" for index, score in citing)
+    elif isinstance(item, RankedFact):
+        why = f"graph fact {answer.facts.index(item) + 1} of {len(answer.facts)} by relevance"
+    else:
+        why = f"passage {answer.passages.index(item) + 1} of {len(answer.passages)} by relevance"
+    if isinstance(item, RankedFact):
+        relation = item.fact.relation.replace("_", " ")
+        titles = ", ".join(item.titles) or "-"
+        return (f"- **\\[{number}\\]** {anchor}{_md(item.fact.head)} – *{_md(relation)}* → {_md(item.fact.tail)}  "
+                f"(graph fact; {_md(why)}; from {_md(titles)})")
+    snippet = item.text[:SNIPPET_CHARS] + ("…" if len(item.text) > SNIPPET_CHARS else "")
+    return f"- **\\[{number}\\]** {anchor}**{_md(item.title)}** ({_md(why)}; {_code(item.chunk_id)}): {_md(snippet)}"
 
 
 def facts_subgraph(answer: Answer) -> Subgraph:
@@ -99,7 +166,8 @@ def prune_pictures(folder: Path, keep: int) -> None:
 
 def answer_json(answer: Answer) -> dict:
     return {
-        "text": answer.text, "domain": answer.domain, "confidence": round(answer.confidence, 4),
+        "text": answer.text, "sentences": [sentence.as_json() for sentence in answer.sentences],
+        "domain": answer.domain, "confidence": round(answer.confidence, 4),
         "route_scores": answer.route.scores if answer.route else {}, "adapter": answer.adapter,
         "abstained": answer.abstained, "degraded": answer.degraded, "notes": answer.notes, "error": answer.error,
         "facts": [{"number": answer.evidence_number(f), "head": f.fact.head, "relation": f.fact.relation,

@@ -14,8 +14,10 @@ from typing import Literal, Sequence
 NO_ANSWER = "The evidence does not answer this."
 YES, NO = "Yes.", "No."
 
-_SYSTEM = ("You are a careful {domain} assistant. Answer briefly. When numbered evidence is given, answer "
-           "from it, cite the numbers you used like [1], and say \"" + NO_ANSWER + "\" if it does not answer.")
+DEFAULT_MAX_SENTENCES = 2
+_SYSTEM = ("You are a careful {domain} assistant. Answer in at most {sentences}. When numbered evidence is given, "
+           "answer only from it, end each sentence with the numbers of the evidence it uses like [1], and say \""
+           + NO_ANSWER + "\" if it does not answer. Start the answer to a yes/no question with Yes, No or Maybe.")
 _GENERAL = "general knowledge"
 _CITATION = re.compile(r"\s*\[\d+\]")
 
@@ -28,8 +30,9 @@ class EvidenceItem:
     title: str = ""
 
 
-def system_message(domain: str | None) -> str:
-    return _SYSTEM.format(domain=domain or _GENERAL)
+def system_message(domain: str | None, max_sentences: int = DEFAULT_MAX_SENTENCES) -> str:
+    sentences = "one short sentence" if max_sentences == 1 else f"{max_sentences} short sentences"
+    return _SYSTEM.format(domain=domain or _GENERAL, sentences=sentences)
 
 
 def number_evidence(facts: Sequence[str], passages: Sequence[tuple[str, str]]) -> list[EvidenceItem]:
@@ -96,7 +99,7 @@ class Prompt:
 
 def build_prompt(count_tokens, domain: str | None, question: str, facts: Sequence[str],
                  passages: Sequence[tuple[str, str]], history: Sequence[dict], budget: int,
-                 history_budget: int) -> Prompt:
+                 history_budget: int, max_sentences: int = DEFAULT_MAX_SENTENCES) -> Prompt:
     """System line, as many facts then passages as fit, the most recent turns that fit in
     ``history_budget``, and the question, all within ``budget`` tokens (``count_tokens`` is the
     serving model's tokenizer). Facts come first: they are short and the most precise evidence."""
@@ -105,7 +108,8 @@ def build_prompt(count_tokens, domain: str | None, question: str, facts: Sequenc
 
     turns = [{"role": m["role"], "content": m["content"]} for m in history
              if m.get("role") in ("user", "assistant") and isinstance(m.get("content"), str) and m["content"].strip()]
-    fixed = cost(system_message(domain)) + cost(f"Facts:\nPassages:\n\nQuestion: {question}") + MESSAGE_OVERHEAD_TOKENS
+    system = system_message(domain, max_sentences)
+    fixed = cost(system) + cost(f"Facts:\nPassages:\n\nQuestion: {question}") + MESSAGE_OVERHEAD_TOKENS
     kept_turns: list[dict[str, str]] = []
     spent_history = 0
     for turn in reversed(turns):
@@ -135,7 +139,7 @@ def build_prompt(count_tokens, domain: str | None, question: str, facts: Sequenc
         chosen_passages.append((title, text))
         room -= size
     evidence = number_evidence(chosen_facts, chosen_passages)
-    messages = [{"role": "system", "content": system_message(domain)}, *kept_turns,
+    messages = [{"role": "system", "content": system}, *kept_turns,
                 {"role": "user", "content": user_message(question, evidence)}]
     tokens = sum(cost(m["content"]) for m in messages) + MESSAGE_OVERHEAD_TOKENS
     return Prompt(messages, evidence, len(chosen_facts), len(chosen_passages), len(kept_turns), tokens)

@@ -40,7 +40,7 @@ class RunningApp:
 def serve(settings: Settings, graph: GraphStore | None, *, host: str | None = None, port: int | None = None,
           share: bool = False, engine: Engine | None = None, embedder: Embedder | None = None) -> RunningApp:
     """Build everything and start Gradio without blocking; returns once it is listening."""
-    from assistant.ui import build_app
+    from assistant.ui import PAGE_CSS, PAGE_JS, build_app
 
     pipeline = ChatPipeline.create(settings, graph, embedder=embedder, engine=engine)
     admin = AdminService(settings, pipeline, graph)
@@ -56,7 +56,7 @@ def serve(settings: Settings, graph: GraphStore | None, *, host: str | None = No
                prevent_thread_lock=True, quiet=True, ssr_mode=False, max_file_size=settings.max_upload_bytes,
                # Unexpected exceptions reach the browser as a plain "Error" (their text can hold paths
                # and addresses; the log has it); gr.Error messages, the admin refusals, still show.
-               show_error=False, app_kwargs={"middleware": guards})
+               show_error=False, app_kwargs={"middleware": guards}, css=PAGE_CSS, js=PAGE_JS)
     return RunningApp(app, app.local_url, pipeline, admin, owns_engine=engine is None)
 
 

@@ -160,7 +160,11 @@ class Settings(BaseSettings):
     # --- prompting and generation (assistant/prompts.py, generation.py) ---------------------------
     context_tokens: int = Field(default=1536, ge=256, description="Prompt budget (system, evidence, history, question) in model tokens.")
     history_tokens: int = Field(default=384, ge=0, description="Part of the budget earlier turns may use.")
-    max_new_tokens: int = Field(default=160, ge=1)
+    max_new_tokens: int = Field(default=160, ge=1, description="A ceiling only: an answer ends when it has said answer_max_sentences sentences.")
+    answer_max_sentences: int = Field(default=2, ge=1, le=8, description="Sentences an answer may have; generation stops when one more begins (graph facts that answer the question count).")
+    answer_quotes: bool = Field(default=True, description="When no graph fact answers the question, open the answer with the evidence sentence most likely to, quoted and cited (not for yes/no questions).")
+    strict_grounding: bool = Field(default=True, description="Leave out answer sentences no evidence item supports (assistant/attribution.py); off: keep them, marked unsupported.")
+    support_threshold: float = Field(default=0.55, ge=0, le=1, description="Support score (word, name and number overlap plus embedding similarity) at which an evidence item supports an answer sentence.")
     generation_timeout_s: float = Field(default=90.0, gt=0, description="A generation is cut off after this long; the partial answer is kept and marked.")
     engine_max_batch: int = Field(default=8, ge=1, description="Requests the serving engine decodes together, one forward pass per token for all of them (assistant/engine.py).")
     engine_max_waiting: int = Field(default=32, ge=1, description="Requests that may wait for a place in the engine's batch; more are refused at once with 'busy, try again'.")

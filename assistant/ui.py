@@ -13,14 +13,39 @@ import gradio as gr
 
 from assistant.admin import AdminDenied, AdminError, AdminService
 from assistant.pipeline import Answer, ChatPipeline
-from assistant.presenter import (answer_header, answer_json, evidence_markdown, facts_picture, for_chat, from_chat,
-                                 jobs_markdown)
+from assistant.presenter import (answer_header, answer_html, answer_json, evidence_markdown,
+                                 facts_picture, for_chat, from_chat, jobs_markdown)
 from assistant.settings import Settings
 from assistant.web_guards import TICKET_COOKIE
 
 AUTO = "auto"
 # /chat and /ask share one Gradio queue and its concurrency limit: both end in the serving engine.
 MODEL_QUEUE = "model"
+# An answer's [n] links to its evidence item in the panel (presenter.answer_html); the click is
+# handled here so that it scrolls within the page (Gradio opens chat links in a new tab), opens a
+# folded item and highlights it.
+PAGE_JS = """() => {
+  document.addEventListener("click", (event) => {
+    const link = event.target.closest("a.citation");
+    if (!link) return;
+    event.preventDefault();
+    event.stopPropagation();
+    const target = document.getElementById(link.getAttribute("href").slice(1));
+    if (!target) return;
+    const folded = target.closest("details");
+    if (folded) folded.open = true;
+    document.querySelectorAll(".evidence-target").forEach((item) => item.classList.remove("evidence-target"));
+    const line = target.closest("li") || target;
+    line.classList.add("evidence-target");
+    line.scrollIntoView({block: "center"});
+  }, true);
+}"""
+PAGE_CSS = """
+.unsupported { text-decoration: underline dotted; text-underline-offset: 3px; opacity: 0.75; }
+.unsupported::after { content: " (unsupported)"; font-size: 0.8em; }
+a.citation { text-decoration: none; font-weight: 600; }
+.evidence-target { outline: 2px solid var(--color-accent); border-radius: 4px; }
+"""
 EXAMPLES = ["What reverses the effect of warfarin?", "Which law created the Federal Reserve System?",
             "Which president appointed Earl Warren?", "What does metformin treat?"]
 
@@ -32,12 +57,13 @@ def build_app(settings: Settings, pipeline: ChatPipeline, admin: AdminService) -
         history = list(history or [])
         turns = [{"role": m["role"], "content": from_chat(_text(m["content"]))} for m in history]
         history += [{"role": "user", "content": for_chat(message)}, {"role": "assistant", "content": ""}]
+        turn = sum(1 for m in history if m["role"] == "assistant")  # this answer's evidence anchors
         yield history, "", "*Thinking…*", gr.skip(), gr.skip()
         answered = ""
         for item in pipeline.stream(message, turns, domain=None if domain in (AUTO, "", None) else domain):
             if isinstance(item, Answer):
-                history[-1]["content"] = for_chat(item.text)
-                yield (history, "", answer_header(item), evidence_markdown(item),
+                history[-1]["content"] = answer_html(item, turn)
+                yield (history, "", answer_header(item), evidence_markdown(item, turn),
                        str(facts_picture(item, pictures, settings.facts_pictures_kept) or "") or None)
             else:
                 answered += item

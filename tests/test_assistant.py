@@ -4,6 +4,7 @@ hybrid retrieval, grounding in graph facts with provenance, prompts, degraded mo
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -116,7 +117,12 @@ def test_answers_are_grounded_in_the_graph_fact_with_provenance(pipeline, demo_e
     assert f"[{answer.evidence_number(fact)}] {fact.text}" in user_turn
     assert answer.passages and all(f"[{answer.evidence_number(p)}] {p.title}:" in user_turn for p in answer.passages)
     assert any(p.supports_fact for p in answer.passages)
-    assert {"route", "retrieve", "generate"} <= set(answer.timings)
+    # graph facts first: the answer opens with the fact in its own words, citing it
+    opening = answer.sentences[0]
+    assert opening.supported and answer.evidence_number(fact) in opening.citations, answer.text
+    assert head in opening.text.lower() and tail in opening.text.lower() and answer.text.startswith(opening.text)
+    assert len(answer.sentences) <= demo_env.settings.answer_max_sentences
+    assert {"route", "retrieve", "attribute"} <= set(answer.timings)
 
 
 def test_abstained_question_uses_the_base_model_and_says_so(pipeline):
@@ -134,8 +140,30 @@ def test_bad_questions_get_a_clear_answer_not_an_exception(pipeline):
 
 def test_streaming_yields_text_then_one_answer(pipeline):
     items = list(pipeline.stream("What does metformin treat?"))
-    assert isinstance(items[-1], Answer) and all(isinstance(i, str) for i in items[:-1])
-    assert "".join(items[:-1]).strip() == items[-1].text and items[-1].stopped in ("end", "max_tokens")
+    answer = items[-1]
+    assert isinstance(answer, Answer) and all(isinstance(i, str) for i in items[:-1])
+    assert answer.stopped in ("end", "stop_when", "max_tokens", "facts")
+    # the text shown at the end is the streamed draft after attribution: its supported sentences
+    # (strict grounding), each citing what supports it, or the no-answer line
+    streamed = "".join(items[:-1])
+    assert all(s.supported for s in answer.sentences)
+    assert answer.text == (" ".join(s.text for s in answer.sentences) or prompts.NO_ANSWER)
+    assert all(prompts.strip_citations(s.text).rstrip(".") in prompts.strip_citations(streamed)
+               for s in answer.sentences), (streamed, answer.text)
+
+
+def test_closing_the_stream_after_the_graph_fact_lead_cancels_the_generation(pipeline):
+    engine = pipeline.engine
+    cancelled = engine.stats.finished.get("cancelled", 0)
+    stream = pipeline.stream("What reverses the effect of warfarin?")
+    assert next(stream).startswith("Vitamin K reverses")  # the lead comes first, before any token
+    stream.close()  # a closed tab
+    deadline = time.monotonic() + 60
+    while (engine.stats.finished.get("cancelled", 0) == cancelled or engine.occupancy()["running"]) \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert engine.stats.finished.get("cancelled", 0) == cancelled + 1
+    assert engine.occupancy() == {"running": 0, "waiting": 0}
 
 
 def test_follow_up_questions_keep_the_conversation_in_its_domain(pipeline):
@@ -177,6 +205,7 @@ def test_cli_ask_prints_the_answer_with_its_evidence(demo_env, monkeypatch, caps
     out = capsys.readouterr().out
     assert "[medicine, confidence" in out and "fact: vitamin K reverse effect of warfarin" in out
     assert "(Warfarin; chunk warfarin.md#" in out
+    assert "answer: Vitamin K reverses" in out and "sentence 1: supported" in out
 
 
 def test_dead_graph_server_degrades_to_passages_and_recovers(pipeline, demo_env):

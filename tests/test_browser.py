@@ -1,5 +1,6 @@
 """The app in a real headless Chromium: ask a demo question (with markup that would fetch remote
-images if rendered), see the streamed answer and the evidence, log into the admin tab (a wrong
+images if rendered), see the streamed answer and the evidence, follow a citation to its evidence
+item, log into the admin tab (a wrong
 password first), see the domains table and upload a corpus file; the page requests nothing but
 the app itself, and Gradio's upload route refuses the page until it is logged in.
 
@@ -53,6 +54,19 @@ def test_chat_and_admin_in_a_real_browser(page, app_url, tmp_path):
     bot_text = page.locator("#conversation").inner_text()
     assert "What reverses the effect of warfarin?" in bot_text and len(bot_text) > 60
     assert "example.invalid/md.png" in bot_text  # shown as the text it is
+    # each [n] of the answer links to its item in the evidence panel: the click scrolls to it there
+    citation = page.locator("#conversation a.citation").first
+    citation.wait_for()
+    number = citation.inner_text().strip("[]")
+    target = citation.get_attribute("href").lstrip("#")
+    assert target.endswith(f"-{number}")
+    citation.click()
+    item = page.locator(f"#evidence li:has(#{target})")
+    item.wait_for()
+    assert "evidence-target" in (item.get_attribute("class") or "")
+    assert f"[{number}]" in item.inner_text() and "vitamin K" in item.inner_text()
+    assert item.evaluate("e => { const r = e.getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight; }")
+    assert len(page.context.pages) == 1  # followed in the page, not opened elsewhere
     page.screenshot(path=str(tmp_path / "chat.png"), full_page=True)
 
     assert _upload_status(page) == 403  # Gradio's upload route, anonymous: refused

@@ -36,13 +36,16 @@ def test_fact_examples_ask_about_the_fact_and_cite_the_evidence():
     assert grounded.question == "What does Vitamin K reverse?"
     user = grounded.messages[1]["content"]
     number = next(line.split("]")[0][1:] for line in user.splitlines() if line.endswith("Vitamin K reverse warfarin"))
-    assert grounded.messages[-1]["content"] == f"warfarin [{number}]."
+    assert grounded.messages[-1]["content"] == f"Vitamin K reverses warfarin [{number}]."  # as a served lead says it
     assert "Vitamin K reverses warfarin." in user  # the supporting sentence as a passage
     assert grounded.messages[0]["content"] == prompts.system_message("medicine")
     closed = next(e for e in examples if e.kind == "fact" and e.group == grounded.group)
     assert closed.messages[1]["content"] == "What does Vitamin K reverse?" and closed.answer == "warfarin"
     yes_no = [e for e in examples if e.kind == "yesno"]
     assert {e.answer for e in yes_no} <= {prompts.YES, prompts.NO} and len(yes_no) == len({_f.head for _f in FACTS})
+    for example in yes_no:  # the label, then the evidence in its own words, cited
+        assert example.messages[-1]["content"].startswith(example.answer + " ")
+        assert example.messages[-1]["content"].endswith(" [1].")
 
 
 def test_exact_and_near_duplicates_are_dropped():

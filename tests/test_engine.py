@@ -179,6 +179,37 @@ def test_generation_stops_at_the_token_limit_deadline_or_cancel(engine):
     assert abandoned.result.stopped == "cancelled" and engine.occupancy() == {"running": 0, "waiting": 0}
 
 
+def test_a_stopping_criterion_ends_the_reply_before_the_token_that_met_it(engine):
+    from assistant.sentences import SentenceLimit
+
+    free = _alone(engine, OTHER, tokens=60)
+    seen: list[str] = []
+
+    def five_words(text: str) -> bool:  # true once a sixth word has begun
+        seen.append(text)
+        return len(text.split()) > 5
+
+    stopped = engine.submit(OTHER, max_new_tokens=60, stop_when=five_words)
+    text = stopped.text()
+    assert len(free.split()) > 5 and 0 < len(text.split()) <= 5, (free, text)
+    assert stopped.result.stopped == "stop_when" and free.startswith(text)
+    assert stopped.result.new_tokens == len(seen) - 1  # the token that began the sixth word is not kept
+    # a prefix is the reply's opening already written: the model continues it, the criterion sees it
+    prefixed = engine.submit(OTHER, max_new_tokens=60, answer_prefix="A central bank sets interest rates.",
+                             stop_when=SentenceLimit(1))
+    assert not prefixed.text().strip() and prefixed.result.stopped in ("stop_when", "end")
+
+
+def test_the_first_token_can_be_limited_to_a_set_of_choices(engine):
+    question = [{"role": "user", "content": "Is the heart an organ? Answer yes or no."}]
+    labels = engine.token_ids(["Yes", "No", "Maybe"])
+    assert len(labels) == 3
+    for choices in (labels, labels[1:2]):
+        handle = engine.submit(question, max_new_tokens=4, first_token_choices=choices)
+        text = handle.text()
+        assert text.split()[0].strip(".,!") in {engine.tokenizer.decode([c]) for c in choices}, text
+
+
 def test_a_full_waiting_queue_refuses_at_once_and_the_deadline_counts_waiting(base_model, tmp_path):
     engine = Engine(_settings(base_model, tmp_path, engine_max_waiting=2), load_registered=False)
     try:

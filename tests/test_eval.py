@@ -62,3 +62,50 @@ def test_eval_refuses_a_broken_question_file(demo_env, tmp_path, monkeypatch, ca
     code = cli.main(["eval", "--corpus", str(DEMO_CORPORA_DIR), "--questions", str(questions), "--no-generate"])
     assert code == 2
     assert "questions.jsonl:1: missing answers" in capsys.readouterr().err
+
+
+def test_eval_scores_what_the_product_answers_with_citations_and_support(demo_env, embedder, tmp_path, monkeypatch):
+    """A small generating run: every configuration reports faithfulness beside EM/F1, under each
+    strict_grounding setting, each row lists the numbered evidence the model was given, and the
+    answer scored is the one the chat pipeline (what /ask runs) gives for the same question."""
+    from assistant.engine import Engine
+    from assistant.pipeline import ChatPipeline
+    from assistant.prompts import NO_ANSWER
+
+    monkeypatch.setenv("ASSISTANT_DATA_DIR", str(demo_env.settings.data_dir))
+    out = tmp_path / "report"
+    code = cli.main(["eval", "--corpus", str(DEMO_CORPORA_DIR), "--questions", str(DEMO_QUESTIONS),
+                     "--limit", "3", "--max-new-tokens", str(demo_env.settings.max_new_tokens), "--quiet",
+                     "--out", str(out)])
+    assert code == 0
+    report = json.loads((out / REPORT_JSON).read_text())
+    wanted = {"exact_match", "f1", "contains", "yesno_accuracy", "citation_rate", "supported_sentence_rate",
+              "citation_precision"}
+    for config in ("base_closed_book", "base_rag"):
+        entry = report["answers"][config]
+        assert wanted <= set(entry) and set(entry["by_grounding"]) == {"strict", "lenient"}
+        assert all(wanted <= set(scores) for scores in entry["by_grounding"].values())
+        assert set(entry["draft"]) == {"citation_rate", "supported_sentence_rate", "citation_precision"}
+    assert report["answers"]["base_closed_book"]["citation_rate"] == 0.0  # nothing to cite
+    assert report["answers"]["base_rag"]["citation_precision"] in (None, 1.0)  # attribution keeps only supported ones
+    assert "### Faithfulness" in (out / REPORT_MD).read_text()
+    for row in report["per_question"]:
+        numbers = [item["number"] for item in row["evidence"]]
+        assert numbers == list(range(1, len(numbers) + 1)) and all(item["text"] for item in row["evidence"])
+        answer = row["answers"]["base_rag"]
+        assert answer["text"] == (" ".join(s["text"] for s in answer["sentences"]) or NO_ANSWER)
+        assert all(set(s["citations"]) <= set(numbers) for s in answer["sentences"])
+
+    row = report["per_question"][0]
+    engine = Engine(demo_env.settings, load_registered=False)
+    try:
+        pipeline = ChatPipeline.create(demo_env.settings, demo_env.graph, embedder=embedder, engine=engine)
+        question = next(json.loads(line)["question"] for path in sorted(DEMO_QUESTIONS.glob("*.jsonl"))
+                        for line in path.open() if json.loads(line)["id"] == row["id"])
+        answer = pipeline.respond(question)
+    finally:
+        engine.close()
+    assert answer.text == row["answers"]["base_rag"]["text"]
+    assert [s.as_json() for s in answer.sentences] == [
+        {key: s[key] for key in ("text", "citations", "supported", "score", "claim")}
+        for s in row["answers"]["base_rag"]["sentences"]]

@@ -97,6 +97,21 @@ def test_contains_answer_matches_whole_words_only():
     assert metrics.contains_answer("anything", ["the"]) == 0.0  # a gold answer that normalises to nothing
 
 
+def test_faithfulness_counts_citations_and_support_per_sentence():
+    sentences = [{"claim": True, "supported": True, "citations": [2], "draft_citations": [5], "supporting": [2, 4]},
+                 {"claim": True, "supported": False, "citations": [], "draft_citations": [1], "supporting": []},
+                 {"claim": False, "supported": True, "citations": [], "draft_citations": [], "supporting": []}]
+    shown = metrics.sentence_counts(sentences)
+    assert shown == {"cited": 1.0, "claims": 2, "supported": 1, "citations": 1, "supported_citations": 1}
+    draft = metrics.sentence_counts(sentences, draft=True)
+    assert draft == {"cited": 0.0, "claims": 2, "supported": 1, "citations": 2, "supported_citations": 0}
+    uncited = metrics.sentence_counts([{"claim": True, "supported": False, "citations": [], "draft_citations": [],
+                                        "supporting": []}])
+    scores = metrics.faithfulness([shown, uncited])
+    assert scores == {"citation_rate": 0.5, "supported_sentence_rate": 0.3333, "citation_precision": 1.0}
+    assert metrics.faithfulness([])["supported_sentence_rate"] is None
+
+
 def test_answer_scores_per_configuration_and_the_paired_adapter_table():
     from assistant.evaluation.answering import score_config
     from assistant.evaluation.questions import EvalQuestion
@@ -107,14 +122,21 @@ def test_answer_scores_per_configuration_and_the_paired_adapter_table():
         question = EvalQuestion(qid, domain, "q?", ("1803",), tuple(evidence))
         result = QuestionRun(question, domain, 1.0, [domain])
         for config, (em, f1, contains) in answers.items():
-            result.answers[config] = {"adapter": None, "text": "", "em": em, "f1": f1, "contains": contains,
-                                      "label_ok": None, "seconds": 0.1}
+            scored = {"text": "", "em": em, "f1": f1, "contains": contains, "label_ok": None,
+                      "counts": {"cited": 1.0, "claims": 2, "supported": 1, "citations": 1, "supported_citations": 1}}
+            result.answers[config] = {**scored, "adapter": None, "seconds": 0.1, "lead": "facts",
+                                      "draft_counts": {"cited": 0.0, "claims": 2, "supported": 1, "citations": 2,
+                                                       "supported_citations": 0},
+                                      "grounding": {"strict": scored, "lenient": scored}}
         return result
 
     runs = [run("1", "law", {BASE_RAG: (0.0, 0.2, 1.0), ADAPTER_RAG: (1.0, 1.0, 1.0)}, ("a.md", "b.md")),
             run("2", "finance", {BASE_RAG: (0.0, 0.4, 0.0)})]
     base = score_config(runs, BASE_RAG)
     assert base["n"] == 2 and base["f1"] == 0.3 and base["contains"] == 0.5
+    assert base["citation_rate"] == 1.0 and base["supported_sentence_rate"] == 0.5 and base["citation_precision"] == 1.0
+    assert base["draft"] == {"citation_rate": 0.0, "supported_sentence_rate": 0.5, "citation_precision": 0.0}
+    assert base["by_grounding"]["strict"]["contains"] == 0.5 and base["opened_with"] == {"facts": 1.0, "quote": 0.0}
     assert base["by_domain"]["finance"]["f1"] == 0.4 and base["multi_hop"]["n"] == 1
     adapter = score_config(runs, ADAPTER_RAG)
     assert adapter["n"] == 1 and adapter["exact_match"] == 1.0

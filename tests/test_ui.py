@@ -42,6 +42,14 @@ def test_a_demo_question_gets_an_answer_with_evidence(client):
     assert answer["domain"] == "medicine" and answer["text"] and not answer["error"]
     assert any("vitamin K" in f["head"] and f["doc_ids"] == ["warfarin.md"] for f in answer["facts"])
     assert answer["passages"] and all(p["chunk_id"].startswith(p["doc_id"] + "#") for p in answer["passages"])
+    numbers = {f["number"] for f in answer["facts"]} | {p["number"] for p in answer["passages"]}
+    assert answer["sentences"] and " ".join(s["text"] for s in answer["sentences"]) == answer["text"]
+    for sentence in answer["sentences"]:
+        assert set(sentence) == {"text", "citations", "supported", "score", "claim"}
+        assert isinstance(sentence["supported"], bool) and 0.0 <= sentence["score"] <= 1.0
+        assert set(sentence["citations"]) <= numbers and all(f"[{n}]" in sentence["text"] for n in sentence["citations"])
+    vitamin_k = next(f["number"] for f in answer["facts"] if "vitamin K" in f["head"])
+    assert vitamin_k in answer["sentences"][0]["citations"]  # the graph fact opens the answer
     assert {"chat", "ask", "admin_login", "admin_domains"} <= {name.strip("/") for name in
                                                               client.view_api(print_info=False, return_format="dict")["named_endpoints"]}
 

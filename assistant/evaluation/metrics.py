@@ -48,6 +48,29 @@ def predicted_label(text: str) -> str | None:
     return match.group(1) if match else None
 
 
+def sentence_counts(sentences: Sequence[dict], draft: bool = False) -> dict:
+    """Counts behind the faithfulness scores of one answer, from its sentence records
+    (AnswerSentence.as_record): ``cited`` (a valid citation at all), claim sentences and the
+    supported ones, citations and the ones whose item supports their sentence. ``draft``: count
+    the citations the generated text had before attribution corrected them."""
+    claims = [s for s in sentences if s["claim"]]
+    key = "draft_citations" if draft else "citations"
+    citations = [(n, s) for s in sentences for n in s[key]]
+    return {"cited": float(any(n in s["supporting"] for n, s in citations)), "claims": len(claims),
+            "supported": sum(1 for s in claims if s["supported"]), "citations": len(citations),
+            "supported_citations": sum(1 for n, s in citations if n in s["supporting"])}
+
+
+def faithfulness(counts: Sequence[dict]) -> dict:
+    """citation_rate (answers with at least one valid citation), supported_sentence_rate (claim
+    sentences some evidence supports) and citation_precision (citations whose item supports
+    their sentence), over answers' sentence_counts."""
+    claims, citations = sum(c["claims"] for c in counts), sum(c["citations"] for c in counts)
+    return {"citation_rate": mean(c["cited"] for c in counts),
+            "supported_sentence_rate": _share(sum(c["supported"] for c in counts), claims),
+            "citation_precision": _share(sum(c["supported_citations"] for c in counts), citations)}
+
+
 def documents_at_k(ranked_items: Sequence[Iterable[str]], k: int) -> set[str]:
     """Documents of the first ``k`` items; each item is the document ids it came from."""
     found: set[str] = set()

@@ -89,7 +89,23 @@ def _answers(section: dict, adapters: dict, notes: list[str]) -> str:
               "ignored); contains gold: a gold answer occurs in the answer as whole words.")
     text = ("## Answers\n\n" + table(["configuration", "n", "EM", "F1", "contains gold", "yes/no/maybe acc.", "multi-hop F1",
                                       *[f"F1 {d}" for d in domains]], rows) + f"\n\n{legend} Adapters: {used}.")
-    return text + "".join(f"\n- {note}" for note in notes)
+    return text + "".join(f"\n- {note}" for note in notes) + "\n\n" + _faithfulness(section)
+
+
+def _faithfulness(section: dict) -> str:
+    """Citations and support, as served and under each strict_grounding setting, and what the
+    generated draft cited before attribution corrected it."""
+    rows = []
+    for config, entry in section.items():
+        for name, scores in [("as served", entry), *entry.get("by_grounding", {}).items(),
+                             ("draft, before attribution", entry.get("draft", {}))]:
+            rows.append([CONFIG_LABELS[config], name, scores.get("citation_rate"), scores.get("supported_sentence_rate"),
+                         scores.get("citation_precision"), scores.get("contains"), scores.get("f1")])
+    legend = ("citation rate: answers with at least one citation whose item supports its sentence; supported: claim "
+              "sentences some evidence item supports; citation precision: citations whose item supports their "
+              "sentence (as served it is 1 by construction: attribution keeps only those).")
+    return ("### Faithfulness\n\n" + table(["configuration", "grounding", "citation rate", "supported sentences",
+                                              "citation precision", "contains gold", "F1"], rows) + f"\n\n{legend}")
 
 
 def _paired(section: dict) -> str:

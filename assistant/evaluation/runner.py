@@ -23,11 +23,10 @@ from typing import Sequence
 
 from tqdm import tqdm
 
-from assistant import prompts
 from assistant.evaluation import metrics
 from assistant.evaluation.questions import EvalQuestion, load_questions, spread_over_domains
 from assistant.evaluation.workspace import Workspace, open_workspace
-from assistant.retrieval import Retriever
+from assistant.retrieval import Passage, RankedFact, Retriever
 from assistant.router import Router
 from assistant.settings import Settings
 from indexing.embedding import get_embedder
@@ -52,7 +51,7 @@ class EvalOptions:
     train_adapters: bool = False
     train_steps: int | None = None  # None: the train_max_steps setting
     use_served_adapters: bool = True  # copy the app's active adapter of a same-named domain
-    max_new_tokens: int = 32  # gold answers are short spans
+    max_new_tokens: int | None = None  # None: the product's max_new_tokens (answers end at their sentence limit)
     progress: bool = True
 
 
@@ -68,9 +67,10 @@ class QuestionRun:
     full_facts: list[tuple[str, ...]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     degraded: bool = False
-    prompt_facts: list[str] = field(default_factory=list)  # the evidence stage 2 puts in the prompt
-    prompt_passages: list[tuple[str, str]] = field(default_factory=list)  # (title, text)
-    answers: dict[str, dict] = field(default_factory=dict)  # config -> {adapter, text, em, f1, label_ok, seconds}
+    prompt_facts: list[RankedFact] = field(default_factory=list)  # the evidence stage 2 answers from
+    prompt_passages: list[Passage] = field(default_factory=list)
+    evidence_given: list[dict] = field(default_factory=list)  # the numbered evidence texts the model was given
+    answers: dict[str, dict] = field(default_factory=dict)  # config -> {adapter, text, em, f1, label_ok, seconds, ...}
 
     def found(self, method: str, k: int) -> set[str]:
         found = metrics.documents_at_k(self.ranked[method], k)
@@ -97,7 +97,7 @@ def run_evaluation(app: Settings, options: EvalOptions) -> dict:
         if options.generate:
             from assistant.evaluation.answering import answer_all
 
-            report.update(answer_all(workspace, runs, options, app))
+            report.update(answer_all(workspace, runs, options, app, embedder.encode))
         report["latency"] = latency_section(runs)
         report["per_question"] = [question_row(run, options.k) for run in runs]
         return report
@@ -139,8 +139,8 @@ def _retrieve_one(question: EvalQuestion, router: Router, full: Retriever, hybri
     run.ranked["full"] = [(p.doc_id,) for p in evidence.passages]
     run.full_facts = [tuple(f.fact.doc_ids) for f in evidence.facts]
     run.degraded = evidence.graph_degraded
-    run.prompt_facts = [f.text for f in evidence.facts[:settings.facts_per_answer]]
-    run.prompt_passages = [(p.title, p.text) for p in evidence.passages[:settings.passages_per_answer]]
+    run.prompt_facts = evidence.facts[:settings.facts_per_answer]
+    run.prompt_passages = evidence.passages[:settings.passages_per_answer]
     return run
 
 
@@ -153,13 +153,6 @@ def _single_list(vectors: VectorStore, domains: list[str], depth: int, search) -
         except IndexUnavailable:
             continue
     return [(hit.doc_id,) for hit in sorted(hits, key=lambda h: -h.score)[:depth]]
-
-
-def build_messages(count_tokens, run: QuestionRun, settings: Settings, with_evidence: bool) -> list[dict]:
-    """The product's chat messages for the question (routed domain, evidence within the budget)."""
-    facts, passages = (run.prompt_facts, run.prompt_passages) if with_evidence else ([], [])
-    return prompts.build_prompt(count_tokens, run.routed, run.question.question, facts, passages, [],
-                                settings.context_tokens, settings.history_tokens).messages
 
 
 # --- scoring ---------------------------------------------------------------------------------------
@@ -207,5 +200,6 @@ def question_row(run: QuestionRun, k: int) -> dict:
     return {"id": run.question.id, "domain": run.question.domain, "routed": run.routed,
             "confidence": round(run.confidence, 3), "multi_hop": run.question.multi_hop,
             "recall_at_k": {m: metrics.evidence_recall(run.found(m, k), run.question.evidence_doc_ids) for m in METHODS},
+            "evidence": run.evidence_given,
             "answers": {config: {key: value for key, value in answer.items() if key != "seconds"}
                         for config, answer in run.answers.items()}}

@@ -21,9 +21,9 @@ from adapters.train import train_adapter
 from assistant.adapter_pool import AdapterPool
 from assistant.evaluation import metrics
 from assistant.evaluation.answering import answer_many
-from assistant.evaluation.runner import BASE_RAG, EvalOptions, QuestionRun, build_messages
+from assistant.evaluation.runner import BASE_RAG, EvalOptions, QuestionRun
 from assistant.evaluation.workspace import Workspace
-from assistant.engine import Engine
+from assistant.answer_writer import AnswerWriter
 
 
 def train_domain_adapters(workspace: Workspace, pool: AdapterPool, domains: Sequence[str], options: EvalOptions) -> dict:
@@ -58,8 +58,9 @@ def _train_or_reuse(workspace: Workspace, pool: AdapterPool, domain: str, name: 
             "warm_start": warm_from, "metrics": _brief(result.metrics)}
 
 
-def transfer_section(workspace: Workspace, engine: Engine, runs: Sequence[QuestionRun], training: dict,
+def transfer_section(workspace: Workspace, writer: AnswerWriter, runs: Sequence[QuestionRun], training: dict,
                      options: EvalOptions) -> dict:
+    engine = writer.engine
     trained = training["adapters"]
     if len(trained) < 2:
         return {"note": "transfer needs two domains with adapters"}
@@ -72,8 +73,7 @@ def transfer_section(workspace: Workspace, engine: Engine, runs: Sequence[Questi
                            (f"{target}'s adapter, from scratch", trained[target]),
                            (f"{target}'s adapter, warm-started from {source}'s", warm_name)):
         engine.load_adapter(adapter)
-        answers = list(answer_many(engine, [(build_messages(engine.count_tokens, run, workspace.settings, True),
-                                             adapter, run) for run in target_runs], options.max_new_tokens))
+        answers = list(answer_many(writer, [(run, adapter, True) for run in target_runs], options.max_new_tokens))
         rows.append({"setting": label, "adapter": adapter, "n": len(answers),
                      "exact_match": metrics.mean(a["em"] for a in answers),
                      "f1": metrics.mean(a["f1"] for a in answers),

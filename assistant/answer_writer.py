@@ -1,0 +1,139 @@
+"""Writing one answer from its evidence: the part of answering that the chat, ``/ask`` and
+``assistant eval`` share, so the evaluation scores exactly what users get.
+
+1. The prompt: the evidence numbered (facts first) within the budget, the question, at most
+   ``answer_max_sentences`` sentences asked for.
+2. Graph facts first (assistant/fact_answers.py): when a fact answers the question, the reply
+   opens with it, cited, already written into the prompt; the model continues it. When the
+   facts fill every sentence the model is not called at all. Without such a fact, the evidence
+   sentence most likely to answer opens it instead (assistant/evidence_quotes.py,
+   ``answer_quotes``), except for a yes/no question.
+3. Generation on the serving engine stops when a sentence beyond the limit begins; a yes/no
+   question without a confirming fact starts with the likeliest of "Yes", "No", "Maybe".
+4. Attribution (assistant/attribution.py): each sentence gets the evidence that supports it
+   and a score, citations are corrected, and with ``strict_grounding`` unsupported sentences go.
+
+``begin`` submits and returns a :class:`Draft`; iterating it streams the reply's text (the lead
+first), ``finish`` waits and returns the :class:`WrittenAnswer`. Several drafts may be in flight
+at once (the engine decodes them together).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Sequence
+
+from assistant import prompts
+from assistant.attribution import AnswerSentence, attribute, render
+from assistant.engine import Engine
+from assistant.evidence_quotes import best_quote
+from assistant.fact_answers import FactLine, Lead, is_yes_no_question, lead_for
+from assistant.generation import GenerationHandle, GenerationResult
+from assistant.retrieval import Passage, RankedFact
+from assistant.sentences import SentenceLimit
+from assistant.settings import Settings
+
+LABEL_WORDS = ["Yes", "No", "Maybe"]
+
+
+@dataclass
+class WrittenAnswer:
+    text: str  # what is shown: the attributed sentences
+    sentences: list[AnswerSentence]  # as shown (strict grounding applied when on)
+    all_sentences: list[AnswerSentence]  # every sentence, supported or not
+    draft: str  # the lead plus what the model generated, before attribution
+    lead: Lead | None
+    result: GenerationResult | None  # None: the lead said everything, nothing was generated
+    evidence: list[prompts.EvidenceItem] = field(default_factory=list)
+
+    @property
+    def dropped(self) -> int:
+        """Sentences left out for want of support."""
+        return len(self.all_sentences) - len(self.sentences)
+
+    def text_with(self, strict: bool) -> str:
+        kept = [s for s in self.all_sentences if s.supported] if strict else self.all_sentences
+        return render(kept) if self.all_sentences else self.text
+
+
+@dataclass
+class Draft:
+    """A submitted answer: iterate for its text as it is written, then :meth:`finish`."""
+    writer: "AnswerWriter"
+    question: str
+    prompt: prompts.Prompt
+    lead: Lead | None
+    handle: GenerationHandle | None
+    grounded: bool
+    _streamed: bool = False
+
+    def __iter__(self) -> Iterator[str]:
+        self._streamed = True
+        ended = False
+        try:
+            if self.lead:
+                yield self.lead.text
+            if self.handle is not None:
+                yield from self.handle
+            ended = True
+        finally:
+            if not ended and self.handle is not None:  # closed while the lead was out (a closed tab)
+                self.handle.cancel()
+
+    def finish(self) -> WrittenAnswer:
+        if self.handle is not None and not self._streamed:
+            self.handle.text()
+        generated = self.handle.result.text if self.handle is not None else ""
+        draft = (self.lead.text if self.lead else "") + generated
+        return self.writer.attribute(self.question, draft, self.prompt.evidence, self.lead,
+                                     self.handle.result if self.handle is not None else None, self.grounded)
+
+
+class AnswerWriter:
+    def __init__(self, settings: Settings, engine: Engine, encode: Callable[[list[str]], object]):
+        self.settings, self.engine, self.encode = settings, engine, encode
+        self._limit = SentenceLimit(settings.answer_max_sentences)
+
+    def prompt(self, question: str, domain: str | None, facts: Sequence[RankedFact], passages: Sequence[Passage],
+               history: Sequence[dict] = ()) -> prompts.Prompt:
+        return prompts.build_prompt(self.engine.count_tokens, domain, question, [f.text for f in facts],
+                                    [(p.title, p.text) for p in passages], history, self.settings.context_tokens,
+                                    self.settings.history_tokens, self.settings.answer_max_sentences)
+
+    def begin(self, question: str, prompt: prompts.Prompt, facts: Sequence[RankedFact], *,
+              adapter: str | None = None, domain: str | None = None, cancel: threading.Event | None = None,
+              max_new_tokens: int | None = None) -> Draft:
+        """Submit the answer to ``prompt`` (``facts``: the RankedFacts numbered first in it).
+        ``adapter`` or ``domain`` choose the model as in Engine.submit. Raises EngineBusy."""
+        grounded = bool(prompt.evidence)
+        lead = self.lead(question, facts[:prompt.facts_used], prompt.evidence) if grounded else None
+        handle = None
+        if lead is None or not self._limit.full(lead.text):  # room for the model to add a sentence
+            choices = self.engine.token_ids(LABEL_WORDS) if lead is None and is_yes_no_question(question) else ()
+            handle = self.engine.submit(prompt.messages, adapter=adapter, domain=domain, cancel=cancel,
+                                        max_new_tokens=max_new_tokens or self.settings.max_new_tokens,
+                                        timeout_s=self.settings.generation_timeout_s,
+                                        answer_prefix=lead.text if lead else "", stop_when=self._limit,
+                                        first_token_choices=choices)
+        return Draft(self, question, prompt, lead, handle, grounded)
+
+    def lead(self, question: str, facts: Sequence[RankedFact], evidence: Sequence[prompts.EvidenceItem]) -> Lead | None:
+        """The facts that answer the question, else (``answer_quotes``, not for a yes/no question,
+        which opens with its label) the evidence sentence most likely to."""
+        lines = [FactLine(i + 1, f.fact.head, f.fact.relation, f.fact.tail) for i, f in enumerate(facts)]
+        found = lead_for(question, lines, self.settings.answer_max_sentences)
+        if found is None and self.settings.answer_quotes and not is_yes_no_question(question):
+            quote = best_quote(question, evidence, self.encode)
+            if quote is not None:
+                found = Lead(quote.text, (quote.number,), None, kind="quote")
+        return found
+
+    def attribute(self, question: str, draft: str, evidence: Sequence[prompts.EvidenceItem], lead: Lead | None,
+                  result: GenerationResult | None, grounded: bool) -> WrittenAnswer:
+        everything = attribute(draft, evidence, self.encode, question, threshold=self.settings.support_threshold,
+                               max_sentences=self.settings.answer_max_sentences)
+        strict = grounded and self.settings.strict_grounding
+        shown = [s for s in everything if s.supported] if strict else everything
+        text = render(shown) if everything else (draft.strip() or prompts.NO_ANSWER)
+        return WrittenAnswer(text, shown, everything, draft, lead, result, list(evidence))
