@@ -122,7 +122,7 @@ class AnswerWriter:
         """The facts that answer the question, else (``answer_quotes``, not for a yes/no question,
         which opens with its label) the evidence sentence most likely to."""
         lines = [FactLine(i + 1, f.fact.head, f.fact.relation, f.fact.tail) for i, f in enumerate(facts)]
-        found = lead_for(question, lines, self.settings.answer_max_sentences)
+        found = lead_for(question, lines, self.settings.answer_max_sentences) if self.settings.facts_first else None
         if found is None and self.settings.answer_quotes and not is_yes_no_question(question):
             quote = best_quote(question, evidence, self.encode)
             if quote is not None:

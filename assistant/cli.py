@@ -369,17 +369,24 @@ def main(argv: list[str] | None = None) -> int:
     with _sigterm_unwinds():
         try:
             return handler(args)
-        except (ValueError, RuntimeError, OSError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        except Stopped:
-            print("stopped (SIGTERM); the graph server this command started is stopped with a save",
-                  file=sys.stderr)
-            return 128 + signal.SIGTERM
+        except BaseException as exc:
+            # Stopped raised inside a library's C code can surface as another exception (numpy's
+            # tofile turns it into a TypeError): what counts is that SIGTERM arrived.
+            if isinstance(exc, Stopped) or SIGTERM_SEEN.is_set():
+                print("stopped (SIGTERM); the graph server this command started is stopped with a save",
+                      file=sys.stderr)
+                return 128 + signal.SIGTERM
+            if isinstance(exc, (ValueError, RuntimeError, OSError)):
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            raise
 
 
 class Stopped(BaseException):
     """SIGTERM arrived: unwind like Ctrl-C, so every `with` closes what it opened."""
+
+
+SIGTERM_SEEN = threading.Event()
 
 
 @contextmanager
@@ -393,6 +400,7 @@ def _sigterm_unwinds():
         return
 
     def stop(signum, frame):
+        SIGTERM_SEEN.set()
         raise Stopped()
 
     previous = signal.signal(signal.SIGTERM, stop)

@@ -162,6 +162,7 @@ class Settings(BaseSettings):
     history_tokens: int = Field(default=384, ge=0, description="Part of the budget earlier turns may use.")
     max_new_tokens: int = Field(default=160, ge=1, description="A ceiling only: an answer ends when it has said answer_max_sentences sentences.")
     answer_max_sentences: int = Field(default=2, ge=1, le=8, description="Sentences an answer may have; generation stops when one more begins (graph facts that answer the question count).")
+    facts_first: bool = Field(default=True, description="When a retrieved graph fact answers the question, the answer opens with it in its own words, cited (assistant/fact_answers.py).")
     answer_quotes: bool = Field(default=True, description="When no graph fact answers the question, open the answer with the evidence sentence most likely to, quoted and cited (not for yes/no questions).")
     strict_grounding: bool = Field(default=True, description="Leave out answer sentences no evidence item supports (assistant/attribution.py); off: keep them, marked unsupported.")
     support_threshold: float = Field(default=0.55, ge=0, le=1, description="Support score (word, name and number overlap plus embedding similarity) at which an evidence item supports an answer sentence.")

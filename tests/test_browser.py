@@ -49,8 +49,8 @@ def test_chat_and_admin_in_a_real_browser(page, app_url, tmp_path):
     header = page.locator("#answer-header").inner_text()
     assert "medicine" in header and "confidence" in header
     evidence = page.locator("#evidence")
-    evidence.get_by_text("Graph facts").wait_for()
-    assert "vitamin K" in evidence.inner_text() and "Passages" in evidence.inner_text()
+    evidence.get_by_text("Cited in the answer").wait_for()
+    assert "vitamin K" in evidence.inner_text() and "Other evidence the model was given" in evidence.inner_text()
     bot_text = page.locator("#conversation").inner_text()
     assert "What reverses the effect of warfarin?" in bot_text and len(bot_text) > 60
     assert "example.invalid/md.png" in bot_text  # shown as the text it is

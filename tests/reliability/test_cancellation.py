@@ -21,7 +21,8 @@ from conftest import CHROMIUM, CHROMIUM_ARGS, served_app, skip_without_chromium
 
 skip_without_chromium()
 
-ROUNDS = int(__import__("os").environ.get("ROUNDS", 20))
+# make test runs a few rounds; make test-all (slow) the full twenty that first showed the wedge.
+ROUNDS = [pytest.param(6, id="6 rounds"), pytest.param(20, id="20 rounds", marks=pytest.mark.slow)]
 QUESTION = "What reverses the effect of warfarin?"
 ASK = "Which law created the Federal Reserve System?"
 WAIT_S = 120  # bounds against a hang, not speed checks
@@ -81,9 +82,14 @@ def _threads_waiting_on_a_stream() -> list[str]:
 @pytest.fixture(scope="module")
 def small_app(demo_env, embedder):
     """The app over the demo domains with a short evidence budget (a third of the default), so
-    each of the test's 80 requests costs a short prefill; the behaviour under test is the same."""
+    each of the test's 80 requests costs a short prefill; the behaviour under test is the same.
+    The model writes every answer from its first token and may run to 8 sentences: with a graph
+    fact or a quote written for it first it often ends at once, and at 2 sentences it may end
+    before a drop arrives; here a dropped stream would decode to its token limit unless the drop
+    stops it. (A stream closed while its lead is out: tests/test_assistant.py.)"""
     settings = demo_env.settings.model_copy(update={"context_tokens": 512, "history_tokens": 64,
-                                                    "max_new_tokens": 16})
+                                                    "max_new_tokens": 16, "answer_max_sentences": 8,
+                                                    "facts_first": False, "answer_quotes": False})
     with served_app(settings, demo_env.graph, embedder) as running:
         yield running
 
@@ -98,7 +104,8 @@ def browser_context():
         chromium.close()
 
 
-def test_dropped_streams_never_wedge_the_server(small_app, browser_context):
+@pytest.mark.parametrize("rounds", ROUNDS)
+def test_dropped_streams_never_wedge_the_server(small_app, browser_context, rounds):
     engine, url = small_app.pipeline.engine, small_app.url
     # Gradio's cancel call returns once the stream's generator has yielded its next piece (it
     # cannot stop a worker thread mid-call), seconds away while other prompts are prefilled;
@@ -106,7 +113,7 @@ def test_dropped_streams_never_wedge_the_server(small_app, browser_context):
     client = Client(url, verbose=False, httpx_kwargs={"timeout": WAIT_S})
     cancelled_before = engine.stats.finished.get("cancelled", 0)
     with ThreadPoolExecutor(2) as others:  # the three streams run at once (playwright stays on this thread)
-        for round_number in range(ROUNDS):
+        for round_number in range(rounds):
             dropped = [others.submit(cancel_with_job, client), others.submit(drop_the_connection, url)]
             close_the_page(browser_context, url)
             for outcome in dropped:
@@ -117,4 +124,4 @@ def test_dropped_streams_never_wedge_the_server(small_app, browser_context):
     _until(lambda: not _threads_waiting_on_a_stream(), "no thread waiting on a stream")
     cancelled = engine.stats.finished.get("cancelled", 0) - cancelled_before
     # Each dropped stream stops decoding at the engine's next step (none runs on to its token limit).
-    assert cancelled >= 3 * ROUNDS, f"{cancelled} of {3 * ROUNDS} dropped streams were cancelled"
+    assert cancelled >= 3 * rounds, f"{cancelled} of {3 * rounds} dropped streams were cancelled"
