@@ -321,8 +321,13 @@ class Engine:
             return True
         if job.request.stop_when is not None:
             job.tokens.append(token)
-            text = self.tokenizer.decode(job.tokens, skip_special_tokens=True)
-            if job.request.stop_when(job.request.prefix + text):
+            try:
+                met = job.request.stop_when(job.request.prefix + self.tokenizer.decode(job.tokens, skip_special_tokens=True))
+            except Exception as exc:  # a caller's criterion fails its own request, never the engine
+                log.exception("stop_when failed")
+                self._finish(job, "error", f"stop_when: {type(exc).__name__}: {exc}")
+                return True
+            if met:
                 job.generated -= 1  # the token that began what is not wanted is not part of the reply
                 self._finish(job, "stop_when")
                 return True

@@ -15,7 +15,7 @@ from adapters.base_model import BaseModel
 from assistant.adapter_pool import AdapterLoadError
 from assistant.decoding import REPETITION_PENALTY
 from assistant.engine import Engine
-from assistant.generation import EngineBusy
+from assistant.generation import EngineBusy, GenerationFailed
 from assistant.settings import load_settings
 from conftest import write_lora_adapter
 
@@ -194,6 +194,13 @@ def test_a_stopping_criterion_ends_the_reply_before_the_token_that_met_it(engine
     assert len(free.split()) > 5 and 0 < len(text.split()) <= 5, (free, text)
     assert stopped.result.stopped == "stop_when" and free.startswith(text)
     assert stopped.result.new_tokens == len(seen) - 1  # the token that began the sixth word is not kept
+    def broken(text: str) -> bool:
+        raise ValueError("a criterion with a bug")
+
+    failing = engine.submit(OTHER, max_new_tokens=60, stop_when=broken)
+    with pytest.raises(GenerationFailed):
+        failing.text()
+    assert failing.result.stopped == "error" and _alone(engine, tokens=2)  # the engine goes on
     # a prefix is the reply's opening already written: the model continues it, the criterion sees it
     prefixed = engine.submit(OTHER, max_new_tokens=60, answer_prefix="A central bank sets interest rates.",
                              stop_when=SentenceLimit(1))
