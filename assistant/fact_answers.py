@@ -13,7 +13,7 @@ Pure text, no model: the wording comes from the relation's verb, in the tense th
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from assistant.attribution import WORD as _WORD
@@ -97,10 +97,7 @@ class _Group:
     side: str
     relation: str
     anchor: str
-    answers: dict = None
-
-    def __post_init__(self):
-        self.answers = {}
+    answers: dict = field(default_factory=dict)
 
     def takes(self, side: str, relation: str, anchor: str) -> bool:
         return side == self.side and relation == self.relation and (anchor in self.anchor or self.anchor in anchor)

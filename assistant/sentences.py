@@ -98,10 +98,6 @@ class SentenceLimit:
         # "[" or "[2" after a full stop is a citation on its way, not a new sentence.
         return not _PARTIAL_CITATION.match(sentences[self.max_sentences])
 
-    def cut(self, text: str) -> str:
-        """The first ``max_sentences`` sentences of ``text``, joined by spaces."""
-        return " ".join(answer_sentences(text)[:self.max_sentences])
-
     def full(self, text: str) -> bool:
         """True when ``text`` already holds ``max_sentences`` sentences."""
         return len(answer_sentences(text)) >= self.max_sentences
