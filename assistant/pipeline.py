@@ -24,6 +24,7 @@ from assistant.router import Route, Router
 from assistant.settings import Settings
 from indexing.embedding import Embedder, get_embedder
 from indexing.graph_store import GraphStore
+from indexing.graph_walk import WalkNode
 from indexing.vector_store import VectorStore
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class Answer:
     adapter: str | None = None  # the adapter that generated the text; None: the base model
     facts: list[RankedFact] = field(default_factory=list)  # numbered 1..len(facts) in the prompt
     passages: list[Passage] = field(default_factory=list)  # numbered after the facts
+    walk: list[WalkNode] = field(default_factory=list)  # the graph walk's top entities and passages
     timings: dict[str, float] = field(default_factory=dict)  # seconds: route, retrieve, prompt, generate, and
     # first_token (from the request, as the user waits)
     notes: list[str] = field(default_factory=list)
@@ -131,7 +133,7 @@ class ChatPipeline:
         evidence = self.retriever.retrieve(question, domains, query)
         answer.timings["retrieve"] = time.perf_counter() - clock
         answer.notes += evidence.notes
-        answer.degraded = evidence.graph_degraded
+        answer.degraded, answer.walk = evidence.graph_degraded, evidence.walk_nodes
         clock = time.perf_counter()
         prompt = self.writer.prompt(question, answer.domain, evidence.facts, evidence.passages, history)
         answer.facts, answer.passages = evidence.facts[:prompt.facts_used], evidence.passages[:prompt.passages_used]

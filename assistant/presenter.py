@@ -9,7 +9,7 @@ import string
 from pathlib import Path
 
 from assistant.pipeline import Answer
-from assistant.retrieval import RankedFact
+from assistant.retrieval import Passage, RankedFact
 from indexing.graph_store import Subgraph
 
 SNIPPET_CHARS = 280
@@ -91,8 +91,34 @@ def evidence_markdown(answer: Answer, turn: int = 0) -> str:
     elif rest:
         parts += ["**Evidence the model was given** (the answer cites none of it)", ""]
         parts += [_item_line(answer, n, item, turn, []) for n, item in rest]
+    parts += walk_markdown(answer)
     timings = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in answer.timings.items())
     return "\n".join(parts + ["", f"*{timings}*"])
+
+
+def walk_markdown(answer: Answer) -> list[str]:
+    """Folded: where the graph walk's probability gathered (entities, then passages, with the
+    share of the walk each holds), so a reader sees through which entities a second document came in."""
+    if not answer.walk:
+        return []
+    entities = [node for node in answer.walk if node.kind == "entity"]
+    passages = [node for node in answer.walk if node.kind == "passage"]
+    given = {p.chunk_id: answer.evidence_number(p) for p in answer.passages}
+    lines = ["", "<details><summary>Why these passages: the graph walk</summary>", "",
+             "A walk over the knowledge graph from the entities the question names, its best facts and "
+             "its closest passages; where it spends its time is what it ranks high.", ""]
+    if entities:
+        lines.append("Entities: " + ", ".join(f"{_md(node.name)} ({node.score:.3f})" for node in entities))
+    for node in passages:
+        mark = f" → given as \\[{given[node.key]}\\]" if node.key in given else ""
+        lines.append(f"- {_md(node.name)} ({node.score:.3f}){mark}")
+    return lines + ["", "</details>"]
+
+
+def found_by(passage: Passage) -> str:
+    """Which rankings found a passage and where: "dense 2, words 5, graph walk 3"."""
+    ranks = [("dense", passage.dense_rank), ("words", passage.lexical_rank), ("graph walk", passage.walk_rank)]
+    return ", ".join(f"{name} {rank}" for name, rank in ranks if rank is not None)
 
 
 def _citing_sentences(answer: Answer) -> dict[int, list[tuple[int, float]]]:
@@ -122,6 +148,8 @@ def _item_line(answer: Answer, number: int, item, turn: int, citing: list[tuple[
         return (f"- **\\[{number}\\]** {anchor}{_md(item.fact.head)} – *{_md(relation)}* → {_md(item.fact.tail)}  "
                 f"(graph fact; {_md(why)}; from {_md(titles)})")
     snippet = item.text[:SNIPPET_CHARS] + ("…" if len(item.text) > SNIPPET_CHARS else "")
+    how = found_by(item)
+    why += f"; found by {how}" if how else ""
     return f"- **\\[{number}\\]** {anchor}**{_md(item.title)}** ({_md(why)}; {_code(item.chunk_id)}): {_md(snippet)}"
 
 
@@ -174,7 +202,9 @@ def answer_json(answer: Answer) -> dict:
                    "tail": f.fact.tail, "confidence": f.fact.confidence, "chunk_ids": list(f.fact.chunk_ids),
                    "doc_ids": list(f.fact.doc_ids), "titles": list(f.titles)} for f in answer.facts],
         "passages": [{"number": answer.evidence_number(p), "chunk_id": p.chunk_id, "doc_id": p.doc_id,
-                      "title": p.title, "text": p.text, "score": p.score} for p in answer.passages],
+                      "title": p.title, "text": p.text, "score": p.score, "dense_rank": p.dense_rank,
+                      "lexical_rank": p.lexical_rank, "walk_rank": p.walk_rank} for p in answer.passages],
+        "walk": [{"kind": n.kind, "name": n.name, "score": round(n.score, 5), "doc_id": n.doc_id} for n in answer.walk],
         "timings": {k: round(v, 4) for k, v in answer.timings.items()},
     }
 

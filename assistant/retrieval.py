@@ -1,33 +1,45 @@
-"""Evidence for one question: graph facts and passages from the routed domain(s).
+"""Evidence for one question: one ranked list of graph facts and passages from the routed domain(s).
 
-Passages: FAISS (dense) and BM25 (lexical) rankings over the same chunks, fused by reciprocal
-rank fusion, because numbers, codes and rare names are often found only lexically. Facts: the
-question's mentions linked to graph entities, their 1-2 hop facts, ranked by how similar the
-fact's text is to the question, its confidence and its evidence count. Passages that support a
-chosen fact are boosted. Everything keeps its chunk id, document id and title for citations.
+Passages: three rankings of the same chunks, fused by weighted reciprocal rank fusion: FAISS
+(dense), BM25 (lexical; its weight can rise for a question with a number or a rare code, which
+similarity misses: ``lexical_cue_weight``), and a Personalized PageRank walk over the domain's
+entity-chunk graph (indexing/graph_walk.py) started from the entities the question names, the
+entities of its best facts and its best dense and BM25 passages, which finds the second and third documents a multi-hop
+question needs through the entities they share. Facts: the question's mentions linked to graph
+entities, their 1-2 hop facts, ranked by how similar the fact's text is to the question, its
+confidence and its evidence count. Facts and passages are then fused into **one list**, cut at
+the prompt's budget (``evidence_per_answer``, each kind capped): what the prompt gets is that
+list, and ``assistant eval`` scores exactly it (method ``answer``). Everything keeps its chunk
+id, document id and title for citations.
 
-A graph failure never fails the answer: the evidence is passages only, marked ``degraded``, and
-the graph is left alone for ``graph_retry_after_s`` so every question does not wait on a dead
-server's timeouts.
+A graph failure never fails the answer: the facts are left out, marked ``degraded`` (the walk
+needs no graph server and still runs from the passages), and the graph is left alone for
+``graph_retry_after_s`` so every question does not wait on a dead server's timeouts.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from assistant.settings import Settings
 from indexing.embedding import Embedder
 from indexing.graph_connection import GraphError
-from indexing.graph_store import Fact, GraphStore
-from indexing.vector_store import Hit, IndexUnavailable, VectorStore
+from indexing.graph_store import EntityLink, Fact, GraphStore
+from indexing.graph_walk import WalkNode, WalkParams
+from indexing.vector_store import DomainIndex, Hit, IndexUnavailable, VectorStore
 
 log = logging.getLogger(__name__)
+
+# A number, or a code mixing letters with digits or capitals inside a word (HbA1c, eGFR, 10-K).
+_LEXICAL_CUE = re.compile(r"\d|\b[A-Za-z]+[A-Z0-9][A-Za-z0-9-]*\b")
+WALK_NODES_SHOWN = 8
 
 
 @dataclass(frozen=True)
@@ -41,6 +53,7 @@ class Passage:
     dense_rank: int | None  # 1-based rank in the FAISS list, None when absent
     lexical_rank: int | None
     supports_fact: bool = False
+    walk_rank: int | None = None  # 1-based rank in the graph walk's list
 
 
 @dataclass(frozen=True)
@@ -55,13 +68,25 @@ class RankedFact:
         return self.fact.text
 
 
+EvidenceEntry = RankedFact | Passage
+
+
 @dataclass
 class Evidence:
-    facts: list[RankedFact] = field(default_factory=list)
-    passages: list[Passage] = field(default_factory=list)
+    ranked: list[EvidenceEntry] = field(default_factory=list)  # the one list, best first, cut at the budget
     linked_entities: list[str] = field(default_factory=list)
+    walk_nodes: list[WalkNode] = field(default_factory=list)  # the walk's top entities and passages, per domain
+    walk_passages: list[Passage] = field(default_factory=list)  # the walk's own ranking (for the evaluation)
     notes: list[str] = field(default_factory=list)  # what went wrong, in words for the user
     graph_degraded: bool = False
+
+    @property
+    def facts(self) -> list[RankedFact]:
+        return [entry for entry in self.ranked if isinstance(entry, RankedFact)]
+
+    @property
+    def passages(self) -> list[Passage]:
+        return [entry for entry in self.ranked if isinstance(entry, Passage)]
 
 
 class Retriever:
@@ -71,23 +96,28 @@ class Retriever:
         self._lock = threading.Lock()
 
     def retrieve(self, question: str, domains: Sequence[str], query_vector: np.ndarray | None = None) -> Evidence:
+        settings = self.settings
         evidence = Evidence()
         query = query_vector if query_vector is not None else self.embedder.encode([question])[0]
+        links: dict[str, list[EntityLink]] = {}
         facts: list[RankedFact] = []
         for domain in domains:
-            facts += self._facts(domain, question, query, evidence)
-        evidence.facts = sorted(facts, key=lambda f: -f.score)[:self.settings.facts_per_answer]
-        supported = {c for f in evidence.facts for c in f.fact.chunk_ids}
+            links[domain], domain_facts = self._facts(domain, question, query, evidence)
+            facts += domain_facts
+        facts = sorted(facts, key=lambda f: -f.score)[:settings.facts_per_answer]
+        supported = {c for f in facts for c in f.fact.chunk_ids}
         passages: list[Passage] = []
         for domain in domains:
-            passages += self._passages(domain, question, query, supported, evidence)
-        ranked = spread_documents(sorted(passages, key=lambda p: -p.score), self.settings.passages_per_document)
-        evidence.passages = ranked[:self.settings.passages_per_answer]
+            seeds = [f for f in facts if f.domain == domain][:settings.walk_seed_facts]
+            passages += self._passages(domain, question, query, links[domain], seeds, supported, evidence)
+        ranked = spread_documents(sorted(passages, key=lambda p: -p.score), settings.passages_per_document)
+        evidence.ranked = merge_evidence(facts, ranked[:settings.passages_per_answer], settings.fact_weight,
+                                         settings.rrf_k, settings.evidence_per_answer)
         return evidence
 
     # --- passages ------------------------------------------------------------------------------
-    def _passages(self, domain: str, question: str, query: np.ndarray, supported: set[str],
-                  evidence: Evidence) -> list[Passage]:
+    def _passages(self, domain: str, question: str, query: np.ndarray, links: list[EntityLink],
+                  facts: list[RankedFact], supported: set[str], evidence: Evidence) -> list[Passage]:
         try:
             index = self.vectors.get(domain)
         except IndexUnavailable as exc:
@@ -95,22 +125,64 @@ class Retriever:
             log.warning("no passages from %s: %s", domain, exc)
             evidence.notes.append(f"no passages from {domain}: its index is unavailable (the server log says why)")
             return []
-        dense = index.search(query, self.settings.dense_candidates)
-        lexical = index.search_lexical(question, self.settings.lexical_candidates)
-        return fuse_rankings(dense, lexical, self.settings.rrf_k, supported, self.settings.fact_support_boost)
+        settings = self.settings
+        dense = index.search(query, settings.dense_candidates)
+        lexical = index.search_lexical(question, settings.lexical_candidates)
+        lexical_weight = settings.lexical_weight * (settings.lexical_cue_weight if has_lexical_cue(question) else 1.0)
+        rankings = {"dense": (settings.dense_weight, dense), "lexical": (lexical_weight, lexical)}
+        if settings.walk_weight > 0:
+            walked = self._walk(index, links, facts, dense, lexical, evidence)
+            rankings["walk"] = (settings.walk_weight, walked)
+            walk_ranking = fuse_rankings({"walk": (1.0, walked)}, settings.rrf_k)
+            evidence.walk_passages += walk_ranking
+        return fuse_rankings(rankings, settings.rrf_k, supported, settings.fact_support_boost)
+
+    def _walk(self, index: DomainIndex, links: list[EntityLink], facts: list[RankedFact], dense: list[Hit],
+              lexical: list[Hit], evidence: Evidence) -> list[Hit]:
+        """The graph walk's passages, best first (none for a version built without a graph)."""
+        try:
+            walk_graph = index.walk_graph
+        except IndexUnavailable as exc:
+            log.warning("no graph walk for %s: %s", index.domain, exc)
+            return []
+        if walk_graph is None:
+            return []
+        settings = self.settings
+        entity_seeds: dict[str, float] = {}
+        for link in links:
+            entity_seeds[link.key] = max(entity_seeds.get(link.key, 0.0), link.score)
+        for ranked in facts:  # the best facts' entities: the bridge a multi-hop question does not name
+            for key in (ranked.fact.head_key, ranked.fact.tail_key):
+                entity_seeds[key] = max(entity_seeds.get(key, 0.0), max(ranked.score, 0.0))
+        passage_seeds: dict[int, float] = {}
+        for ranking in (dense, lexical):  # each list's best passages, by their share of its top scores
+            top = ranking[:settings.walk_seed_passages]
+            total = sum(max(hit.score, 0.0) for hit in top) or 1.0
+            for hit in top:
+                position = index.position_of(hit.chunk_id)
+                if position is not None:
+                    passage_seeds[position] = passage_seeds.get(position, 0.0) + max(hit.score, 0.0) / total
+        params = WalkParams(damping=settings.walk_damping, passage_seed_share=settings.walk_passage_seed_share)
+        result = walk_graph.walk(entity_seeds, passage_seeds, params, top_entities=WALK_NODES_SHOWN)
+        hits = [index.hit_at(position, score) for position, score in result.chunk_scores[:settings.walk_candidates]]
+        evidence.walk_nodes += result.top_entities
+        evidence.walk_nodes += [WalkNode("passage", hit.chunk_id, hit.title, hit.score, hit.doc_id)
+                                for hit in hits[:WALK_NODES_SHOWN]]
+        return hits
 
     # --- facts -----------------------------------------------------------------------------------
-    def _facts(self, domain: str, question: str, query: np.ndarray, evidence: Evidence) -> list[RankedFact]:
+    def _facts(self, domain: str, question: str, query: np.ndarray,
+               evidence: Evidence) -> tuple[list[EntityLink], list[RankedFact]]:
         if self.graph is None or self.settings.facts_per_answer == 0:
-            return []
+            return [], []
         if time.monotonic() < self._graph_down_until:
             self._mark_degraded(evidence)
-            return []
+            return [], []
         try:
             links = self.graph.link_entities(domain, question, limit=5)
             evidence.linked_entities += [link.name for link in links]
             if not links:
-                return []
+                return [], []
             facts = self.graph.facts(domain, [link.key for link in links], hops=self.settings.fact_hops,
                                      limit=self.settings.fact_candidates)
             ranked = rank_facts(facts, query, self.embedder, self.settings.facts_per_answer)
@@ -120,8 +192,9 @@ class Retriever:
             with self._lock:
                 self._graph_down_until = time.monotonic() + self.settings.graph_retry_after_s
             self._mark_degraded(evidence)
-            return []
-        return [RankedFact(fact, domain, score, tuple(titles.get(d, d) for d in fact.doc_ids)) for fact, score in ranked]
+            return [], []
+        return links, [RankedFact(fact, domain, score, tuple(titles.get(d, d) for d in fact.doc_ids))
+                       for fact, score in ranked]
 
     def _mark_degraded(self, evidence: Evidence) -> None:
         if not evidence.graph_degraded:
@@ -130,25 +203,44 @@ class Retriever:
             evidence.notes.append("knowledge graph unavailable, answered from passages only")
 
 
-def fuse_rankings(dense: Sequence[Hit], lexical: Sequence[Hit], rrf_k: int, supported: set[str] = frozenset(),
+def has_lexical_cue(question: str) -> bool:
+    """A number or a code (HbA1c, eGFR, 10-K, GDPR): what word search finds and similarity misses."""
+    return bool(_LEXICAL_CUE.search(question))
+
+
+def fuse_rankings(rankings: Mapping[str, tuple[float, Sequence[Hit]]], rrf_k: int, supported: set[str] = frozenset(),
                   support_boost: float = 1.0) -> list[Passage]:
-    """Reciprocal rank fusion of two rankings of one domain's chunks; a chunk that supports a
-    chosen fact gets ``support_boost`` of an extra first-place vote."""
+    """Weighted reciprocal rank fusion of rankings of one domain's chunks, ``{name: (weight,
+    hits)}`` with names "dense", "lexical" and "walk": a chunk scores the sum of weight / (rrf_k
+    + rank) over the lists it is in; one that supports a chosen fact gets ``support_boost`` of
+    an extra first-place vote."""
     ranks: dict[str, dict[str, int]] = {}
     hits: dict[str, Hit] = {}
-    for name, ranking in (("dense", dense), ("lexical", lexical)):
+    for name, (_, ranking) in rankings.items():
         for rank, hit in enumerate(ranking, 1):
             ranks.setdefault(hit.chunk_id, {})[name] = rank
             hits.setdefault(hit.chunk_id, hit)
     passages = []
     for chunk_id, found in ranks.items():
-        score = sum(1.0 / (rrf_k + rank) for rank in found.values())
+        score = sum(rankings[name][0] / (rrf_k + rank) for name, rank in found.items())
         if chunk_id in supported:
             score += support_boost / (rrf_k + 1)
         hit = hits[chunk_id]
         passages.append(Passage(chunk_id, hit.doc_id, hit.title, hit.text, hit.domain, round(score, 6),
-                                found.get("dense"), found.get("lexical"), chunk_id in supported))
+                                found.get("dense"), found.get("lexical"), chunk_id in supported, found.get("walk")))
     return sorted(passages, key=lambda p: (-p.score, p.chunk_id))
+
+
+def merge_evidence(facts: Sequence[RankedFact], passages: Sequence[Passage], fact_weight: float, rrf_k: int,
+                   budget: int) -> list[EvidenceEntry]:
+    """Facts and passages as one list, cut at ``budget`` items. Each passage keeps its place in
+    the (document-spread) passage order and takes the fused score of that place; the fact at
+    rank r scores fact_weight / (rrf_k + r), a vote on the same scale. Ties go to passages."""
+    place_scores = sorted((p.score for p in passages), reverse=True)
+    entries = [(score, 0, i, passage) for i, (score, passage) in enumerate(zip(place_scores, passages))]
+    entries += [(fact_weight / (rrf_k + r), 1, r, fact) for r, fact in enumerate(facts, 1)]
+    entries.sort(key=lambda e: (-e[0], e[1], e[2]))
+    return [entry for *_, entry in entries[:budget]]
 
 
 def spread_documents(passages: Sequence[Passage], per_document: int) -> list[Passage]:

@@ -1,5 +1,6 @@
 """Which domain a question belongs to: a k-nearest-neighbour vote over every domain's chunk
-embeddings, blended with the question's similarity to each domain's centroid.
+embeddings, blended with the question's similarity to each domain's centroid and with a
+lexical vote (which domain's chunks hold the question's rare words).
 
 Nothing is trained: the vote reads the serving FAISS indexes, so a domain becomes routable the
 moment its first index version exists, and follows re-indexes. The router **abstains** (answer
@@ -11,6 +12,7 @@ with the base model over all domains) when the best domain's share of the score 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -19,6 +21,7 @@ import numpy as np
 
 from assistant.settings import Settings
 from indexing.embedding import Embedder
+from indexing.lexical import tokenize
 from indexing.vector_store import IndexUnavailable, VectorStore
 from indexing.versions import list_domains
 
@@ -78,7 +81,12 @@ class Router:
         knn = self._knn_shares(query, domains)
         centroid = self._centroid_shares(query, domains)
         weight = self.settings.router_knn_weight
-        scores = {d: round(weight * knn[d][0] + (1 - weight) * centroid[d], 4) for d in domains}
+        scores = {d: weight * knn[d][0] + (1 - weight) * centroid[d] for d in domains}
+        lexical = self._lexical_shares(question, domains)
+        if lexical is not None:
+            share = self.settings.router_lexical_weight
+            scores = {d: (1 - share) * scores[d] + share * lexical[d] for d in domains}
+        scores = {d: round(score, 4) for d, score in scores.items()}
         best_similarity = max((knn[d][1] for d in domains), default=0.0)
         best = max(scores, key=scores.get)
         if best_similarity < self.settings.router_min_similarity:
@@ -103,6 +111,32 @@ class Router:
         total = sum(mass.values()) or 1.0
         best = {d: max((s for s, dd in hits if dd == d), default=0.0) for d in domains}
         return {d: (mass[d] / total, best[d]) for d in domains}
+
+    def _lexical_shares(self, question: str, domains: list[str]) -> dict[str, float] | None:
+        """A softmax over how much of the question's rare vocabulary each domain holds: each
+        question word a domain's chunks contain adds its IDF over *all* domains' chunks, so a
+        name only one domain holds (Glass-Steagall, GDPR) weighs most, a word every domain has
+        cancels out, and domains of very different sizes compare fairly (BM25 scores would
+        not). None when no domain holds more of it than another: similarity alone decides."""
+        if self.settings.router_lexical_weight == 0:
+            return None
+        words = sorted(set(tokenize([question])[0]))
+        if not words:
+            return None
+        frequencies, rows = {}, 0
+        for domain in domains:
+            lexical = self.vectors.get(domain).lexical
+            frequencies[domain] = lexical.document_frequencies(words)
+            rows += lexical.rows
+        overall = [sum(frequencies[d][i] for d in domains) for i in range(len(words))]
+        rarity = [math.log(1 + rows / (1 + count)) for count in overall]
+        held = {d: sum(r for r, count in zip(rarity, frequencies[d]) if count) for d in domains}
+        top = max(held.values())
+        if top == min(held.values()):
+            return None
+        weights = {d: math.exp((score - top) / self.settings.router_lexical_temperature) for d, score in held.items()}
+        total = sum(weights.values())
+        return {d: w / total for d, w in weights.items()}
 
     def _centroid_shares(self, query: np.ndarray, domains: list[str]) -> dict[str, float]:
         similarities = np.array([float(self._centroid(d) @ query) for d in domains])

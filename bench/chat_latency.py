@@ -268,7 +268,8 @@ def retrieve_all(pipeline, questions: list[dict]) -> list[RetrievalOutcome]:
         index = pipeline.retriever.vectors.get(route.domain or question["domain"])
         dense = index.search(router.query_vector(text), settings.dense_candidates)
         lexical = index.search_lexical(text, settings.lexical_candidates)
-        fused = fuse_rankings(dense, lexical, settings.rrf_k)
+        fused = fuse_rankings({"dense": (settings.dense_weight, dense), "lexical": (settings.lexical_weight, lexical)},
+                              settings.rrf_k)
         ranks = {method: first_evidence_rank(ranking, evidence)
                  for method, ranking in (("dense", dense), ("lexical", lexical), ("fused", fused))}
         outcomes.append(RetrievalOutcome(question, route.domain, ranks))

@@ -9,6 +9,7 @@ Row i of the BM25 index is line i of ``chunks.jsonl``, like the FAISS index.
 from __future__ import annotations
 
 import logging
+from functools import cached_property
 from pathlib import Path
 from typing import Sequence
 
@@ -56,6 +57,18 @@ class LexicalIndex:
             return cls(bm25s.BM25.load(str(folder), show_progress=False), len(texts))
         log.info("%s has no BM25 files; building them in memory", directory)
         return cls(build_lexical_index(texts), len(texts))
+
+    def document_frequencies(self, words: Sequence[str]) -> list[int]:
+        """How many rows hold each word (0 for a word not in the vocabulary)."""
+        counts = self._document_counts
+        ids = [self.index.vocab_dict.get(word) for word in words]
+        return [int(counts[i]) if i is not None and i < len(counts) else 0 for i in ids]
+
+    @cached_property
+    def _document_counts(self) -> np.ndarray:
+        # bm25s keeps its scores as a sparse matrix with one column per word id: a column's
+        # stored entries are the rows holding that word.
+        return np.diff(np.asarray(self.index.scores["indptr"]))
 
     def search(self, query: str, k: int) -> list[tuple[int, float]]:
         """(row, score) of the best ``k`` rows sharing at least one word with the query."""

@@ -32,6 +32,7 @@ from indexing.graph_build import (EXTRACTIONS_FILE, GRAPH_SUMMARY_FILE, diff_gra
                                   load_graph_summary, save_extractions, save_graph_summary)
 from indexing.graph_connection import GraphError
 from indexing.graph_store import GraphStore
+from indexing.graph_walk import WALK_FILE, build_walk_graph, write_walk_file
 from indexing.spacy_extractor import SpacyExtractor
 from indexing.vector_store import DomainIndex, IndexParams, IndexUnavailable, verify_files, write_vector_files
 from indexing.versions import CURRENT_FILE, DomainVersions, IndexBusy, read_manifest, write_manifest
@@ -212,7 +213,8 @@ def _index_domain(job: _DomainJob, documents: list[Document], skipped: list[Skip
     vectors_stale = previous is not None and (
         _index_settings(settings, job.embedder) != previous.get("index_settings") or not _files_intact(versions, previous))
     graph_stale = previous is not None and job.graph is not None and (
-        previous.get("curated") != curated_fingerprint or not job.graph.has_version(domain, previous["version"]))
+        previous.get("curated") != curated_fingerprint or WALK_FILE not in previous.get("files", {})
+        or not job.graph.has_version(domain, previous["version"]))
     rebuild = vectors_stale or graph_stale
     if job.dry_run:
         return report
@@ -230,7 +232,7 @@ def _index_domain(job: _DomainJob, documents: list[Document], skipped: list[Skip
         vector_meta = write_vector_files(build_dir, chunks, vectors, _index_params(settings))
         version = versions.next_version()
         if job.graph is not None:
-            _build_graph(job, report, build_dir, version, chunks, new_docs, versions, previous)
+            vector_meta["files"].update(_build_graph(job, report, build_dir, version, chunks, new_docs, versions, previous))
         manifest = {
             "schema": MANIFEST_SCHEMA,
             "domain": domain,
@@ -294,7 +296,9 @@ def clean_interrupted_builds(settings: Settings, graph: GraphStore | None = None
 
 
 def _build_graph(job: _DomainJob, report: DomainReport, build_dir: Path, version: str, chunks: list[Chunk],
-                 new_docs: dict[str, dict], versions: DomainVersions, previous: dict | None) -> None:
+                 new_docs: dict[str, dict], versions: DomainVersions, previous: dict | None) -> dict[str, str]:
+    """Extract, fuse and write the version's graph; write its walk adjacency into the build
+    folder and return that file's checksum for the manifest."""
     previous_dir = versions.path(previous["version"]) if previous else None
     extractions, reused = extract_with_reuse(chunks, job.extractor, previous_dir,
                                              previous.get("extractor") if previous else None, job.progress)
@@ -315,6 +319,7 @@ def _build_graph(job: _DomainJob, report: DomainReport, build_dir: Path, version
     report.entities_total, report.relations_total = len(graph.entities), len(graph.facts)
     report.curated_facts = sum(f.curated for f in graph.facts)
     report.source_overlap = graph.source_overlap
+    return write_walk_file(build_dir, build_walk_graph(graph, chunks))
 
 
 def _graph_counts(report: DomainReport) -> dict:

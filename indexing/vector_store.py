@@ -22,6 +22,7 @@ import numpy as np
 
 from indexing.chunking import Chunk
 from indexing.lexical import LexicalIndex, write_lexical_files
+from indexing.graph_walk import WALK_FILE, WalkGraph, read_walk_file
 from indexing.versions import DomainVersions, read_manifest, sha256_file
 
 INDEX_FILE = "index.faiss"
@@ -134,9 +135,30 @@ class DomainIndex:
         return LexicalIndex.load(self.directory, [row.text for row in self.rows])
 
     def search_lexical(self, query: str, k: int) -> list[Hit]:
-        return [self._hit(position, score) for position, score in self.lexical.search(query, k)]
+        return [self.hit_at(position, score) for position, score in self.lexical.search(query, k)]
 
-    def _hit(self, position: int, score: float) -> Hit:
+    @cached_property
+    def walk_graph(self) -> WalkGraph | None:
+        """The version's entity-chunk adjacency for the graph walk (checked with the other files
+        at load); None for a version built without a graph."""
+        if WALK_FILE not in self.manifest.get("files", {}):
+            return None
+        try:
+            walk_graph = read_walk_file(self.directory)
+        except (OSError, ValueError, KeyError) as exc:
+            raise IndexUnavailable(f"{self.domain} {self.version}: walk graph unreadable ({exc})") from exc
+        if walk_graph.chunk_ids != [row.chunk_id for row in self.rows]:
+            raise IndexUnavailable(f"{self.domain} {self.version}: walk graph and chunk rows disagree")
+        return walk_graph
+
+    def position_of(self, chunk_id: str) -> int | None:
+        return self._positions.get(chunk_id)
+
+    @cached_property
+    def _positions(self) -> dict[str, int]:
+        return {row.chunk_id: i for i, row in enumerate(self.rows)}
+
+    def hit_at(self, position: int, score: float) -> Hit:
         row = self.rows[position]
         return Hit(row.chunk_id, row.doc_id, row.title, row.text, score, self.domain, self.version)
 
@@ -152,7 +174,7 @@ class DomainIndex:
         for score, position in zip(scores[0], positions[0]):
             if position < 0:
                 continue
-            hits.append(self._hit(int(position), float(score)))
+            hits.append(self.hit_at(int(position), float(score)))
         return hits
 
 

@@ -82,15 +82,17 @@ def _hit(chunk_id: str, score: float) -> Hit:
 def test_reciprocal_rank_fusion_rewards_agreement_and_fact_support():
     dense = [_hit("a#1", 0.9), _hit("b#1", 0.8), _hit("c#1", 0.7)]
     lexical = [_hit("c#1", 12.0), _hit("d#1", 9.0)]
-    fused = fuse_rankings(dense, lexical, rrf_k=60)
+    rankings = {"dense": (1.0, dense), "lexical": (1.0, lexical)}
+    fused = fuse_rankings(rankings, rrf_k=60)
     assert [p.chunk_id for p in fused][:2] == ["c#1", "a#1"]  # in both lists beats first in one
     assert fused[0].dense_rank == 3 and fused[0].lexical_rank == 1
-    boosted = fuse_rankings(dense, lexical, rrf_k=60, supported={"d#1"})
+    boosted = fuse_rankings(rankings, rrf_k=60, supported={"d#1"})
     assert boosted[0].chunk_id == "d#1" and boosted[0].supports_fact
 
 
 def test_spreading_documents_moves_extra_chunks_of_one_document_back():
-    fused = fuse_rankings([_hit("a#1", 0.9), _hit("a#2", 0.8), _hit("a#3", 0.7), _hit("b#1", 0.6)], [], rrf_k=60)
+    fused = fuse_rankings({"dense": (1.0, [_hit("a#1", 0.9), _hit("a#2", 0.8), _hit("a#3", 0.7), _hit("b#1", 0.6)])},
+                          rrf_k=60)
     assert [p.chunk_id for p in spread_documents(fused, 1)] == ["a#1", "b#1", "a#2", "a#3"]
     assert [p.chunk_id for p in spread_documents(fused, 2)] == ["a#1", "a#2", "b#1", "a#3"]
     assert spread_documents(fused, 0) == fused
@@ -101,6 +103,23 @@ def test_lexical_search_finds_numbers_and_rare_names(demo_env):
     hits = index.search_lexical("1913", 5)
     assert hits and all("1913" in hit.text for hit in hits)
     assert not index.search_lexical("zzzunknownword", 5)
+
+
+def test_document_frequencies_count_rows_holding_each_word():
+    from indexing.lexical import LexicalIndex, build_lexical_index
+
+    texts = ["Jupiter has moons.", "Mars has two moons.", "Aspirin thins blood."]
+    lexical = LexicalIndex(build_lexical_index(texts), len(texts))
+    assert lexical.document_frequencies(["moons", "jupiter", "aspirin", "unknown"]) == [2, 1, 1, 0]
+
+
+def test_the_lexical_vote_routes_a_name_only_one_domain_holds(pipeline):
+    """Similarity alone sent these to the wrong domain (the GDPR to finance, Glass-Steagall to law)."""
+    for question, domain in [("On what date did the GDPR take effect?", "law"),
+                             ("Which Virginia senator gave his name to the Glass-Steagall Act?", "finance")]:
+        assert pipeline.router.route(question).domain == domain
+        without = pipeline.router.settings.model_copy(update={"router_lexical_weight": 0.0})
+        assert Router(without, pipeline.router.vectors, pipeline.router.embedder).route(question).domain != domain
 
 
 @pytest.mark.parametrize("domain,question,head,tail", FACT_QUESTIONS)

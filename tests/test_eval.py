@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from assistant import cli
+from assistant.evaluation import metrics
 from assistant.evaluation.report import CHARTS, REPORT_JSON, REPORT_MD
 from assistant.settings import DEMO_CORPORA_DIR
 
@@ -41,8 +42,16 @@ def test_eval_without_generation_reports_routing_and_retrieval_and_touches_nothi
     assert {row["domain"] for row in report["per_question"]} == {"medicine", "finance", "law"}
     assert report["routing"]["accuracy"] >= 0.8
     methods = report["retrieval"]["methods"]
-    assert set(methods) == {"bm25", "dense", "hybrid", "full"}
+    assert set(methods) == {"bm25", "dense", "hybrid", "graph_walk", "full", "answer"}
     assert methods["full"]["all"]["recall_at"][4] >= methods["dense"]["all"]["recall_at"][4]
+    assert methods["answer"]["all"]["recall_at"][4] >= methods["dense"]["all"]["recall_at"][4]
+    assert methods["graph_walk"]["all"]["recall_at"][4] > 0.5
+    budget = served.evidence_per_answer
+    for row in report["per_question"]:  # the prompt's one list: each item once, kinds capped, within the budget
+        kinds = [item["kind"] for item in row["answer_items"]]
+        assert 0 < len(kinds) <= budget and kinds.count("passage") <= served.passages_per_answer
+        assert row["recall_at_k"]["answer"] == metrics.evidence_recall(
+            {d for item in row["answer_items"][:5] for d in item["documents"]}, row["evidence_doc_ids"])
     assert "answers" not in report
     printed = capsys.readouterr().out
     assert "## Routing" in printed and "## Retrieval" in printed and "recall@5" in printed

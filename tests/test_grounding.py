@@ -222,3 +222,25 @@ def test_the_chat_links_each_citation_to_its_evidence_item_and_marks_unsupported
     assert 'id="evidence-3-1"' in cited and "sentence 1\\, strong support" in cited  # Markdown-escaped
     assert 'id="evidence-3-2"' in folded and 'id="evidence-3-3"' in folded and "passage 2 of 2 by relevance" in folded
     assert "0.03" not in panel and "score" not in panel  # no fusion scores for people to puzzle over
+    assert "found by dense 2\\, words 2" in folded and "graph walk" not in folded.split("</details>")[0]
+
+
+def test_the_evidence_panel_shows_where_the_graph_walk_went():
+    from assistant.pipeline import Answer
+    from assistant.presenter import answer_json, evidence_markdown
+    from assistant.retrieval import Passage
+    from indexing.graph_walk import WalkNode
+
+    passages = [Passage("insulin.md#0", "insulin.md", "Insulin", "Insulin is made in the pancreas.", "medicine",
+                        0.03, None, None, walk_rank=2)]
+    walk = [WalkNode("entity", "metformin", "Metformin", 0.21), WalkNode("entity", "insulin", "Insulin", 0.12),
+            WalkNode("passage", "metformin.md#0", "Metformin", 0.3, "metformin.md"),
+            WalkNode("passage", "insulin.md#0", "Insulin", 0.1, "insulin.md")]
+    answer = Answer(text="Insulin is made in the pancreas [1].", domain="medicine", passages=passages, walk=walk)
+    panel = evidence_markdown(answer)
+    assert "found by graph walk 2" in panel  # only the walk found this passage: the reader sees why it came in
+    section = panel.split("<summary>Why these passages: the graph walk</summary>")[1].split("</details>")[0]
+    assert "Entities: Metformin (0.210), Insulin (0.120)" in section
+    assert "- Metformin (0.300)\n" in section and "- Insulin (0.100) → given as \\[1\\]" in section
+    assert answer_json(answer)["walk"][0] == {"kind": "entity", "name": "Metformin", "score": 0.21, "doc_id": ""}
+    assert answer_json(answer)["passages"][0]["walk_rank"] == 2

@@ -64,18 +64,23 @@ def _routing(section: dict) -> str:
 
 def _retrieval(section: dict) -> str:
     k, counts = section["k"], section["counts"]
-    rows = []
+    rows, domains = [], sorted(next(iter(section["methods"].values()))["single_document_by_domain"])
     for method, entry in section["methods"].items():
-        every, multi = entry["all"], entry["multi_hop"]
+        every, multi, two, three = entry["all"], entry["multi_hop"], entry["two_hop"], entry["three_hop"]
         rows.append([METHOD_LABELS[method], every["recall_at"][0], every["recall_at"][-1],
-                     every["all_evidence_at"][-1], multi["recall_at"][-1], multi["all_evidence_at"][-1]])
+                     every["all_evidence_at"][-1], multi["recall_at"][-1], two["all_evidence_at"][-1],
+                     three["all_evidence_at"][-1],
+                     *[entry["single_document_by_domain"][d] for d in domains]])
     note = (f"Evidence recall: share of a question's evidence documents among the documents of its top-k "
-            f"passages (full: top-k passages and top-k graph facts). {counts['all']} questions, "
-            f"{counts['multi_hop']} multi-hop (two or more evidence documents). Searched in the routed domain.")
+            f"items (a passage has one document, a fact the documents it was read in); every method at the "
+            f"same k except full, which counts k passages and k facts. {counts['all']} questions, "
+            f"{counts['multi_hop']} multi-hop ({counts['two_hop']} with two evidence documents, "
+            f"{counts['three_hop']} with three or more). Searched in the routed domain.")
     if section["graph_degraded_questions"]:
         note += f" The graph failed for {section['graph_degraded_questions']} questions."
-    return ("## Retrieval\n\n" + table(["method", "recall@1", f"recall@{k}", f"all evidence@{k}",
-                                        f"multi-hop recall@{k}", f"multi-hop all@{k}"], rows) + "\n\n" + note)
+    headers = ["method", "recall@1", f"recall@{k}", f"all evidence@{k}", f"multi-hop recall@{k}",
+               f"2-doc all@{k}", f"3-doc all@{k}", *[f"single-doc recall@{k} {d}" for d in domains]]
+    return "## Retrieval\n\n" + table(headers, rows) + "\n\n" + note
 
 
 def _answers(section: dict, adapters: dict, notes: list[str]) -> str:

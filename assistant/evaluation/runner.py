@@ -2,10 +2,12 @@
 with the product's own components, and score each stage.
 
 Stage 1 needs no language model: every question is routed like a chat message and its
-evidence retrieved four ways in the same run, so the ratios are fair: BM25 alone, dense (FAISS)
-alone, the product's hybrid passages without graph facts, and the full retrieval (hybrid
-passages plus graph facts). Each is searched in the routed domain (every domain when the router
-abstains), so a misrouted question counts as a miss, as it would for a user.
+evidence retrieved six ways in the same run, so the ratios are fair: BM25 alone, dense (FAISS)
+alone, hybrid (their weighted fusion, no graph), the graph walk's own passage ranking, ``full``
+(the product's passages plus as many graph facts again, up to 2k items: the old, generous
+count) and ``answer``: the one evidence list the prompt gets, its first k items, each item's
+documents; at equal k with the others. Each is searched in the routed domain (every domain when
+the router abstains), so a misrouted question counts as a miss, as it would for a user.
 
 Stage 2 answers from three configurations: the base model without retrieval (closed book), the
 base model with the product's prompt of facts and passages, and the routed domain's adapter with
@@ -32,9 +34,10 @@ from assistant.settings import Settings
 from indexing.embedding import get_embedder
 from indexing.vector_store import IndexUnavailable, VectorStore
 
-METHODS = ("bm25", "dense", "hybrid", "full")
-METHOD_LABELS = {"bm25": "BM25 only", "dense": "dense (FAISS) only", "hybrid": "hybrid, no graph facts",
-                 "full": "full (hybrid + graph facts)"}
+METHODS = ("bm25", "dense", "hybrid", "graph_walk", "full", "answer")
+METHOD_LABELS = {"bm25": "BM25 only", "dense": "dense (FAISS) only", "hybrid": "hybrid (BM25 + dense), no graph",
+                 "graph_walk": "graph walk alone", "full": "full (passages + as many facts, up to 2k items)",
+                 "answer": "answer (the prompt's evidence list)"}
 CLOSED_BOOK, BASE_RAG, ADAPTER_RAG = "base_closed_book", "base_rag", "adapter_rag"
 CONFIG_LABELS = {CLOSED_BOOK: "base model, no retrieval", BASE_RAG: "base model + retrieval",
                  ADAPTER_RAG: "adapter + retrieval"}
@@ -58,7 +61,8 @@ class EvalOptions:
 @dataclass
 class QuestionRun:
     """What one question produced; ``ranked`` holds, per method, the document ids of each
-    retrieved item in rank order (passages; ``full_facts`` the ranked facts)."""
+    retrieved item in rank order (passages; a fact has its own documents; ``full_facts`` the
+    facts ``full`` adds to its passages)."""
     question: EvalQuestion
     routed: str | None
     confidence: float
@@ -67,7 +71,8 @@ class QuestionRun:
     full_facts: list[tuple[str, ...]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     degraded: bool = False
-    prompt_facts: list[RankedFact] = field(default_factory=list)  # the evidence stage 2 answers from
+    answer_evidence: list[RankedFact | Passage] = field(default_factory=list)  # the prompt's one ranked list
+    prompt_facts: list[RankedFact] = field(default_factory=list)  # the same items by kind: what stage 2 answers from
     prompt_passages: list[Passage] = field(default_factory=list)
     evidence_given: list[dict] = field(default_factory=list)  # the numbered evidence texts the model was given
     answers: dict[str, dict] = field(default_factory=dict)  # config -> {adapter, text, em, f1, label_ok, seconds, ...}
@@ -111,19 +116,22 @@ def retrieve_all(workspace: Workspace, questions: Sequence[EvalQuestion], option
                  embedder) -> list[QuestionRun]:
     settings = workspace.settings
     depth = max(options.k, settings.passages_per_answer, settings.facts_per_answer)
-    deep = settings.model_copy(update={"passages_per_answer": depth, "facts_per_answer": depth})
+    deep = settings.model_copy(update={"passages_per_answer": depth, "facts_per_answer": depth,
+                                       "evidence_per_answer": 2 * depth})
     vectors = VectorStore(settings.domains_dir, settings.hnsw_ef_search)
     router = Router(settings, vectors, embedder)
-    full, hybrid = Retriever(deep, vectors, embedder, workspace.graph), Retriever(deep, vectors, embedder, None)
+    retrievers = {"answer": Retriever(settings, vectors, embedder, workspace.graph),
+                  "full": Retriever(deep, vectors, embedder, workspace.graph),
+                  "hybrid": Retriever(deep.model_copy(update={"walk_weight": 0.0}), vectors, embedder, None)}
     domains = router.domains()
     runs = []
     for question in tqdm(questions, desc="route + retrieve", unit="q", disable=not options.progress):
-        runs.append(_retrieve_one(question, router, full, hybrid, vectors, domains, depth, settings))
+        runs.append(_retrieve_one(question, router, retrievers, vectors, domains, depth))
     return runs
 
 
-def _retrieve_one(question: EvalQuestion, router: Router, full: Retriever, hybrid: Retriever, vectors: VectorStore,
-                  domains: list[str], depth: int, settings: Settings) -> QuestionRun:
+def _retrieve_one(question: EvalQuestion, router: Router, retrievers: dict[str, Retriever], vectors: VectorStore,
+                  domains: list[str], depth: int) -> QuestionRun:
     clock = time.perf_counter()
     query = router.query_vector(question.question, [])
     route = router.route(question.question, [], domains, query)
@@ -132,16 +140,25 @@ def _retrieve_one(question: EvalQuestion, router: Router, full: Retriever, hybri
     run = QuestionRun(question, route.domain, route.confidence, searched, timings={"route": route_s})
     run.ranked["bm25"] = _single_list(vectors, searched, depth, lambda index: index.search_lexical(question.question, depth))
     run.ranked["dense"] = _single_list(vectors, searched, depth, lambda index: index.search(query, depth))
-    run.ranked["hybrid"] = [(p.doc_id,) for p in hybrid.retrieve(question.question, searched, query).passages]
+    run.ranked["hybrid"] = [(p.doc_id,) for p in retrievers["hybrid"].retrieve(question.question, searched, query).passages]
+    full = retrievers["full"].retrieve(question.question, searched, query)
+    run.ranked["full"] = [(p.doc_id,) for p in full.passages]
+    run.full_facts = [tuple(f.fact.doc_ids) for f in full.facts]
+    walked = sorted(full.walk_passages, key=lambda p: -p.score)
+    run.ranked["graph_walk"] = [(p.doc_id,) for p in walked[:depth]]
     clock = time.perf_counter()
-    evidence = full.retrieve(question.question, searched, query)
+    evidence = retrievers["answer"].retrieve(question.question, searched, query)
     run.timings["retrieve"] = time.perf_counter() - clock
-    run.ranked["full"] = [(p.doc_id,) for p in evidence.passages]
-    run.full_facts = [tuple(f.fact.doc_ids) for f in evidence.facts]
+    run.answer_evidence = evidence.ranked
+    run.ranked["answer"] = [entry_documents(entry) for entry in evidence.ranked]
     run.degraded = evidence.graph_degraded
-    run.prompt_facts = evidence.facts[:settings.facts_per_answer]
-    run.prompt_passages = evidence.passages[:settings.passages_per_answer]
+    run.prompt_facts, run.prompt_passages = evidence.facts, evidence.passages
     return run
+
+
+def entry_documents(entry: RankedFact | Passage) -> tuple[str, ...]:
+    """The documents one evidence item comes from: a passage's, or every document a fact was read in."""
+    return tuple(entry.fact.doc_ids) if isinstance(entry, RankedFact) else (entry.doc_id,)
 
 
 def _single_list(vectors: VectorStore, domains: list[str], depth: int, search) -> list[tuple[str, ...]]:
@@ -168,22 +185,35 @@ def routing_section(runs: Sequence[QuestionRun]) -> dict:
     return section
 
 
+def question_groups(runs: Sequence[QuestionRun]) -> dict[str, list[QuestionRun]]:
+    """All, single-document, multi-hop, and multi-hop by its number of documents."""
+    return {"all": list(runs), "single_document": [r for r in runs if not r.question.multi_hop],
+            "multi_hop": [r for r in runs if r.question.multi_hop],
+            "two_hop": [r for r in runs if len(r.question.evidence_doc_ids) == 2],
+            "three_hop": [r for r in runs if len(r.question.evidence_doc_ids) >= 3]}
+
+
 def retrieval_section(runs: Sequence[QuestionRun], k: int) -> dict:
-    groups = {"all": list(runs), "single_document": [r for r in runs if not r.question.multi_hop],
-              "multi_hop": [r for r in runs if r.question.multi_hop]}
+    groups = question_groups(runs)
+    single_by_domain = {domain: [r for r in groups["single_document"] if r.question.domain == domain]
+                        for domain in sorted({r.question.domain for r in runs})}
     section: dict = {"k": k, "methods": {}, "graph_degraded_questions": sum(r.degraded for r in runs),
                      "counts": {name: len(group) for name, group in groups.items()}}
     for method in METHODS:
         entry = {"label": METHOD_LABELS[method]}
         for name, group in groups.items():
-            entry[name] = {
-                "recall_at": [metrics.mean(metrics.evidence_recall(r.found(method, i), r.question.evidence_doc_ids)
-                                           for r in group) for i in range(1, k + 1)],
-                "all_evidence_at": [metrics.mean(metrics.all_evidence(r.found(method, i), r.question.evidence_doc_ids)
-                                                 for r in group) for i in range(1, k + 1)],
-            }
+            entry[name] = {"recall_at": _at_each_k(group, method, k, metrics.evidence_recall),
+                           "all_evidence_at": _at_each_k(group, method, k, metrics.all_evidence)}
+        entry["single_document_by_domain"] = {domain: _at_each_k(group, method, k, metrics.evidence_recall)[-1]
+                                              for domain, group in single_by_domain.items()}
+        entry["by_domain"] = {domain: _at_each_k([r for r in runs if r.question.domain == domain], method, k,
+                                                 metrics.evidence_recall)[-1] for domain in single_by_domain}
         section["methods"][method] = entry
     return section
+
+
+def _at_each_k(group: Sequence[QuestionRun], method: str, k: int, score) -> list[float | None]:
+    return [metrics.mean(score(r.found(method, i), r.question.evidence_doc_ids) for r in group) for i in range(1, k + 1)]
 
 
 def latency_section(runs: Sequence[QuestionRun]) -> dict:
@@ -199,7 +229,11 @@ def question_row(run: QuestionRun, k: int) -> dict:
     """One line of the per-question table in report.json (for reading failures)."""
     return {"id": run.question.id, "domain": run.question.domain, "routed": run.routed,
             "confidence": round(run.confidence, 3), "multi_hop": run.question.multi_hop,
+            "evidence_doc_ids": list(run.question.evidence_doc_ids),
             "recall_at_k": {m: metrics.evidence_recall(run.found(m, k), run.question.evidence_doc_ids) for m in METHODS},
+            "answer_items": [{"kind": "fact" if isinstance(entry, RankedFact) else "passage",
+                              "documents": list(entry_documents(entry))}
+                             for entry in run.answer_evidence],
             "evidence": run.evidence_given,
             "answers": {config: {key: value for key, value in answer.items() if key != "seconds"}
                         for config, answer in run.answers.items()}}

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 
 from assistant.pipeline import MAX_QUESTION_CHARS, QUESTION_SHARE_OF_CONTEXT, Answer, ChatPipeline
 from assistant.presenter import answer_header, answer_json, evidence_markdown, jobs_markdown
+from indexing.graph_walk import WalkNode
 from assistant.retrieval import Passage, RankedFact
 from indexing import cypher
 from indexing.corpus import MAX_HTML_DEPTH, read_corpus
@@ -299,8 +300,9 @@ def _answer_with_html() -> Answer:
                 chunk_ids=("a#0",), doc_ids=("a.md",), curated=False, hop=1)
     passage = Passage(chunk_id="x`" + IMG + "`.md#0", doc_id="x.md", title=IMG + " title", text=SCRIPT + " body",
                       domain="medicine", score=0.5, dense_rank=1, lexical_rank=None)
+    walk = [WalkNode("entity", "k", SCRIPT, 0.2), WalkNode("passage", passage.chunk_id, IMG + " title", 0.1, "x.md")]
     return Answer(text=SCRIPT, domain="medicine", facts=[RankedFact(fact, "medicine", 0.9, titles=(SCRIPT,))],
-                  passages=[passage], notes=[IMG + " note"], adapter="medicine-v1")
+                  passages=[passage], notes=[IMG + " note"], adapter="medicine-v1", walk=walk)
 
 
 def _rendered_tags(markdown: str) -> set[str]:

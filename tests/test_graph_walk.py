@@ -1,0 +1,171 @@
+"""The graph walk (Personalized PageRank over the entity-chunk graph), the weighted fusion of
+rankings and the one evidence list: pure logic on small hand-made graphs, checked against
+networkx's own PageRank, plus the walk file of a real indexed demo version."""
+
+from __future__ import annotations
+
+import shutil
+
+import networkx as nx
+import pytest
+
+from assistant.retrieval import Passage, RankedFact, fuse_rankings, has_lexical_cue, merge_evidence
+from indexing.chunking import Chunk
+from indexing.fusion import DomainGraph, EntityRecord, FactRecord
+from indexing.graph_store import Fact
+from indexing.graph_walk import WALK_FILE, WalkParams, build_walk_graph, read_walk_file, write_walk_file
+from indexing.vector_store import Hit, IndexUnavailable, VectorStore
+from indexing.versions import DomainVersions
+
+
+def _chunk(chunk_id: str) -> Chunk:
+    doc_id = chunk_id.split("#")[0]
+    return Chunk(id=chunk_id, doc_id=doc_id, domain="d", title=doc_id, ordinal=0, text="text", tokens=1)
+
+
+def _graph(mentions: list[tuple[str, str]], facts: list[tuple[str, str, float]]) -> DomainGraph:
+    keys = sorted({key for _, key in mentions} | {k for h, t, _ in facts for k in (h, t)})
+    graph = DomainGraph()
+    graph.entities = {key: EntityRecord(key, key.title(), "CONCEPT", [], 1) for key in keys}
+    graph.mentions = sorted(mentions)
+    graph.facts = [FactRecord(h, "related_to", t, c, 1, [], [], False, ["test"]) for h, t, c in facts]
+    return graph
+
+
+# metformin.md names metformin; metformin -> insulin is a fact; insulin.md names insulin and the
+# pancreas; heart.md names only the heart. A walk from metformin must reach insulin.md, not heart.md.
+CHUNKS = [_chunk("metformin.md#0"), _chunk("insulin.md#0"), _chunk("heart.md#0"), _chunk("pancreas.md#0")]
+MENTIONS = [("metformin.md#0", "metformin"), ("insulin.md#0", "insulin"), ("insulin.md#0", "pancreas"),
+            ("heart.md#0", "heart"), ("pancreas.md#0", "pancreas")]
+FACTS = [("metformin", "insulin", 0.9)]
+
+
+@pytest.fixture
+def walk_graph():
+    return build_walk_graph(_graph(MENTIONS, FACTS), CHUNKS)
+
+
+def test_the_walk_reaches_a_document_only_a_shared_entity_links(walk_graph):
+    result = walk_graph.walk({"metformin": 1.0}, {}, WalkParams())
+    ranked = [CHUNKS[position].id for position, _ in result.chunk_scores]
+    assert ranked[:2] == ["metformin.md#0", "insulin.md#0"]  # one hop through the metformin-insulin fact
+    assert ranked.index("pancreas.md#0") == 2  # two hops: insulin.md names the pancreas too
+    assert "heart.md#0" not in ranked  # nothing connects it: probability 0, not ranked at all
+    assert [node.key for node in result.top_entities][:2] == ["metformin", "insulin"]
+
+
+def test_the_walk_equals_networkx_personalized_pagerank(walk_graph):
+    seeds_entities, seeds_passages = {"metformin": 1.0, "pancreas": 0.5}, {2: 0.8}
+    params = WalkParams(damping=0.6, passage_seed_share=0.3, iterations=200, tolerance=1e-12)
+    result = walk_graph.walk(seeds_entities, seeds_passages, params)
+    reset = walk_graph._reset(seeds_entities, seeds_passages, params.passage_seed_share)
+    graph = nx.from_scipy_sparse_array(walk_graph.adjacency)
+    expected = nx.pagerank(graph, alpha=params.damping, personalization=dict(enumerate(reset)), tol=1e-12,
+                           max_iter=500, weight="weight")
+    for position, score in result.chunk_scores:
+        assert score == pytest.approx(expected[position], abs=1e-9)
+    assert sum(reset) == pytest.approx(1.0)
+
+
+def test_a_name_many_chunks_share_weighs_less_than_a_specific_one():
+    chunks = [_chunk(f"d{i}.md#0") for i in range(5)]
+    mentions = [(c.id, "diabetes") for c in chunks] + [("d4.md#0", "sanger")]
+    walk_graph = build_walk_graph(_graph(mentions, []), chunks)
+    reset = walk_graph._reset({"diabetes": 1.0, "sanger": 1.0}, {}, 0.5)
+    diabetes, sanger = (reset[walk_graph.entity_position[k]] for k in ("diabetes", "sanger"))
+    assert sanger == pytest.approx(5 * diabetes)  # 1 chunk against 5: weight 1/1 against 1/5
+    ranked = walk_graph.walk({"diabetes": 1.0, "sanger": 1.0}, {}, WalkParams()).chunk_scores
+    assert ranked[0][0] == 4  # the chunk naming the specific entity wins
+
+
+def test_no_seed_in_the_graph_means_no_walk(walk_graph):
+    result = walk_graph.walk({"unknown entity": 1.0}, {99: 1.0}, WalkParams())
+    assert result.chunk_scores == [] and result.top_entities == []
+
+
+def test_walk_file_round_trip_and_checksum(tmp_path, walk_graph):
+    files = write_walk_file(tmp_path, walk_graph)
+    assert set(files) == {WALK_FILE} and len(files[WALK_FILE]) == 64
+    loaded = read_walk_file(tmp_path)
+    assert loaded.chunk_ids == walk_graph.chunk_ids and loaded.entity_keys == walk_graph.entity_keys
+    assert (loaded.adjacency != walk_graph.adjacency).nnz == 0
+    seeds = ({"metformin": 1.0}, {1: 0.5})
+    assert loaded.walk(*seeds, WalkParams()) == walk_graph.walk(*seeds, WalkParams())
+
+
+def test_parallel_facts_add_their_weights():
+    walk_graph = build_walk_graph(_graph([("a.md#0", "a")], [("a", "b", 0.5), ("b", "a", 0.25)]), [_chunk("a.md#0")])
+    a, b = walk_graph.entity_position["a"], walk_graph.entity_position["b"]
+    assert walk_graph.adjacency[a, b] == pytest.approx(0.75) == walk_graph.adjacency[b, a]
+
+
+# --- fusion and the one evidence list ----------------------------------------------------------
+
+def _hit(chunk_id: str, score: float = 1.0) -> Hit:
+    return Hit(chunk_id, chunk_id.split("#")[0], "T", "text", score, "d", "v1")
+
+
+def test_weighted_fusion_lets_a_heavier_list_decide():
+    dense, lexical = [_hit("a#1"), _hit("b#1")], [_hit("b#1"), _hit("a#1")]
+    even = fuse_rankings({"dense": (1.0, dense), "lexical": (1.0, lexical)}, rrf_k=60)
+    assert even[0].score == even[1].score  # mirror images tie (then chunk id order)
+    heavy = fuse_rankings({"dense": (1.0, dense), "lexical": (2.0, lexical)}, rrf_k=60)
+    assert [p.chunk_id for p in heavy] == ["b#1", "a#1"]
+    assert heavy[0].score == pytest.approx(1 / 62 + 2 / 61, abs=1e-6)
+    walked = fuse_rankings({"dense": (1.0, dense), "walk": (1.0, [_hit("c#1")])}, rrf_k=60)
+    assert {p.chunk_id: p.walk_rank for p in walked} == {"a#1": None, "b#1": None, "c#1": 1}
+    assert fuse_rankings({"dense": (0.0, dense)}, rrf_k=60)[0].score == 0.0
+
+
+def _passage(chunk_id: str, score: float) -> Passage:
+    return Passage(chunk_id, chunk_id.split("#")[0], "T", "text", "d", score, 1, None)
+
+
+def _fact(name: str) -> RankedFact:
+    return RankedFact(Fact(name, name, "is_a", "x", "x", 1.0, 1, (), (f"{name}.md",), False, 1), "d", 0.5)
+
+
+def test_one_evidence_list_interleaves_by_score_and_cuts_at_the_budget():
+    passages = [_passage("a#1", 3 / 61), _passage("b#1", 1 / 61), _passage("c#1", 1 / 70)]
+    facts = [_fact("f1"), _fact("f2")]
+    merged = merge_evidence(facts, passages, fact_weight=1.0, rrf_k=60, budget=4)
+    assert [getattr(e, "chunk_id", None) or e.fact.head for e in merged] == ["a#1", "b#1", "f1", "f2"]
+    assert len(merge_evidence(facts, passages, 1.0, 60, budget=10)) == 5  # each item once
+    heavy = merge_evidence(facts, passages, fact_weight=4.0, rrf_k=60, budget=2)
+    assert [e.fact.head for e in heavy] == ["f1", "f2"]  # 4/61 and 4/62 beat every passage
+    # A spread passage order (document-spread, not by score) is kept: places, not scores, decide.
+    spread = [_passage("a#1", 1 / 70), _passage("b#1", 3 / 61)]
+    assert [e.chunk_id for e in merge_evidence([], spread, 1.0, 60, 5)] == ["a#1", "b#1"]
+
+
+@pytest.mark.parametrize("question, cue", [
+    ("What HbA1c level is used to diagnose diabetes?", True), ("Below which eGFR value?", True),
+    ("What did the Act of 1933 require?", True), ("Who wrote the 10-K?", True),
+    ("Who discovered penicillin?", False), ("What does the Federal Reserve do?", False)])
+def test_numbers_and_codes_are_lexical_cues(question, cue):
+    assert has_lexical_cue(question) is cue
+
+
+# --- a real version ------------------------------------------------------------------------------
+
+def test_an_indexed_version_has_a_checked_walk_graph(demo_env):
+    index = VectorStore(demo_env.settings.domains_dir).get("medicine")
+    assert WALK_FILE in index.manifest["files"]
+    walk_graph = index.walk_graph
+    assert walk_graph.chunk_ids == [row.chunk_id for row in index.rows]
+    assert len(walk_graph.entity_keys) > 100 and walk_graph.adjacency.nnz > 0
+    key = next(k for k in walk_graph.entity_keys if k == "insulin")
+    result = walk_graph.walk({key: 1.0}, {}, WalkParams())
+    top_docs = {index.rows[position].doc_id for position, _ in result.chunk_scores[:5]}
+    assert "insulin.md" in top_docs
+    assert 0 < sum(score for _, score in result.chunk_scores) < 1  # the rest of the probability is on entities
+
+
+def test_a_damaged_walk_file_makes_the_domain_unavailable(demo_env, tmp_path):
+    shutil.copytree(demo_env.settings.domains_dir / "medicine", tmp_path / "medicine")
+    version_dir = DomainVersions(tmp_path, "medicine").current_path()
+    with open(version_dir / WALK_FILE, "r+b") as f:
+        f.seek(100)
+        f.write(b"\x00\xff\x00\xff")
+    with pytest.raises(IndexUnavailable, match="walk.npz is corrupted"):
+        VectorStore(tmp_path).get("medicine")
