@@ -13,6 +13,7 @@ from pathlib import Path
 from assistant.settings import Settings
 from indexing.graph_connection import GraphConnection
 from indexing.graph_store import GraphStore
+from indexing.graph_walk import WALK_FILE
 from indexing.pipeline import IndexReport, clean_interrupted_builds, index_source, source_fingerprint
 from indexing.versions import DomainVersions, read_manifest
 
@@ -33,8 +34,9 @@ def demo_sources(settings: Settings) -> list[Path]:
 
 
 def is_up_to_date(settings: Settings, graph: GraphStore, source: Path) -> bool:
-    """True when the domain's serving version was built from exactly these files and the graph
-    still holds it (the graph is derived data: a lost graph is rebuilt from the corpus)."""
+    """True when the domain's serving version was built from exactly these files, has its graph
+    walk file and the graph still holds it (the graph is derived data: a lost graph, or one
+    built before the walk existed, is rebuilt from the corpus)."""
     versions = DomainVersions(settings.domains_dir, source.name)
     current = versions.current_path()
     if current is None:
@@ -44,7 +46,8 @@ def is_up_to_date(settings: Settings, graph: GraphStore, source: Path) -> bool:
     except (OSError, ValueError):
         return False
     return (manifest.get("source", {}).get("fingerprint") == source_fingerprint(source)
-            and manifest.get("graph") is not None and graph.has_version(source.name, manifest["version"]))
+            and manifest.get("graph") is not None and WALK_FILE in manifest.get("files", {})
+            and graph.has_version(source.name, manifest["version"]))
 
 
 def bootstrap(settings: Settings, progress: bool = True) -> BootstrapResult:

@@ -149,3 +149,24 @@ def test_unreachable_graph_server_fails_the_reindex_clearly_and_keeps_serving(se
     assert not report.ok and "unreachable" in report.domains[0].error
     assert DomainVersions(settings.domains_dir, "law").current() == "v000001"
     assert store.stats("law")["documents"] == 28  # the serving graph is untouched
+
+
+def test_a_version_built_before_the_graph_walk_gets_one_at_the_next_index(settings, embedder, store, tmp_path):
+    from indexing.graph_walk import WALK_FILE
+    from indexing.versions import read_manifest, write_manifest
+
+    corpus = tmp_path / "pharma"
+    write(corpus, "a.md", "# A\n\nAspirin inhibits cyclooxygenase. Warfarin prevents blood clots.\n")
+    write(corpus, "b.md", "# B\n\nWarfarin is reversed by vitamin K.\n")
+    index_source(settings, corpus, progress=False, embedder=embedder, graph=store)
+    versions = DomainVersions(settings.domains_dir, "pharma")
+    old = versions.current_path()
+    manifest = read_manifest(old)  # make it look like a version written before walk.npz existed
+    del manifest["files"][WALK_FILE]
+    (old / WALK_FILE).unlink()
+    write_manifest(old, manifest)
+    assert VectorStore(settings.domains_dir).get("pharma").walk_graph is None  # still serves, without a walk
+    report = index_source(settings, corpus, progress=False, embedder=embedder, graph=store).domains[0]
+    assert report.switched and report.chunks_extracted == 0  # rebuilt from the reused extractions
+    walk_graph = VectorStore(settings.domains_dir).get("pharma").walk_graph
+    assert walk_graph is not None and "warfarin" in walk_graph.entity_keys
