@@ -113,14 +113,16 @@ class Router:
         return {d: (mass[d] / total, best[d]) for d in domains}
 
     def _lexical_shares(self, question: str, domains: list[str]) -> dict[str, float] | None:
-        """A softmax over how much of the question's rare vocabulary each domain holds: each
-        question word a domain's chunks contain adds its IDF over *all* domains' chunks, so a
-        name only one domain holds (Glass-Steagall, GDPR) weighs most, a word every domain has
-        cancels out, and domains of very different sizes compare fairly (BM25 scores would
-        not). None when no domain holds more of it than another: similarity alone decides."""
+        """A softmax over how much of the question's rare vocabulary each domain holds. Only
+        names and codes count: words the embedder's own vocabulary lacks (it splits them into
+        pieces: "Steagall", "GDPR", "warfarin"), which are what similarity blurs; a common word
+        ("return", "match") rare in a small corpus must not outvote a drug name. Each such word
+        a domain's chunks contain adds its IDF over *all* domains' chunks, so a name only one
+        domain holds weighs most, and domains of very different sizes compare fairly (BM25
+        scores would not). None when no domain holds more of it than another."""
         if self.settings.router_lexical_weight == 0:
             return None
-        words = sorted(set(tokenize([question])[0]))
+        words = sorted(w for w in set(tokenize([question])[0]) if self.embedder.count_tokens(w) >= 2)
         if not words:
             return None
         frequencies, rows = {}, 0
