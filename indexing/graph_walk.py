@@ -12,8 +12,8 @@ The adjacency is built once per index version from the fused graph (``build_walk
 written beside FAISS and BM25 (``walk.npz``, checksummed in the manifest like them) and walked
 in-process with scipy, so the walk reads nothing from the graph server and behaves the same on
 FalkorDB and Neo4j. A question's walk starts from the entities it names, weighted by how
-specific they are (1 / the number of chunks that mention them), and from its best dense
-passages; the chunks where the walk's probability gathers are passages a second or third
+specific they are (1 / the number of chunks that mention them), and from its best dense and
+BM25 passages (the caller picks the seeds: assistant/retrieval.py); the chunks where the walk's probability gathers are passages a second or third
 document holds, linked to the question only through shared entities.
 """
 
@@ -38,7 +38,7 @@ WALK_FILE = "walk.npz"
 @dataclass(frozen=True)
 class WalkParams:
     damping: float = 0.5  # probability of following an edge rather than restarting (HippoRAG: 0.5)
-    passage_seed_share: float = 0.5  # share of the restart mass on the dense passages (the rest on entities)
+    passage_seed_share: float = 0.5  # share of the restart mass on the seed passages (the rest on entities)
     iterations: int = 50
     tolerance: float = 1e-7  # L1 change that ends the iteration early
 
