@@ -1,12 +1,14 @@
 """Which domain a question belongs to: a k-nearest-neighbour vote over every domain's chunk
 embeddings, blended with the question's similarity to each domain's centroid and with a
-lexical vote (which domain's chunks hold the question's rare words).
+lexical vote (which domain's chunks hold the question's rare words, which domain's graph holds
+the multi-word names it contains).
 
 Nothing is trained: the vote reads the serving FAISS indexes, so a domain becomes routable the
 moment its first index version exists, and follows re-indexes. The router **abstains** (answer
 with the base model over all domains) when the best domain's share of the score is below
 ``router_min_confidence`` or when no chunk anywhere is close to the question
-(``router_min_similarity``): an off-topic question.
+(``router_min_similarity``): an off-topic question. Neither gate abstains on a question that
+names an entity only the best domain's graph holds.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 
 from assistant.settings import Settings
 from indexing.embedding import Embedder
+from indexing.entity_keys import name_spans
 from indexing.lexical import tokenize
 from indexing.vector_store import IndexUnavailable, VectorStore
 from indexing.versions import list_domains
@@ -45,10 +48,17 @@ class Route:
         return max(self.scores, key=self.scores.get) if self.scores else None
 
 
+@dataclass(frozen=True)
+class _LexicalVote:
+    shares: dict[str, float] | None  # per domain, summing to 1; None: the words do not tell domains apart
+    named_only_in: set[str]  # domains whose graph alone has a multi-word name the question contains
+
+
 class Router:
     def __init__(self, settings: Settings, vectors: VectorStore, embedder: Embedder):
         self.settings, self.vectors, self.embedder = settings, vectors, embedder
         self._centroids: dict[str, tuple[str, np.ndarray]] = {}  # domain -> (version, unit centroid)
+        self._names: dict[str, tuple[str, dict[str, int]]] = {}  # domain -> (version, name key -> chunks)
         self._lock = threading.Lock()
 
     def domains(self) -> list[str]:
@@ -82,17 +92,21 @@ class Router:
         centroid = self._centroid_shares(query, domains)
         weight = self.settings.router_knn_weight
         scores = {d: weight * knn[d][0] + (1 - weight) * centroid[d] for d in domains}
-        lexical = self._lexical_shares(question, domains)
-        if lexical is not None:
+        vote = self._lexical_vote(question, domains)
+        if vote.shares is not None:
             share = self.settings.router_lexical_weight
-            scores = {d: (1 - share) * scores[d] + share * lexical[d] for d in domains}
+            scores = {d: (1 - share) * scores[d] + share * vote.shares[d] for d in domains}
         scores = {d: round(score, 4) for d, score in scores.items()}
         best_similarity = max((knn[d][1] for d in domains), default=0.0)
         best = max(scores, key=scores.get)
-        if best_similarity < self.settings.router_min_similarity:
+        # A question naming something only the best domain's graph holds ("the Mount Washington
+        # Hotel") is about that domain, however far its wording is from the passages and however
+        # close the vote: neither gate abstains on it.
+        named_here = vote.named_only_in == {best}
+        if best_similarity < self.settings.router_min_similarity and not named_here:
             return Route(None, scores[best], scores, best_similarity,
                          f"nothing in any domain is close to the question (best similarity {best_similarity:.2f})")
-        if scores[best] < self.settings.router_min_confidence:
+        if scores[best] < self.settings.router_min_confidence and not named_here:
             return Route(None, scores[best], scores, best_similarity,
                          f"no domain is clearly best ({best} {scores[best]:.2f})")
         return Route(best, scores[best], scores, best_similarity, f"{best}: {scores[best]:.2f} of the vote")
@@ -112,33 +126,68 @@ class Router:
         best = {d: max((s for s, dd in hits if dd == d), default=0.0) for d in domains}
         return {d: (mass[d] / total, best[d]) for d in domains}
 
-    def _lexical_shares(self, question: str, domains: list[str]) -> dict[str, float] | None:
-        """A softmax over how much of the question's rare vocabulary each domain holds. Only
-        names and codes count: words the embedder's own vocabulary lacks (it splits them into
-        pieces: "Steagall", "GDPR", "warfarin"), which are what similarity blurs; a common word
-        ("return", "match") rare in a small corpus must not outvote a drug name. Each such word
-        a domain's chunks contain adds its IDF over *all* domains' chunks, so a name only one
+    def _lexical_vote(self, question: str, domains: list[str]) -> "_LexicalVote":
+        """A softmax over how much of the question's rare vocabulary each domain holds. Two kinds
+        of term count, both what similarity blurs:
+
+        - names and codes: words the embedder's own vocabulary lacks (it splits them into pieces:
+          "Steagall", "GDPR", "warfarin"); a common word ("return", "match") rare in a small
+          corpus must not outvote a drug name. A domain holds one when its chunks contain it.
+        - multi-word entity names of a domain's graph found in the question ("special drawing
+          right"), whatever its words; a domain holds one when its graph has that entity.
+
+        Each term a domain holds adds its IDF over *all* domains' chunks, so a name only one
         domain holds weighs most, and domains of very different sizes compare fairly (BM25
-        scores would not). None when no domain holds more of it than another."""
+        scores would not). No shares when no domain holds more of it than another."""
         if self.settings.router_lexical_weight == 0:
-            return None
-        words = sorted(w for w in set(tokenize([question])[0]) if self.embedder.count_tokens(w) >= 2)
-        if not words:
-            return None
-        frequencies, rows = {}, 0
+            return _LexicalVote(None, set())
+        frequencies = self._word_frequencies(question, domains)
+        names = self._name_frequencies(question, domains)
         for domain in domains:
-            lexical = self.vectors.get(domain).lexical
-            frequencies[domain] = lexical.document_frequencies(words)
-            rows += lexical.rows
-        overall = [sum(frequencies[d][i] for d in domains) for i in range(len(words))]
+            frequencies[domain] += names[domain]
+        rows = sum(self.vectors.get(d).lexical.rows for d in domains)
+        terms = len(frequencies[domains[0]])
+        overall = [sum(frequencies[d][i] for d in domains) for i in range(terms)]
         rarity = [math.log(1 + rows / (1 + count)) for count in overall]
         held = {d: sum(r for r, count in zip(rarity, frequencies[d]) if count) for d in domains}
-        top = max(held.values())
-        if top == min(held.values()):
-            return None
+        named_only_in = {d for d in domains for i, count in enumerate(names[d])
+                         if count and all(not names[other][i] for other in domains if other != d)}
+        top = max(held.values(), default=0.0)
+        if not terms or top == min(held.values()):
+            return _LexicalVote(None, named_only_in)
         weights = {d: math.exp((score - top) / self.settings.router_lexical_temperature) for d, score in held.items()}
         total = sum(weights.values())
-        return {d: w / total for d, w in weights.items()}
+        return _LexicalVote({d: w / total for d, w in weights.items()}, named_only_in)
+
+    def _word_frequencies(self, question: str, domains: list[str]) -> dict[str, list[int]]:
+        """Per domain, how many chunks hold each of the question's name-like words."""
+        words = sorted(w for w in set(tokenize([question])[0]) if self.embedder.count_tokens(w) >= 2)
+        if not words:
+            return {d: [] for d in domains}
+        return {d: list(self.vectors.get(d).lexical.document_frequencies(words)) for d in domains}
+
+    def _name_frequencies(self, question: str, domains: list[str]) -> dict[str, list[int]]:
+        """Per domain, how many chunks mention each multi-word entity name the question contains
+        (0 where that domain's graph lacks it, or the version has no graph walk file)."""
+        tables = {d: self._named_chunks(d) for d in domains}
+        keys = sorted({key for _, _, _, key, _ in name_spans(question)
+                       if len(key.split()) >= 2 and any(key in table for table in tables.values())})
+        return {d: [tables[d].get(key, 0) for key in keys] for d in domains}
+
+    def _named_chunks(self, domain: str) -> dict[str, int]:
+        index = self.vectors.get(domain)
+        cached = self._names.get(domain)
+        if cached and cached[0] == index.version:
+            return cached[1]
+        try:
+            walk_graph = index.walk_graph
+        except IndexUnavailable as exc:  # retrieval says so too; routing goes on without the names
+            log.warning("routing %s without its entity names: %s", domain, exc)
+            walk_graph = None
+        table = walk_graph.named_chunks() if walk_graph is not None else {}
+        with self._lock:
+            self._names[domain] = (index.version, table)
+        return table
 
     def _centroid_shares(self, query: np.ndarray, domains: list[str]) -> dict[str, float]:
         similarities = np.array([float(self._centroid(d) @ query) for d in domains])

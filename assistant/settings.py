@@ -142,7 +142,7 @@ class Settings(BaseSettings):
     router_knn_weight: float = Field(default=0.5, ge=0, le=1, description="Weight of the k-NN vote; the rest is centroid similarity.")
     router_centroid_temperature: float = Field(default=0.05, gt=0, description="Softmax temperature over centroid cosines.")
     router_min_confidence: float = Field(default=0.5, ge=0, le=1, description="Below this share of the vote the router abstains.")
-    router_min_similarity: float = Field(default=0.3, ge=-1, le=1, description="If no chunk is this close to the question, it is off-topic: abstain.")
+    router_min_similarity: float = Field(default=0.35, ge=-1, le=1, description="If no chunk is this close to the question, it is off-topic: abstain (unless it names an entity only the best domain's graph holds). 0.3 let \"Who wrote War and Peace?\" (0.33) through to law; every demo question without such a name is at 0.43 or more.")
     router_lexical_weight: float = Field(default=0.5, ge=0, le=1, description="Share of the routing score from the lexical vote (which domain's chunks hold the question's names and codes, by IDF over all domains); 0.5 fixed 2 of the 3 misrouted demo questions (GDPR, Glass-Steagall), misrouted none and routed no off-topic question.")
     router_lexical_temperature: float = Field(default=1.0, gt=0, description="Softmax temperature of the lexical vote, in IDF units (natural log).")
     router_history_weight: float = Field(default=0.4, ge=0, description="Weight of the previous user turn in the routing query.")

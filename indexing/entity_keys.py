@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from spacy.lang.en.stop_words import STOP_WORDS
+
 _ARTICLES = {"the", "a", "an"}
 _PUNCT = re.compile(r"[^\w\s-]")
 _SPACES = re.compile(r"\s+")
+_WORDS = re.compile(r"[\w][\w'’.-]*")
 # Word endings where a trailing "s" is not a plural (pancreas, virus, diabetes, analysis, gas).
 _NOT_PLURAL = ("ss", "us", "is", "as", "es", "os")
 
@@ -52,3 +55,22 @@ def canonical_key(name: str) -> str:
 def normalise_relation(relation: str) -> str:
     """"Created By" -> "created_by"."""
     return re.sub(r"\s+", "_", relation.strip().lower())
+
+
+def name_spans(text: str, max_words: int = 6) -> list[tuple[int, int, str, str, bool]]:
+    """Word n-grams of the text, longest first: (start word, end word, surface, canonical key,
+    whether fuzzy matching may be tried). Exact matches may start with a stop word ("First
+    Amendment", where spaCy counts "first" as one); fuzzy ones must start and end with content
+    words, so "the and" never fuzzily matches anything. N-grams ending in a stop word are skipped."""
+    words = _WORDS.findall(text)
+    spans = []
+    for n in range(min(max_words, len(words)), 0, -1):
+        for start in range(len(words) - n + 1):
+            gram = words[start:start + n]
+            if gram[-1].lower() in STOP_WORDS:
+                continue
+            surface = " ".join(gram).strip(".")
+            key = canonical_key(surface)
+            if key and key not in STOP_WORDS:
+                spans.append((start, start + n, surface, key, gram[0].lower() not in STOP_WORDS))
+    return spans

@@ -8,7 +8,6 @@ target the serving version. Every statement is in cypher.py; every value travels
 
 from __future__ import annotations
 
-import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from spacy.lang.en.stop_words import STOP_WORDS
 
 from indexing import cypher
 from indexing.chunking import Chunk
-from indexing.entity_keys import canonical_key
+from indexing.entity_keys import canonical_key, name_spans
 from indexing.fusion import DomainGraph
 from indexing.graph_connection import GraphConnection, GraphError
 from indexing.versions import DomainVersions
@@ -29,7 +28,6 @@ DELETE_BATCH = 5000
 # Evidence kept on a fact edge and aliases on an entity; the count keeps the full number.
 MAX_EVIDENCE_IDS = 8
 MAX_ALIASES = 12
-_WORDS = re.compile(r"[\w][\w'’.-]*")
 
 
 @dataclass(frozen=True)
@@ -178,7 +176,7 @@ class GraphStore:
         """Entities named in ``text``: exact name/alias matches of its word n-grams, then fuzzy ones.
         Longer matches win over the shorter ones inside them ("type 2 diabetes" over "diabetes")."""
         catalog = self._catalog(domain)
-        spans = _candidate_spans(text)
+        spans = name_spans(text)
         links: dict[str, EntityLink] = {}
         taken: list[tuple[int, int]] = []
         for start, end, surface, key, fuzzy_ok in spans:  # longest first
@@ -291,22 +289,3 @@ class GraphStore:
 def _fact_from_row(r: dict, hop: int) -> Fact:
     return Fact(r["head"], r["head_key"], r["relation"], r["tail"], r["tail_key"], float(r["confidence"]),
                 int(r["count"]), tuple(r["chunk_ids"] or ()), tuple(r["doc_ids"] or ()), bool(r["curated"]), hop)
-
-
-def _candidate_spans(text: str, max_words: int = 6) -> list[tuple[int, int, str, str, bool]]:
-    """Word n-grams of the text, longest first: (start word, end word, surface, canonical key,
-    whether fuzzy matching may be tried). Exact matches may start with a stop word ("First
-    Amendment", where spaCy counts "first" as one); fuzzy ones must start and end with content
-    words, so "the and" never fuzzily matches anything. N-grams ending in a stop word are skipped."""
-    words = _WORDS.findall(text)
-    spans = []
-    for n in range(min(max_words, len(words)), 0, -1):
-        for start in range(len(words) - n + 1):
-            gram = words[start:start + n]
-            if gram[-1].lower() in STOP_WORDS:
-                continue
-            surface = " ".join(gram).strip(".")
-            key = canonical_key(surface)
-            if key and key not in STOP_WORDS:
-                spans.append((start, start + n, surface, key, gram[0].lower() not in STOP_WORDS))
-    return spans

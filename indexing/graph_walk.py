@@ -85,6 +85,12 @@ class WalkGraph:
     def size(self) -> int:
         return self.transition.shape[0]
 
+    def named_chunks(self, min_words: int = 2) -> dict[str, int]:
+        """Entity key -> chunks that mention it, for keys of at least ``min_words`` words: the
+        names specific enough to say which corpus a question is about ("special drawing right")."""
+        return {key: int(count) for key, count in zip(self.entity_keys, self.entity_chunks)
+                if len(key.split()) >= min_words and count > 0}
+
     def walk(self, entity_seeds: Mapping[str, float], passage_seeds: Mapping[int, float], params: WalkParams,
              top_entities: int = 8) -> WalkResult:
         """Personalized PageRank from the given seeds. ``entity_seeds``: entity key -> link

@@ -19,7 +19,8 @@ from indexing.vector_store import Hit, VectorStore
 
 EVAL_DIR = DEMO_CORPORA_DIR.parent / "eval"
 OFF_TOPIC = ["What is the capital of Australia?", "How do I bake sourdough bread?", "Write a poem about autumn leaves.",
-             "Who won the 2018 football World Cup?", "How many moons does Jupiter have?", "hello"]
+             "Who won the 2018 football World Cup?", "How many moons does Jupiter have?", "hello",
+             "Who wrote War and Peace?", "Who painted the Mona Lisa?", "What is the weather like in London today?"]
 # Questions whose answer is one graph fact: (domain, question, words of the fact's head, of its tail).
 FACT_QUESTIONS = [
     ("medicine", "What reverses the effect of warfarin?", "vitamin k", "warfarin"),
@@ -120,6 +121,29 @@ def test_the_lexical_vote_routes_a_name_only_one_domain_holds(pipeline):
         assert pipeline.router.route(question).domain == domain
         without = pipeline.router.settings.model_copy(update={"router_lexical_weight": 0.0})
         assert Router(without, pipeline.router.vectors, pipeline.router.embedder).route(question).domain != domain
+
+
+def test_a_name_only_one_domains_graph_holds_routes_there(pipeline):
+    """fin-030 and fin-038: the embedding sent the first to law and found nothing close to the
+    second (best similarity 0.28); each names an entity only finance's graph holds."""
+    router = pipeline.router
+    cases = [("The institution that created the Special Drawing Right in 1969 was founded at a conference "
+              "held in which US state?", "special drawing right"),
+             ("In which city was the leader of the British delegation at the July 1944 conference held at "
+              "the Mount Washington Hotel born?", "mount washington hotel")]
+    for question, name in cases:
+        assert name in router._named_chunks("finance") and name not in router._named_chunks("law")
+        assert router.route(question).domain == "finance"
+        without = router.settings.model_copy(update={"router_lexical_weight": 0.0})
+        assert Router(without, router.vectors, router.embedder).route(question).domain != "finance"
+
+
+def test_a_name_several_domains_hold_decides_nothing(pipeline):
+    router = pipeline.router
+    shared = sorted(set(router._named_chunks("finance")) & set(router._named_chunks("law")))
+    assert shared, "the demo finance and law graphs share no multi-word name"
+    vote = router._lexical_vote(f"What is {shared[0]}?", router.domains())
+    assert not vote.named_only_in
 
 
 @pytest.mark.parametrize("domain,question,head,tail", FACT_QUESTIONS)

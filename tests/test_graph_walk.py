@@ -83,6 +83,15 @@ def test_no_seed_in_the_graph_means_no_walk(walk_graph):
     assert result.chunk_scores == [] and result.top_entities == []
 
 
+def test_named_chunks_are_multi_word_names_with_their_mention_counts():
+    chunks = [_chunk(f"d{i}.md#0") for i in range(3)]
+    mentions = [(c.id, "federal reserve") for c in chunks] + [("d0.md#0", "sdr"), ("d1.md#0", "mount washington hotel")]
+    walk_graph = build_walk_graph(_graph(mentions, [("sdr", "world bank group", 0.9)]), chunks)
+    # "world bank group" is only in a fact, never mentioned in a chunk: it names no passage
+    assert walk_graph.named_chunks() == {"federal reserve": 3, "mount washington hotel": 1}
+    assert walk_graph.named_chunks(min_words=3) == {"mount washington hotel": 1}
+
+
 def test_walk_file_round_trip_and_checksum(tmp_path, walk_graph):
     files = write_walk_file(tmp_path, walk_graph)
     assert set(files) == {WALK_FILE} and len(files[WALK_FILE]) == 64
