@@ -1,20 +1,19 @@
-"""Memory and time of fuzzy entity matching (``indexing.fusion._fuzzy_pairs``): the full key x key
-score matrix (what fusion did before issue 15) vs row blocks of at most ``FUZZY_BLOCK_CELLS``
-score cells. Prints a table; asserts nothing.
+"""Time and memory of fuzzy entity matching (``indexing.fusion._fuzzy_pairs``): every key x key
+pair scored in row blocks of at most ``FUZZY_BLOCK_CELLS`` cells (what fusion did from issue 15
+to issue 18) vs the segment filter that proposes candidates and scores only those. Prints a
+table; asserts nothing.
 
 Run from the repository root (``make bench`` does)::
 
-    .venv/bin/python bench/fusion_memory.py [--sizes 20000,50000] [--full-max-gb 4]
+    .venv/bin/python bench/fusion_memory.py [--sizes 20000,50000] [--all-pairs-max 50000]
 
-The keys are synthetic entity names (2-3 random words, a tenth with a number, a third with a
-one-letter typo variant, so that the default cutoff finds real pairs), sorted as ``fuse`` sorts
-them. Each measurement runs in its own child process, so its peak resident memory
-(``ru_maxrss``) belongs to it alone; the table shows the peak growth over the process's memory
-just before matching, the largest score array (``FuzzyStats``) and the wall time.
-
-"full matrix" is the same function with a budget of n x n cells: one ``process.cdist(keys, keys)``,
-exactly the old allocation. It runs only for sizes whose float32 matrix is under ``--full-max-gb``
-(100,000 keys would need 40 GB); both variants find the same pairs, which the table checks.
+The keys are synthetic entity names (2-3 random words from a small vocabulary, a tenth with a
+number, a third with a one-letter typo variant, so that the default cutoff finds real pairs),
+sorted as ``fuse`` sorts them: harder for the filter than real names, which share fewer pieces
+(``bench/index_scale.py`` measures fusion on real text). Each measurement runs in its own child
+process, so its peak resident memory (``ru_maxrss``) belongs to it alone; the table shows the
+peak growth over the process's memory just before matching, the pairs scored and the wall time,
+and checks that both variants find the same pairs.
 """
 
 from __future__ import annotations
@@ -37,8 +36,7 @@ import time  # noqa: E402
 from bench.results import print_table, record  # noqa: E402
 
 DEFAULT_SIZES = (20_000, 50_000)
-DEFAULT_FULL_MAX_GB = 4.0
-SCORE_BYTES = 4  # cdist's float32 scores
+DEFAULT_ALL_PAIRS_MAX = 50_000  # all pairs of 50,000 keys take about a minute on 2 cores
 MB = 1024 * 1024
 GROUP_MEMORY = "entity fusion memory"
 GROUP_TIME = "entity fusion time"
@@ -76,21 +74,45 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
+def all_pairs(keys: list[str], params) -> tuple[list[tuple[str, str]], int]:
+    """The baseline: every pair i < j scored, in row blocks of at most params.fuzzy_block_cells
+    cells (rows start..stop against columns start..n); returns the pairs and the cells scored."""
+    import numpy as np
+    from rapidfuzz import fuzz, process
+
+    from indexing.fusion import _may_be_same
+
+    pairs, cells, start, n = [], 0, 0, len(keys)
+    while start < n - 1:
+        stop = min(n, start + max(1, params.fuzzy_block_cells // (n - start)))
+        scores = process.cdist(keys[start:stop], keys[start:], scorer=fuzz.ratio,
+                               score_cutoff=params.fuzzy_min_ratio, workers=1)
+        cells += scores.size
+        rows, cols = np.nonzero(scores)
+        right = cols > rows
+        for i, j in zip((rows[right] + start).tolist(), (cols[right] + start).tolist()):
+            if _may_be_same(keys[i], keys[j], params):
+                pairs.append((keys[i], keys[j]))
+        start = stop
+    return pairs, cells
+
+
 def measure(variant: str, n: int) -> dict:
     from indexing.fusion import FusionParams, FuzzyStats, _fuzzy_pairs
 
     keys = entity_keys(n)
-    params = FusionParams(fuzzy_block_cells=n * n) if variant == "full" else FusionParams()
-    stats = FuzzyStats()
+    params = FusionParams()
     before = peak_rss_mb()
     started = time.perf_counter()
-    pairs = list(_fuzzy_pairs(keys, params, stats))
+    if variant == "all":
+        pairs, scored = all_pairs(keys, params)
+    else:
+        stats = FuzzyStats()
+        pairs = list(_fuzzy_pairs(keys, params, stats))
+        scored = stats.candidates + stats.cells
     seconds = time.perf_counter() - started
-    rows, cols = stats.largest_block
     return {"variant": variant, "n": n, "seconds": seconds, "peak_growth_mb": peak_rss_mb() - before,
-            "largest_block": [rows, cols], "largest_block_mb": rows * cols * SCORE_BYTES / MB,
-            "blocks": stats.blocks, "cells": stats.cells, "pairs": len(pairs),
-            "pairs_digest": hashlib.sha256(json.dumps(pairs).encode()).hexdigest()}
+            "scored": scored, "pairs": len(pairs), "pairs_digest": hashlib.sha256(json.dumps(pairs).encode()).hexdigest()}
 
 
 def run_child(variant: str, n: int) -> dict:
@@ -102,17 +124,18 @@ def run_child(variant: str, n: int) -> dict:
 # --- output -----------------------------------------------------------------------------------
 
 
+LABELS = {"all": "all pairs (row blocks)", "segments": "segment filter"}
+
+
 def row_cells(result: dict, same: str) -> list[str]:
-    rows, cols = result["largest_block"]
-    return [f"{result['n']:,} keys, {result['variant']}", f"{result['peak_growth_mb']:.0f}",
-            f"{rows:,} x {cols:,} ({result['largest_block_mb']:.0f} MB)", str(result["blocks"]),
-            f"{result['cells'] / 1e6:.0f}M", f"{result['seconds']:.1f}", f"{result['pairs']:,}", same]
+    return [f"{result['n']:,} keys, {LABELS[result['variant']]}", f"{result['peak_growth_mb']:.0f}",
+            f"{result['scored'] / 1e6:.2f}M", f"{result['seconds']:.2f}", f"{result['pairs']:,}", same]
 
 
 def record_rows(results: dict[tuple[str, int], dict]) -> None:
     for (variant, n), result in results.items():
-        name = f"{n:,} keys, {'full matrix' if variant == 'full' else 'row blocks'}"
-        baseline = f"{n:,} keys, full matrix" if variant == "blocked" and ("full", n) in results else None
+        name = f"{n:,} keys, {LABELS[variant]}"
+        baseline = f"{n:,} keys, {LABELS['all']}" if variant == "segments" and ("all", n) in results else None
         record(GROUP_MEMORY, name, result["peak_growth_mb"], "MB peak RSS growth", baseline, better="lower")
         record(GROUP_TIME, name, result["seconds"], "s", baseline, better="lower")
 
@@ -122,9 +145,9 @@ def record_rows(results: dict[tuple[str, int], dict]) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="comma-separated key counts")
-    parser.add_argument("--full-max-gb", type=float, default=DEFAULT_FULL_MAX_GB,
-                        help=f"largest full score matrix to compute (default {DEFAULT_FULL_MAX_GB} GB)")
-    parser.add_argument("--child", choices=("full", "blocked"), help=argparse.SUPPRESS)
+    parser.add_argument("--all-pairs-max", type=int, default=DEFAULT_ALL_PAIRS_MAX,
+                        help=f"largest key count to score all pairs of (default {DEFAULT_ALL_PAIRS_MAX:,})")
+    parser.add_argument("--child", choices=tuple(LABELS), help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -133,24 +156,22 @@ def main(argv: list[str] | None = None) -> None:
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
 
     started = time.perf_counter()
-    print(f"fusion_memory: {os.cpu_count()} CPUs, sizes {sizes}, full matrix up to {args.full_max_gb} GB", flush=True)
+    print(f"fusion_memory: {os.cpu_count()} CPUs, sizes {sizes}, all pairs up to {args.all_pairs_max:,} keys", flush=True)
     results: dict[tuple[str, int], dict] = {}
     for n in sizes:
-        variants = ["blocked"] + (["full"] if n * n * SCORE_BYTES <= args.full_max_gb * 1024 * MB else [])
-        for variant in variants:
+        for variant in ["segments"] + (["all"] if n <= args.all_pairs_max else []):
             results[(variant, n)] = run_child(variant, n)
-            print(f"  {n:,} keys, {variant}: {results[(variant, n)]['seconds']:.1f}s", flush=True)
+            print(f"  {n:,} keys, {LABELS[variant]}: {results[(variant, n)]['seconds']:.1f}s", flush=True)
     rows = []
     for (variant, n), result in results.items():
-        full = results.get(("full", n))
-        same = "-" if full is None or variant == "full" else (
-            "yes" if full["pairs_digest"] == result["pairs_digest"] else "NO")
+        reference = results.get(("all", n))
+        same = "-" if reference is None or variant == "all" else (
+            "yes" if reference["pairs_digest"] == result["pairs_digest"] else "NO")
         rows.append(row_cells(result, same))
-    skipped = [f"{n:,}" for n in sizes if ("full", n) not in results]
-    print_table("Fuzzy entity matching: full score matrix vs row blocks (rapidfuzz.cdist, workers=1)",
-                ["keys, variant", "peak RSS growth MB", "largest score array", "blocks", "cells", "time s",
-                 "pairs", "same pairs"], rows,
-                [f"full matrix not computed for {', '.join(skipped)} keys (over --full-max-gb)"] if skipped else [])
+    skipped = [f"{n:,}" for n in sizes if ("all", n) not in results]
+    print_table("Fuzzy entity matching: all pairs vs the segment filter (rapidfuzz, workers=1)",
+                ["keys, variant", "peak RSS growth MB", "pairs scored", "time s", "pairs found", "same pairs"], rows,
+                [f"all pairs not scored for {', '.join(skipped)} keys (over --all-pairs-max)"] if skipped else [])
     record_rows(results)
     print(f"\ntotal wall time {time.perf_counter() - started:.0f}s")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from rapidfuzz import fuzz, process
@@ -22,6 +22,8 @@ ALIAS_PATTERNS = {"abbreviation"}
 # Score cells per rapidfuzz.cdist call: 16M float32 cells = 64 MB, whatever the number of keys
 # (the full key x key matrix of 100,000 keys would be 40 GB).
 FUZZY_BLOCK_CELLS = 16_000_000
+EMBEDDING_NEIGHBOURS = 6  # each name is compared with its 5 nearest other names
+EMBEDDING_HNSW_M, EMBEDDING_HNSW_EF = 32, 64
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,9 @@ class FusionParams:
     embedding_min_overlap: float = 50.0  # ...and at least this token-set overlap, so unrelated names never merge
     min_key_length: int = 4  # shorter keys are merged only when equal
     fuzzy_block_cells: int = FUZZY_BLOCK_CELLS  # memory bound of fuzzy matching, in score cells
+    # Above this many names their nearest neighbours come from an HNSW graph (approximate, about
+    # n log n) instead of an exact flat search (n x n dot products: 100,000 names ~ 4 TFLOP).
+    embedding_exact_max_keys: int = 20_000
 
 
 @dataclass
@@ -103,9 +108,11 @@ def _may_be_same(a: str, b: str, params: FusionParams) -> bool:
 
 @dataclass
 class FuzzyStats:
-    """What fuzzy matching allocated: lets a test check the memory bound without timing anything."""
-    blocks: int = 0
-    cells: int = 0  # score cells computed, all blocks together
+    """What fuzzy matching did: lets a test check the work and memory bounds without timing."""
+    candidates: int = 0  # pairs the segment filter let through to scoring
+    brute_force_rows: int = 0  # keys too short to split into segments, scored against every key
+    blocks: int = 0  # score arrays of the brute-force rows
+    cells: int = 0  # score cells of those arrays
     largest_block: tuple[int, int] = (0, 0)  # (rows, columns) of the biggest score array
 
     def add(self, shape: tuple[int, int]) -> None:
@@ -115,40 +122,112 @@ class FuzzyStats:
             self.largest_block = shape
 
 
-def _row_blocks(n: int, block_cells: int) -> Iterator[tuple[int, int]]:
-    """Row ranges [start, stop) of the n x n score matrix, each scored against columns start..n
-    only (a pair i < j lies right of the diagonal), with rows x columns <= block_cells; a block
-    is never less than one row, so the bound is really max(block_cells, n)."""
-    start = 0
-    while start < n - 1:  # the last row has no column right of the diagonal
-        stop = min(n, start + max(1, block_cells // (n - start)))
-        yield start, stop
-        start = stop
+def max_edits(length: int, min_ratio: float) -> int:
+    """The most insertions and deletions that can separate a key of this length from any key
+    whose ``fuzz.ratio`` with it is at least ``min_ratio``. The ratio is 100 (1 - d / (la + lb))
+    for d such edits, so d <= r (la + lb) with r = 1 - min_ratio / 100; and lb - la <= d, so
+    lb <= la (1 + r) / (1 - r). Together d <= 2 r la / (1 - r). A larger bound than the length
+    (a low cutoff) means no segment filter can apply: returned as the length + 1."""
+    r = 1.0 - min_ratio / 100.0
+    if r >= 1.0:
+        return length + 1
+    bound = int(2.0 * r * length / (1.0 - r) + 1e-6) if r > 0 else 0
+    return min(bound, length + 1)
 
 
-def _block_hits(keys: list[str], start: int, stop: int, params: FusionParams,
-                stats: FuzzyStats | None) -> tuple[np.ndarray, np.ndarray]:
-    """(i, j) with i < j of rows start..stop whose ratio passes the cutoff, in row-major order;
-    the block's score array is freed on return, before the next block is allocated."""
-    scores = process.cdist(keys[start:stop], keys[start:], scorer=fuzz.ratio,
-                           score_cutoff=params.fuzzy_min_ratio, workers=1)
-    if stats is not None:
-        stats.add(scores.shape)
-    rows, cols = np.nonzero(scores)  # cdist sets scores under the cutoff to 0
-    right = cols > rows  # both local to the block, which starts on the diagonal
-    return rows[right] + start, cols[right] + start
+def _segments(key: str, edits: int) -> list[tuple[int, str]]:
+    """The key cut into ``edits`` + 1 contiguous pieces (start, text), the longer ones last: d
+    edits can break at most d of them, so a key within d edits contains one of them whole,
+    shifted by at most d positions (the pigeonhole filter of Pass-Join, Li et al., VLDB 2011)."""
+    pieces = edits + 1
+    base, longer = divmod(len(key), pieces)
+    segments, start = [], 0
+    for number in range(pieces):
+        size = base + (1 if number >= pieces - longer else 0)
+        segments.append((start, key[start:start + size]))
+        start += size
+    return segments
+
+
+class _SegmentIndex:
+    """Every segmentable key's pieces, by text: which keys could be within reach of a string."""
+
+    def __init__(self, keys: list[str], min_ratio: float):
+        self.keys, self.min_ratio = keys, min_ratio
+        self.by_text: dict[str, list[tuple[int, int, int]]] = defaultdict(list)  # text -> (key, start, edits)
+        self.piece_sizes: dict[int, set[int]] = defaultdict(set)  # key length -> its pieces' sizes
+        self.unsegmentable: list[int] = []
+        for i, key in enumerate(keys):
+            edits = max_edits(len(key), min_ratio)
+            if len(key) == 0 or edits + 1 > len(key):
+                self.unsegmentable.append(i)
+                continue
+            for start, text in _segments(key, edits):
+                self.by_text[text].append((i, start, edits))
+                self.piece_sizes[len(key)].add(len(text))
+
+    def candidates_before(self, j: int) -> set[int]:
+        """Keys i < j that may reach ratio >= min_ratio with keys[j]: one of keys[i]'s pieces
+        occurs in keys[j] near its own position, and the lengths are close enough."""
+        query = self.keys[j]
+        r = 1.0 - self.min_ratio / 100.0
+        if not self.by_text or r >= 1.0:
+            return set()
+        shortest = int(len(query) * (1 - r) / (1 + r))
+        longest = int(len(query) * (1 + r) / (1 - r) + 1e-6) + 1
+        sizes = set().union(*(self.piece_sizes.get(n, ()) for n in range(shortest, longest + 1)))
+        found: set[int] = set()
+        for size in sizes:
+            for position in range(len(query) - size + 1):
+                for i, start, edits in self.by_text.get(query[position:position + size], ()):
+                    if i < j and abs(position - start) <= edits and abs(len(self.keys[i]) - len(query)) <= edits:
+                        found.add(i)
+        return found
 
 
 def _fuzzy_pairs(keys: list[str], params: FusionParams, stats: FuzzyStats | None = None) -> Iterable[tuple[str, str]]:
-    """Spelling-variant pairs (keys[i], keys[j]), i < j, exactly those of the full key x key
-    ratio matrix and in its order, scored in row blocks of at most params.fuzzy_block_cells."""
+    """Spelling-variant pairs (keys[i], keys[j]), i < j: exactly those of the full key x key
+    ratio matrix and in its order, without scoring all pairs. A segment filter proposes the
+    candidates (a superset of the pairs passing the cutoff), scored in one vectorised call;
+    only keys too short for the filter at this cutoff (none at 92 but the empty key) are scored
+    against every key, in row blocks of at most params.fuzzy_block_cells."""
     if len(keys) < 2:
         return
-    for start, stop in _row_blocks(len(keys), params.fuzzy_block_cells):
-        rows, cols = _block_hits(keys, start, stop, params, stats)
-        for i, j in zip(rows.tolist(), cols.tolist()):
-            if _may_be_same(keys[i], keys[j], params):
-                yield keys[i], keys[j]
+    stats = stats if stats is not None else FuzzyStats()
+    index = _SegmentIndex(keys, params.fuzzy_min_ratio)
+    left, right = [], []
+    for j in range(len(keys)):
+        for i in index.candidates_before(j):
+            left.append(i)
+            right.append(j)
+    stats.candidates = len(left)
+    pairs = set()
+    if left:
+        scores = process.cpdist([keys[i] for i in left], [keys[j] for j in right], scorer=fuzz.ratio,
+                                score_cutoff=params.fuzzy_min_ratio, workers=1)
+        pairs = {(left[n], right[n]) for n in np.nonzero(scores)[0].tolist()}
+    pairs |= _brute_force_pairs(keys, index.unsegmentable, params, stats)
+    for i, j in sorted(pairs):
+        if _may_be_same(keys[i], keys[j], params):
+            yield keys[i], keys[j]
+
+
+def _brute_force_pairs(keys: list[str], rows: list[int], params: FusionParams, stats: FuzzyStats) -> set[tuple[int, int]]:
+    """(i, j), i < j, passing the cutoff where i or j is one of ``rows``, each row scored against
+    every key in blocks of at most params.fuzzy_block_cells score cells (at least one row)."""
+    stats.brute_force_rows = len(rows)
+    pairs: set[tuple[int, int]] = set()
+    per_block = max(1, params.fuzzy_block_cells // len(keys))
+    for start in range(0, len(rows), per_block):
+        block = rows[start:start + per_block]
+        scores = process.cdist([keys[i] for i in block], keys, scorer=fuzz.ratio,
+                               score_cutoff=params.fuzzy_min_ratio, workers=1)
+        stats.add(scores.shape)
+        for row, column in zip(*np.nonzero(scores)):
+            i, j = block[int(row)], int(column)
+            if i != j:
+                pairs.add((min(i, j), max(i, j)))
+    return pairs
 
 
 def _embedding_pairs(keys: list[str], encode: Callable[[list[str]], np.ndarray],
@@ -158,10 +237,14 @@ def _embedding_pairs(keys: list[str], encode: Callable[[list[str]], np.ndarray],
     candidates = [k for k in keys if len(k) >= params.min_key_length and not k.isdigit()]
     if len(candidates) < 2:
         return
-    vectors = encode(candidates)
-    index = faiss.IndexFlatIP(vectors.shape[1])
+    vectors = np.ascontiguousarray(encode(candidates), dtype=np.float32)
+    if len(candidates) > params.embedding_exact_max_keys:
+        index = faiss.IndexHNSWFlat(vectors.shape[1], EMBEDDING_HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction, index.hnsw.efSearch = EMBEDDING_HNSW_EF, EMBEDDING_HNSW_EF
+    else:
+        index = faiss.IndexFlatIP(vectors.shape[1])
     index.add(vectors)
-    scores, neighbours = index.search(vectors, min(6, len(candidates)))
+    scores, neighbours = index.search(vectors, min(EMBEDDING_NEIGHBOURS, len(candidates)))
     for i, (row_scores, row_ids) in enumerate(zip(scores, neighbours)):
         for score, j in zip(row_scores, row_ids):
             if j <= i or score < params.embedding_min_cosine:

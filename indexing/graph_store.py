@@ -79,6 +79,7 @@ class GraphStore:
         self.domains_dir = Path(domains_dir)
         self._catalogs: dict[tuple[str, str], _Catalog] = {}
         self._lock = threading.Lock()
+        self._indexed_at_restart: int | None = None  # server_restarts when ensure_indexes last ran
 
     # --- schema ------------------------------------------------------------------------------
     def ensure_indexes(self) -> None:
@@ -89,6 +90,14 @@ class GraphStore:
                 # FalkorDB has no IF NOT EXISTS and reports an existing index as a generic error.
                 if self.connection.dialect.name != "falkordb":
                     raise
+        self._indexed_at_restart = self.connection.server_restarts
+
+    def _ensure_indexes_before_writing(self) -> None:
+        """Every write MATCHes chunks and entities by key: without the indexes each row scans the
+        whole label, and a version's write grows with the square of its size (54 s instead of
+        0.6 s for 19k mentions). So a store makes sure of them itself, once per server start."""
+        if self._indexed_at_restart != self.connection.server_restarts:
+            self.ensure_indexes()
 
     # --- writes ------------------------------------------------------------------------------
     def write_version(self, domain: str, version: str, documents: Sequence[dict], chunks: Sequence[Chunk],
@@ -97,6 +106,7 @@ class GraphStore:
         crash of the graph server after the switch keeps it. Readers do not see it until
         CURRENT names it."""
         scope = {"domain": domain, "version": version}
+        self._ensure_indexes_before_writing()
         restarts = self.connection.server_restarts
         steps = [
             (cypher.WRITE_DOCUMENTS, [{"doc_id": d["doc_id"], "title": d["title"], "source": d["source"]} for d in documents]),

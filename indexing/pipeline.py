@@ -33,7 +33,9 @@ from indexing.graph_build import (EXTRACTIONS_FILE, GRAPH_SUMMARY_FILE, diff_gra
 from indexing.graph_connection import GraphError
 from indexing.graph_store import GraphStore
 from indexing.graph_walk import WALK_FILE, build_walk_graph, write_walk_file
+from indexing.lexical import write_lexical_files
 from indexing.spacy_extractor import SpacyExtractor
+from indexing.stage_times import StageTimes
 from indexing.vector_store import DomainIndex, IndexParams, IndexUnavailable, verify_files, write_vector_files
 from indexing.versions import CURRENT_FILE, DomainVersions, IndexBusy, read_manifest, write_manifest
 
@@ -73,6 +75,7 @@ class DomainReport(DuplicateCounts):
     relations_removed: int = 0
     curated_facts: int = 0
     source_overlap: dict[tuple[str, str], float] = field(default_factory=dict)
+    stage_seconds: StageTimes = field(default_factory=StageTimes)  # clean ... walk, this domain's run
     error: str | None = None
 
     @property
@@ -88,6 +91,14 @@ class IndexReport:
     skipped: list[Skipped] = field(default_factory=list)
     domains: list[DomainReport] = field(default_factory=list)
     seconds: float = 0.0
+    read_seconds: float = 0.0  # reading and parsing the source's files, all domains together
+
+    def stage_seconds(self) -> StageTimes:
+        """Every domain's stage times added up, with the read."""
+        total = StageTimes(read=self.read_seconds)
+        for domain in self.domains:
+            total.add(domain.stage_seconds)
+        return total
 
     @property
     def ok(self) -> bool:
@@ -148,7 +159,8 @@ def index_source(settings: Settings, source: Path, domain: str | None = None, *,
     started = time.perf_counter()
     source = Path(source).resolve()
     read = read_corpus(source, domain, settings.max_file_bytes)
-    report = IndexReport(str(source), dry_run, read.files_seen, list(read.skipped))
+    report = IndexReport(str(source), dry_run, read.files_seen, list(read.skipped),
+                         read_seconds=time.perf_counter() - started)
     by_domain: dict[str, list[Document]] = {}
     for document in read.documents:
         by_domain.setdefault(document.domain, []).append(document)
@@ -190,16 +202,20 @@ class _DomainJob:
 def _index_domain(job: _DomainJob, documents: list[Document], skipped: list[Skipped]) -> DomainReport:
     settings, domain = job.settings, job.domain
     report = DomainReport(domain, job.dry_run, documents_read=len(documents))
+    clock = report.stage_seconds
     documents = _drop_repeated_ids(documents, skipped)
-    cleaned = clean_documents(documents, near_duplicate_threshold=settings.near_duplicate_threshold,
-                              words_per_shingle=settings.shingle_words, permutations=settings.minhash_permutations)
+    with clock.stage("clean"):
+        cleaned = clean_documents(documents, near_duplicate_threshold=settings.near_duplicate_threshold,
+                                  words_per_shingle=settings.shingle_words, permutations=settings.minhash_permutations)
     report.empty_documents, report.duplicates = cleaned.empty, cleaned.duplicates
     report.documents_indexed = len(cleaned.documents)
 
     chunks: list[Chunk] = []
-    for document in tqdm(cleaned.documents, desc=f"chunk {domain}", unit="doc", disable=not job.progress, leave=False):
-        chunks.extend(chunk_document(document, job.embedder.count_tokens, settings.chunk_tokens,
-                                     settings.chunk_overlap_tokens))
+    with clock.stage("chunk"):
+        for document in tqdm(cleaned.documents, desc=f"chunk {domain}", unit="doc", disable=not job.progress,
+                             leave=False):
+            chunks.extend(chunk_document(document, job.embedder.count_tokens, settings.chunk_tokens,
+                                         settings.chunk_overlap_tokens))
 
     versions = DomainVersions(settings.domains_dir, domain)
     previous = _serving_manifest(versions)
@@ -227,9 +243,13 @@ def _index_domain(job: _DomainJob, documents: list[Document], skipped: list[Skip
 
     with versions.writer_lock():
         _clean_leftovers(settings, versions, job.graph)
-        vectors = _embed_with_reuse(chunks, versions, previous, job.embedder, vectors_stale, report, job.progress)
+        with clock.stage("embed"):
+            vectors = _embed_with_reuse(chunks, versions, previous, job.embedder, vectors_stale, report, job.progress)
         build_dir = versions.new_build_dir()
-        vector_meta = write_vector_files(build_dir, chunks, vectors, _index_params(settings))
+        with clock.stage("faiss"):
+            vector_meta = write_vector_files(build_dir, chunks, vectors, _index_params(settings))
+        with clock.stage("bm25"):
+            vector_meta["files"].update(write_lexical_files(build_dir, [chunk.text for chunk in chunks]))
         version = versions.next_version()
         if job.graph is not None:
             vector_meta["files"].update(_build_graph(job, report, build_dir, version, chunks, new_docs, versions, previous))
@@ -299,17 +319,21 @@ def _build_graph(job: _DomainJob, report: DomainReport, build_dir: Path, version
                  new_docs: dict[str, dict], versions: DomainVersions, previous: dict | None) -> dict[str, str]:
     """Extract, fuse and write the version's graph; write its walk adjacency into the build
     folder and return that file's checksum for the manifest."""
+    clock = report.stage_seconds
     previous_dir = versions.path(previous["version"]) if previous else None
-    extractions, reused = extract_with_reuse(chunks, job.extractor, previous_dir,
-                                             previous.get("extractor") if previous else None, job.progress)
+    with clock.stage("extract"):
+        extractions, reused = extract_with_reuse(chunks, job.extractor, previous_dir,
+                                                 previous.get("extractor") if previous else None, job.progress)
     curated = [fact for path in job.curated_files for fact in read_curated_triples(path)]
-    graph = fuse(extractions, curated, derived=cooccurrence_relations(extractions), encode=job.embedder.encode,
-                 params=_fusion_params(job.settings), source_of=_source_of(job.source["path"], new_docs))
+    with clock.stage("fuse"):
+        graph = fuse(extractions, curated, derived=cooccurrence_relations(extractions), encode=job.embedder.encode,
+                     params=_fusion_params(job.settings), source_of=_source_of(job.source["path"], new_docs))
     save_extractions(build_dir / EXTRACTIONS_FILE, extractions)
     save_graph_summary(build_dir / GRAPH_SUMMARY_FILE, graph)
     documents = [{"doc_id": doc_id, "title": d["title"], "source": d["source"]} for doc_id, d in new_docs.items()]
     rows = len(documents) + len(chunks) + len(graph.entities) + len(graph.mentions) + len(graph.facts)
-    with tqdm(total=rows, desc=f"graph {job.domain}", unit="row", disable=not job.progress, leave=False) as bar:
+    with clock.stage("graph write"), tqdm(total=rows, desc=f"graph {job.domain}", unit="row",
+                                          disable=not job.progress, leave=False) as bar:
         job.graph.write_version(job.domain, version, documents, chunks, graph, on_progress=bar.update)
     previous_summary = load_graph_summary(previous_dir / GRAPH_SUMMARY_FILE) if previous_dir else None
     for name, value in diff_graph(previous_summary, graph).items():
@@ -319,7 +343,8 @@ def _build_graph(job: _DomainJob, report: DomainReport, build_dir: Path, version
     report.entities_total, report.relations_total = len(graph.entities), len(graph.facts)
     report.curated_facts = sum(f.curated for f in graph.facts)
     report.source_overlap = graph.source_overlap
-    return write_walk_file(build_dir, build_walk_graph(graph, chunks))
+    with clock.stage("walk"):
+        return write_walk_file(build_dir, build_walk_graph(graph, chunks))
 
 
 def _graph_counts(report: DomainReport) -> dict:

@@ -21,7 +21,7 @@ import faiss
 import numpy as np
 
 from indexing.chunking import Chunk
-from indexing.lexical import LexicalIndex, write_lexical_files
+from indexing.lexical import LexicalIndex
 from indexing.graph_walk import WALK_FILE, WalkGraph, read_walk_file
 from indexing.versions import DomainVersions, read_manifest, sha256_file
 
@@ -80,7 +80,8 @@ def index_type(index: faiss.Index) -> str:
 
 
 def write_vector_files(directory: Path, chunks: list[Chunk], vectors: np.ndarray, params: IndexParams) -> dict:
-    """Write the index, id map and vectors; return their checksums and the index type."""
+    """Write the FAISS index, id map and vectors; return their checksums and the index type.
+    The BM25 files (``lexical.write_lexical_files``) are written beside them by the caller."""
     if len(chunks) != len(vectors):
         raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
     index = build_faiss_index(vectors, params)
@@ -96,7 +97,6 @@ def write_vector_files(directory: Path, chunks: list[Chunk], vectors: np.ndarray
             f.write(json.dumps(asdict(row), ensure_ascii=False) + "\n")
     np.save(directory / VECTORS_FILE, np.ascontiguousarray(vectors, dtype=np.float32))
     files = {name: sha256_file(directory / name) for name in DATA_FILES}
-    files.update(write_lexical_files(directory, [chunk.text for chunk in chunks]))
     return {"index_type": index_type(index), "files": files}
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import bisect
 import random
 import string
 
@@ -15,7 +14,7 @@ from rapidfuzz import fuzz, process
 
 from indexing.extraction import ChunkExtraction, EntityMention, RelationMention
 from indexing.entity_keys import canonical_key
-from indexing.fusion import FusionParams, FuzzyStats, _fuzzy_pairs, _may_be_same, _row_blocks, fuse
+from indexing.fusion import FusionParams, FuzzyStats, _fuzzy_pairs, _may_be_same, fuse, max_edits
 
 
 def entity(chunk, doc, name, type_="CONCEPT"):
@@ -140,45 +139,67 @@ def entity_keys(n: int, seed: int = 7) -> list[str]:
 
 @hypothesis_settings(max_examples=200, deadline=None)
 @given(keys=st.lists(st.text(alphabet="aab 12", max_size=14), max_size=40),
-       cutoff=st.sampled_from([0.0, 40.0, 66.5, 80.0, 92.0, 100.0]),
+       cutoff=st.sampled_from([0.0, 40.0, 66.5, 80.0, 85.0, 92.0, 95.0, 100.0]),
        min_key_length=st.integers(0, 5), block_cells=st.integers(-1, 2000))
-def test_blocked_fuzzy_pairs_equal_the_full_matrix(keys, cutoff, min_key_length, block_cells):
+def test_fuzzy_pairs_equal_the_full_matrix(keys, cutoff, min_key_length, block_cells):
     # unsorted keys, duplicates, empty keys, a budget under one row: the same pairs in the same order
     params = FusionParams(fuzzy_min_ratio=cutoff, min_key_length=min_key_length, fuzzy_block_cells=block_cells)
     assert list(_fuzzy_pairs(keys, params)) == full_matrix_pairs(keys, params)
 
 
-def test_blocked_fuzzy_pairs_equal_the_full_matrix_across_many_blocks():
+@hypothesis_settings(max_examples=100, deadline=None)
+@given(words=st.lists(st.text(alphabet="abcab", min_size=3, max_size=9), min_size=2, max_size=6),
+       edits=st.lists(st.tuples(st.integers(0, 60), st.sampled_from("abcx ")), max_size=4),
+       cutoff=st.sampled_from([85.0, 90.0, 92.0, 96.0]))
+def test_long_keys_a_few_edits_apart_are_found_exactly(words, edits, cutoff):
+    """Keys long enough to be cut into several pieces, with their variants a few insertions,
+    deletions and substitutions away: where the segment filter has to find a shifted piece."""
+    base = " ".join(words)
+    keys = [base]
+    for at, letter in edits:
+        variant = keys[-1]
+        at %= len(variant) + 1
+        keys += [variant[:at] + letter + variant[at:], variant[:at] + variant[at + 1:], variant[:at] + letter + variant[at + 1:]]
+    keys = sorted(set(keys))
+    params = FusionParams(fuzzy_min_ratio=cutoff)
+    assert list(_fuzzy_pairs(keys, params)) == full_matrix_pairs(keys, params)
+
+
+def test_the_segment_filter_scores_a_small_share_of_all_pairs():
     keys = entity_keys(2500)
-    params = FusionParams(fuzzy_block_cells=100_000)
+    params = FusionParams()
     stats = FuzzyStats()
     pairs = list(_fuzzy_pairs(keys, params, stats))
-    assert pairs == full_matrix_pairs(keys, params)
-    assert stats.blocks > 20
-    index = {k: i for i, k in enumerate(keys)}
-    starts = [start for start, _ in _row_blocks(len(keys), params.fuzzy_block_cells)]
-    block_of = {k: bisect.bisect_right(starts, i) for k, i in index.items()}
-    assert sum(block_of[a] != block_of[b] for a, b in pairs) > 10  # pairs that cross block boundaries
+    assert pairs == full_matrix_pairs(keys, params) and len(pairs) > 100
+    assert stats.brute_force_rows == 0 and stats.blocks == 0  # at ratio 92 every key of 1+ letters has pieces
+    assert stats.candidates < 0.01 * len(keys) * (len(keys) - 1) / 2
+
+
+@pytest.mark.parametrize("length,cutoff,edits", [(0, 92, 0), (5, 92, 0), (6, 92, 1), (12, 92, 2), (40, 92, 6),
+                                                 (10, 100, 0), (10, 50, 11), (3, 0, 4)])
+def test_max_edits(length, cutoff, edits):
+    # at 92: d <= 0.08 (la + lb) and lb <= la * 1.08 / 0.92, so d <= 0.1739 la
+    assert max_edits(length, cutoff) == edits
 
 
 @pytest.mark.parametrize("budget", [10_000, 200_000, 1_000_000])
 def test_each_score_array_stays_within_the_budget(budget):
+    """At a low cutoff no key can be cut into pieces (40: up to 3x its length in edits), so every
+    key is scored against all of them, in blocks within the budget."""
     keys = entity_keys(3000)
     stats = FuzzyStats()
-    list(_fuzzy_pairs(keys, FusionParams(fuzzy_block_cells=budget), stats))
+    pairs = list(_fuzzy_pairs(keys, FusionParams(fuzzy_min_ratio=40, fuzzy_block_cells=budget), stats))
+    assert pairs == full_matrix_pairs(keys, FusionParams(fuzzy_min_ratio=40))
     rows, cols = stats.largest_block
-    assert rows * cols <= budget
-    assert stats.blocks >= len(keys) ** 2 / 2 / budget
-    # only the upper triangle (plus each block's corner under the diagonal) is scored
-    assert len(keys) * (len(keys) - 1) / 2 <= stats.cells <= 0.6 * len(keys) ** 2
+    assert rows * cols <= budget and cols == len(keys)
+    assert stats.brute_force_rows == len(keys) and stats.cells == len(keys) ** 2
 
 
 def test_a_budget_under_one_row_scores_one_row_at_a_time():
     keys = entity_keys(500)
     stats = FuzzyStats()
-    list(_fuzzy_pairs(keys, FusionParams(fuzzy_block_cells=100), stats))
-    assert stats.largest_block == (1, 500)
-    assert stats.blocks > 400  # every row with over 100 columns right of its diagonal is a block alone
+    list(_fuzzy_pairs(keys, FusionParams(fuzzy_min_ratio=40, fuzzy_block_cells=100), stats))
+    assert stats.largest_block == (1, 500) and stats.blocks == 500
 
 
 def test_fuse_merges_the_same_spelling_variants_whatever_the_block_size():
@@ -188,3 +209,44 @@ def test_fuse_merges_the_same_spelling_variants_whatever_the_block_size():
     assert len(one_block.entities) < len(keys) - 20  # typo variants did merge
     row_by_row = fuse([extraction], params=FusionParams(fuzzy_block_cells=1))
     assert row_by_row.key_map == one_block.key_map
+
+
+def test_the_demo_corpora_merge_exactly_as_with_all_pairs(demo_env, monkeypatch):
+    """The segment filter changes which pairs are scored, never which merge: on each demo domain's
+    saved extractions, fusion gives the same entities as scoring every pair."""
+    from indexing import fusion
+    from indexing.graph_build import EXTRACTIONS_FILE, load_extractions
+    from indexing.versions import DomainVersions
+
+    for domain in ("finance", "law", "medicine"):
+        version_dir = DomainVersions(demo_env.settings.domains_dir, domain).current_path()
+        extractions = list(load_extractions(version_dir / EXTRACTIONS_FILE).values())
+        filtered = fuse(extractions)
+        with monkeypatch.context() as patched:
+            patched.setattr(fusion, "_fuzzy_pairs", lambda keys, params, stats=None: full_matrix_pairs(keys, params))
+            everything = fuse(extractions)
+        assert filtered.key_map == everything.key_map and len(filtered.entities) > 500
+        assert [f.triple for f in filtered.facts] == [f.triple for f in everything.facts]
+
+
+def test_name_neighbours_from_hnsw_match_the_exact_search():
+    """Above embedding_exact_max_keys the paraphrase candidates come from HNSW: on planted
+    near-duplicate vectors it finds what the flat search finds."""
+    from indexing.fusion import _embedding_pairs
+
+    keys = entity_keys(3000)
+    rng = np.random.default_rng(18)
+    base = {key: rng.standard_normal(64) for key in keys}
+    for left, right in zip(keys, keys[1:]):  # neighbours in sort order share a first word: plant paraphrases
+        if left.split()[0] == right.split()[0] and rng.random() < 0.3:
+            base[right] = base[left] + 0.05 * rng.standard_normal(64)
+
+    def encode(texts):
+        vectors = np.array([base[t] for t in texts], dtype=np.float32)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    params = FusionParams(embedding_min_overlap=0.0)
+    exact = set(_embedding_pairs(keys, encode, params))
+    approximate = set(_embedding_pairs(keys, encode, FusionParams(embedding_min_overlap=0.0, embedding_exact_max_keys=0)))
+    assert len(exact) > 100
+    assert len(exact & approximate) >= 0.98 * len(exact) and len(approximate - exact) <= 0.02 * len(exact)

@@ -1,0 +1,275 @@
+"""Indexing at scale on real text: seconds per stage at 1x, 2x and 4x of a corpus. Prints tables;
+asserts nothing.
+
+Run from the repository root (``make bench`` does)::
+
+    .venv/bin/python bench/index_scale.py [--sizes 1,2,4]
+
+The text is real prose that ships with the project and with Python, never repeated: the demo
+corpora (84 documents on finance, law and medicine) and the Python language reference of the
+standard library's ``pydoc_data.topics`` (79 topics, cut at paragraphs into sections of about the
+demo documents' size). The documents are shuffled once (seeded) and dealt into four quarters of
+about equal length; 1x is the first quarter, 2x the first two, 4x all of them, indexed as one
+domain, so a larger size holds more distinct names, as a larger corpus would.
+
+Each size is indexed from scratch (``indexing.pipeline.index_source`` with the knowledge graph on
+an embedded graph server of its own, started before the clock) in a fresh data dir. The table
+shows the pipeline's own stage times (``IndexReport.stage_seconds``): read, clean, chunk, embed,
+FAISS, BM25, extract, fuse, graph write, walk. Then, at each size:
+
+- embedding alone: ``embedder.encode`` on the same chunks, the baseline of indexing speed;
+- fusion's peak memory: ``fusion.fuse`` run again on the version's saved extractions under
+  ``tracemalloc`` (Python and NumPy allocations; timed by the pipeline, not here, because tracing
+  slows Python code down).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import random  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import tracemalloc  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+
+from bench.results import print_table, record  # noqa: E402
+
+DEFAULT_SIZES = (1, 2, 4)
+SEED = 18
+QUARTERS = 4
+SECTION_CHARS = 4000  # a pydoc topic is cut at paragraphs into sections of about this length
+DOMAIN = "scale"
+GROUP = "indexing scale"
+SPEED_GROUP = "indexing speed, real text with the graph"
+MB = 1024 * 1024
+
+
+# --- the corpus -----------------------------------------------------------------------------------
+
+def demo_documents() -> list[dict]:
+    from assistant.settings import DEMO_CORPORA_DIR
+    from indexing.corpus import read_corpus
+
+    documents = []
+    for folder in sorted(p for p in Path(DEMO_CORPORA_DIR).iterdir() if p.is_dir()):
+        for document in read_corpus(folder, folder.name).documents:
+            documents.append({"id": f"{folder.name}/{document.id}", "title": document.title, "text": document.text})
+    return documents
+
+
+def python_reference_documents() -> list[dict]:
+    """The Python language reference topics, cut at blank lines into sections of about
+    SECTION_CHARS characters (a few topics are 50 KB; most demo documents are 3-4 KB)."""
+    from pydoc_data.topics import topics
+
+    documents = []
+    for name in sorted(topics):
+        paragraphs = [p.strip() for p in topics[name].split("\n\n") if p.strip()]
+        sections, current = [], []
+        for paragraph in paragraphs:
+            current.append(paragraph)
+            if sum(len(p) for p in current) >= SECTION_CHARS:
+                sections.append(current)
+                current = []
+        if current:
+            sections.append(current)
+        for number, section in enumerate(sections):
+            documents.append({"id": f"python/{name}-{number}", "title": f"Python: {name} ({number + 1})",
+                              "text": "\n\n".join(section)})
+    return documents
+
+
+def quarters(documents: list[dict]) -> list[list[dict]]:
+    """Shuffled once, then each document to the quarter with the fewest characters so far."""
+    shuffled = list(documents)
+    random.Random(SEED).shuffle(shuffled)
+    parts: list[list[dict]] = [[] for _ in range(QUARTERS)]
+    lengths = [0] * QUARTERS
+    for document in shuffled:
+        smallest = lengths.index(min(lengths))
+        parts[smallest].append(document)
+        lengths[smallest] += len(document["text"])
+    return parts
+
+
+def corpus_of_size(parts: list[list[dict]], size: int) -> list[dict]:
+    return [document for part in parts[:size] for document in part]
+
+
+# --- one size -------------------------------------------------------------------------------------
+
+@dataclass
+class SizeRun:
+    size: int
+    documents: int
+    characters: int
+    chunks: int = 0
+    entity_keys: int = 0  # distinct mention keys fusion resolved
+    entities: int = 0
+    facts: int = 0
+    seconds: float = 0.0  # index_source, end to end
+    stages: dict[str, float] = field(default_factory=dict)
+    embed_alone_s: float = 0.0
+    fusion_peak_mb: float = 0.0
+    error: str | None = None
+
+
+def index_size(work: Path, documents: list[dict], size: int, embedder) -> SizeRun:
+    from assistant.settings import load_settings
+    from indexing.graph_connection import GraphConnection
+    from indexing.graph_store import GraphStore
+    from indexing.pipeline import index_source
+
+    run = SizeRun(size, len(documents), sum(len(d["text"]) for d in documents))
+    folder = work / f"{size}x"
+    folder.mkdir()
+    corpus = folder / "corpus.jsonl"
+    with open(corpus, "w", encoding="utf-8") as f:
+        for document in documents:
+            f.write(json.dumps({**document, "domain": DOMAIN}, ensure_ascii=False) + "\n")
+    settings = load_settings(data_dir=folder / "data", neo4j_uri=None)
+    connection = GraphConnection.open(settings)  # the embedded server starts here, before the clock
+    try:
+        graph = GraphStore(connection, settings.domains_dir)
+        report = index_source(settings, corpus, DOMAIN, progress=False, embedder=embedder, graph=graph)
+    finally:
+        connection.close()
+    domain = report.domains[0] if report.domains else None
+    if domain is None or domain.error:
+        run.error = domain.error if domain else "nothing indexed"
+        return run
+    run.seconds, run.stages = report.seconds, dict(report.stage_seconds())
+    run.chunks, run.entities, run.facts = domain.chunks_total, domain.entities_total, domain.relations_total
+    version_dir = settings.domains_dir / DOMAIN / "versions" / domain.version
+    texts, extractions = saved_chunks_and_extractions(version_dir)
+    started = time.perf_counter()
+    embedder.encode(texts)
+    run.embed_alone_s = time.perf_counter() - started
+    run.entity_keys, run.fusion_peak_mb = fusion_memory(extractions, embedder, settings)
+    return run
+
+
+def saved_chunks_and_extractions(version_dir: Path):
+    from indexing.graph_build import EXTRACTIONS_FILE, load_extractions
+    from indexing.vector_store import CHUNKS_FILE
+
+    with open(version_dir / CHUNKS_FILE, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    extractions = load_extractions(version_dir / EXTRACTIONS_FILE)
+    return [row["text"] for row in rows], [extractions[row["chunk_id"]] for row in rows]
+
+
+def fusion_memory(extractions, embedder, settings) -> tuple[int, float]:
+    """(distinct mention keys, peak traced MB) of fusing the saved extractions as the pipeline does."""
+    from indexing.cooccurrence import cooccurrence_relations
+    from indexing.fusion import FusionParams, fuse
+
+    keys = {m.key for e in extractions for m in e.entities if m.key}
+    params = FusionParams(settings.fusion_fuzzy_min_ratio, settings.fusion_embedding_min_cosine)
+    tracemalloc.start()
+    try:
+        fuse(extractions, derived=cooccurrence_relations(extractions), encode=embedder.encode, params=params)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return len(keys), peak / MB
+
+
+# --- output ---------------------------------------------------------------------------------------
+
+def print_tables(runs: list[SizeRun]) -> None:
+    from indexing.stage_times import STAGES
+
+    done = [r for r in runs if r.error is None]
+    headers = ["stage"] + [f"{r.size}x s" for r in done] + [f"{r.size}x chunks/s" for r in done]
+    rows = []
+    for stage in STAGES:
+        if not any(stage in r.stages for r in done):
+            continue
+        seconds = [r.stages.get(stage, 0.0) for r in done]
+        rows.append([stage] + [f"{s:.2f}" for s in seconds]
+                    + [f"{r.chunks / s:.0f}" if s else "-" for r, s in zip(done, seconds)])
+    rows.append(["whole index (index_source)"] + [f"{r.seconds:.1f}" for r in done]
+                + [f"{r.chunks / r.seconds:.1f}" for r in done])
+    rows.append(["embedding alone (encode, same chunks)"] + [f"{r.embed_alone_s:.1f}" for r in done]
+                + [f"{r.chunks / r.embed_alone_s:.1f}" for r in done])
+    sizes = ", ".join(f"{r.size}x: {r.documents} documents, {r.characters / 1e6:.2f} MB, {r.chunks} chunks, "
+                      f"{r.entity_keys} entity keys -> {r.entities} entities, {r.facts} facts" for r in done)
+    print_table(f"Indexing at scale, seconds per stage ({sizes}; {os.cpu_count()} CPUs)", headers, rows)
+
+    first, last = done[0], done[-1]
+    factor = last.size / first.size
+    notes = [f"{r.size}x: error {r.error}" for r in runs if r.error]
+    growth = [["whole index", f"{last.seconds / first.seconds:.2f}"],
+              ["fuse", f"{last.stages.get('fuse', 0) / max(first.stages.get('fuse', 0), 1e-9):.2f}"],
+              ["corpus (characters)", f"{last.characters / first.characters:.2f}"],
+              ["entity keys", f"{last.entity_keys / max(first.entity_keys, 1):.2f}"]]
+    growth += [[f"{r.size}x: indexing / embedding-alone speed", f"{r.embed_alone_s / r.seconds:.2f}"] for r in done]
+    growth += [[f"{r.size}x: fusion peak traced memory, MB", f"{r.fusion_peak_mb:.1f}"] for r in done]
+    print_table(f"Growth from {first.size}x to {last.size}x ({factor:.0f} times the text; linear is {factor:.1f})",
+                ["measure", "value"], growth, notes)
+
+
+def record_runs(runs: list[SizeRun]) -> None:
+    done = [r for r in runs if r.error is None]
+    if not done:
+        return
+    base = done[0]
+    whole_base, fuse_base = f"whole index, seconds, {base.size}x", f"fusion, seconds, {base.size}x"
+    for r in done:
+        record(GROUP, f"whole index, seconds, {r.size}x", r.seconds, "s",
+               None if r is base else whole_base, "lower")
+        record(GROUP, f"fusion, seconds, {r.size}x", r.stages.get("fuse", 0.0), "s",
+               None if r is base else fuse_base, "lower")
+    last = done[-1]
+    embed_name = f"embedding alone, {last.size}x ({last.chunks} chunks)"
+    record(SPEED_GROUP, embed_name, last.chunks / last.embed_alone_s, "chunks/s", better="higher")
+    record(SPEED_GROUP, f"index_source with the graph, {last.size}x", last.chunks / last.seconds, "chunks/s",
+           embed_name, "higher")
+    record(SPEED_GROUP, f"fusion peak traced memory, {last.size}x", last.fusion_peak_mb, "MB", better="lower")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)),
+                        help="comma-separated multiples of a quarter of the text, each 1-4 (default 1,2,4)")
+    args = parser.parse_args(argv)
+    sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
+    if not sizes or min(sizes) < 1 or max(sizes) > QUARTERS:
+        parser.error(f"--sizes must be between 1 and {QUARTERS}")
+
+    from assistant.settings import load_settings
+    from indexing.embedding import get_embedder
+
+    started = time.perf_counter()
+    parts = quarters(demo_documents() + python_reference_documents())
+    settings = load_settings()
+    embedder = get_embedder(settings.embedder, settings.embed_batch_size)
+    embedder.encode(["warm up the model"])
+    print(f"index_scale: {os.cpu_count()} CPUs, sizes {sizes}, quarters of "
+          f"{', '.join(str(sum(len(d['text']) for d in p)) for p in parts)} characters", flush=True)
+    work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    runs = []
+    try:
+        for size in sizes:
+            run = index_size(work, corpus_of_size(parts, size), size, embedder)
+            print(f"  {size}x: {run.chunks} chunks in {run.seconds:.1f}s"
+                  + (f" ERROR {run.error}" if run.error else ""), flush=True)
+            runs.append(run)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print_tables(runs)
+    record_runs(runs)
+    print(f"\ntotal wall time {time.perf_counter() - started:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
