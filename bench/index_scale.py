@@ -7,7 +7,7 @@ Run from the repository root (``make bench`` does)::
 
 The text is real prose that ships with the project and with Python, never repeated: the demo
 corpora (84 documents on finance, law and medicine) and the Python language reference of the
-standard library's ``pydoc_data.topics`` (79 topics, cut at paragraphs into sections of about the
+standard library's ``pydoc_data.topics`` (79 topics, 78 distinct, cut at paragraphs into sections of about the
 demo documents' size). The documents are shuffled once (seeded) and dealt into four quarters of
 about equal length; 1x is the first quarter, 2x the first two, 4x all of them, indexed as one
 domain, so a larger size holds more distinct names, as a larger corpus would.
@@ -21,6 +21,9 @@ FAISS, BM25, extract, fuse, graph write, walk. Then, at each size:
 - fusion's peak memory: ``fusion.fuse`` run again on the version's saved extractions under
   ``tracemalloc`` (Python and NumPy allocations; timed by the pipeline, not here, because tracing
   slows Python code down).
+
+The largest size is then re-indexed with one sentence added to one document: what an admin's
+re-index costs when the extractions, chunk vectors and name vectors of the rest are reused.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from bench.results import print_table, record  # noqa: E402
 DEFAULT_SIZES = (1, 2, 4)
 SEED = 18
 QUARTERS = 4
+CHANGE = "\n\nThis paragraph was added for the re-index: the Bank of Lisbon lent to the Porto Wine Company in 1761."
 SECTION_CHARS = 4000  # a pydoc topic is cut at paragraphs into sections of about this length
 DOMAIN = "scale"
 GROUP = "indexing scale"
@@ -70,8 +74,11 @@ def python_reference_documents() -> list[dict]:
     SECTION_CHARS characters (a few topics are 50 KB; most demo documents are 3-4 KB)."""
     from pydoc_data.topics import topics
 
-    documents = []
+    documents, seen = [], set()
     for name in sorted(topics):
+        if topics[name] in seen:  # "if" and "else" share one text
+            continue
+        seen.add(topics[name])
         paragraphs = [p.strip() for p in topics[name].split("\n\n") if p.strip()]
         sections, current = [], []
         for paragraph in paragraphs:
@@ -119,10 +126,20 @@ class SizeRun:
     stages: dict[str, float] = field(default_factory=dict)
     embed_alone_s: float = 0.0
     fusion_peak_mb: float = 0.0
+    reindex_seconds: float = 0.0  # the same corpus again with one document changed (largest size only)
+    reindex_stages: dict[str, float] = field(default_factory=dict)
+    reindex_names_embedded: int = 0
+    names_embedded: int = 0
     error: str | None = None
 
 
-def index_size(work: Path, documents: list[dict], size: int, embedder) -> SizeRun:
+def write_corpus(path: Path, documents: list[dict]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for document in documents:
+            f.write(json.dumps({**document, "domain": DOMAIN}, ensure_ascii=False) + "\n")
+
+
+def index_size(work: Path, documents: list[dict], size: int, embedder, reindex: bool = False) -> SizeRun:
     from assistant.settings import load_settings
     from indexing.graph_connection import GraphConnection
     from indexing.graph_store import GraphStore
@@ -132,14 +149,18 @@ def index_size(work: Path, documents: list[dict], size: int, embedder) -> SizeRu
     folder = work / f"{size}x"
     folder.mkdir()
     corpus = folder / "corpus.jsonl"
-    with open(corpus, "w", encoding="utf-8") as f:
-        for document in documents:
-            f.write(json.dumps({**document, "domain": DOMAIN}, ensure_ascii=False) + "\n")
+    write_corpus(corpus, documents)
     settings = load_settings(data_dir=folder / "data", neo4j_uri=None)
     connection = GraphConnection.open(settings)  # the embedded server starts here, before the clock
     try:
         graph = GraphStore(connection, settings.domains_dir)
         report = index_source(settings, corpus, DOMAIN, progress=False, embedder=embedder, graph=graph)
+        if reindex and report.ok:
+            changed = documents[:-1] + [{**documents[-1], "text": documents[-1]["text"] + CHANGE}]
+            write_corpus(corpus, changed)
+            again = index_source(settings, corpus, DOMAIN, progress=False, embedder=embedder, graph=graph)
+            run.reindex_seconds, run.reindex_stages = again.seconds, dict(again.stage_seconds())
+            run.reindex_names_embedded = again.domains[0].names_embedded if again.domains else 0
     finally:
         connection.close()
     domain = report.domains[0] if report.domains else None
@@ -148,6 +169,7 @@ def index_size(work: Path, documents: list[dict], size: int, embedder) -> SizeRu
         return run
     run.seconds, run.stages = report.seconds, dict(report.stage_seconds())
     run.chunks, run.entities, run.facts = domain.chunks_total, domain.entities_total, domain.relations_total
+    run.names_embedded = domain.names_embedded
     version_dir = settings.domains_dir / DOMAIN / "versions" / domain.version
     texts, extractions = saved_chunks_and_extractions(version_dir)
     started = time.perf_counter()
@@ -201,9 +223,15 @@ def print_tables(runs: list[SizeRun]) -> None:
                 + [f"{r.chunks / r.seconds:.1f}" for r in done])
     rows.append(["embedding alone (encode, same chunks)"] + [f"{r.embed_alone_s:.1f}" for r in done]
                 + [f"{r.chunks / r.embed_alone_s:.1f}" for r in done])
+    notes = []
+    for r in done:
+        if r.reindex_seconds:
+            stages = ", ".join(f"{name} {seconds:.2f}" for name, seconds in r.reindex_stages.items() if seconds >= 0.05)
+            notes.append(f"re-index of {r.size}x with one document changed: {r.reindex_seconds:.1f} s ({stages}); "
+                         f"{r.reindex_names_embedded} of {r.names_embedded} entity names embedded again")
     sizes = ", ".join(f"{r.size}x: {r.documents} documents, {r.characters / 1e6:.2f} MB, {r.chunks} chunks, "
                       f"{r.entity_keys} entity keys -> {r.entities} entities, {r.facts} facts" for r in done)
-    print_table(f"Indexing at scale, seconds per stage ({sizes}; {os.cpu_count()} CPUs)", headers, rows)
+    print_table(f"Indexing at scale, seconds per stage ({sizes}; {os.cpu_count()} CPUs)", headers, rows, notes)
 
     first, last = done[0], done[-1]
     factor = last.size / first.size
@@ -230,6 +258,9 @@ def record_runs(runs: list[SizeRun]) -> None:
         record(GROUP, f"fusion, seconds, {r.size}x", r.stages.get("fuse", 0.0), "s",
                None if r is base else fuse_base, "lower")
     last = done[-1]
+    if last.reindex_seconds:
+        record(GROUP, f"re-index, one document changed, seconds, {last.size}x", last.reindex_seconds, "s",
+               f"whole index, seconds, {last.size}x", "lower")
     embed_name = f"embedding alone, {last.size}x ({last.chunks} chunks)"
     record(SPEED_GROUP, embed_name, last.chunks / last.embed_alone_s, "chunks/s", better="higher")
     record(SPEED_GROUP, f"index_source with the graph, {last.size}x", last.chunks / last.seconds, "chunks/s",
@@ -260,7 +291,7 @@ def main(argv: list[str] | None = None) -> None:
     runs = []
     try:
         for size in sizes:
-            run = index_size(work, corpus_of_size(parts, size), size, embedder)
+            run = index_size(work, corpus_of_size(parts, size), size, embedder, reindex=size == sizes[-1])
             print(f"  {size}x: {run.chunks} chunks in {run.seconds:.1f}s"
                   + (f" ERROR {run.error}" if run.error else ""), flush=True)
             runs.append(run)

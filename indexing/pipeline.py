@@ -28,7 +28,7 @@ from indexing.embedding import Embedder, get_embedder
 from indexing.cooccurrence import cooccurrence_relations
 from indexing.extraction import CuratedTriplesError, Extractor, read_curated_triples
 from indexing.fusion import FusionParams, fuse
-from indexing.graph_build import (EXTRACTIONS_FILE, GRAPH_SUMMARY_FILE, diff_graph, extract_with_reuse,
+from indexing.graph_build import (EXTRACTIONS_FILE, GRAPH_SUMMARY_FILE, NameEncoder, diff_graph, extract_with_reuse,
                                   load_graph_summary, save_extractions, save_graph_summary)
 from indexing.graph_connection import GraphError
 from indexing.graph_store import GraphStore
@@ -67,6 +67,7 @@ class DomainReport(DuplicateCounts):
     index_type: str | None = None
     graph_written: bool = False
     chunks_extracted: int = 0
+    names_embedded: int = 0  # entity names fusion embedded now (the others came from the previous version)
     entities_total: int = 0
     relations_total: int = 0
     entities_added: int = 0
@@ -122,7 +123,8 @@ class IndexReport:
             if d.graph_written:
                 lines.append(f"  graph: {d.entities_total} entities (+{d.entities_added} -{d.entities_removed}), "
                              f"{d.relations_total} relations (+{d.relations_added} -{d.relations_removed}), "
-                             f"{d.curated_facts} curated facts; {d.chunks_extracted} chunks extracted now")
+                             f"{d.curated_facts} curated facts; {d.chunks_extracted} chunks extracted and "
+                             f"{d.names_embedded} entity names embedded now")
                 for (u, v), gamma in sorted(d.source_overlap.items()):
                     lines.append(f"  source overlap gamma({u}, {v}) = {gamma:.3f}")
             if d.error:
@@ -325,10 +327,13 @@ def _build_graph(job: _DomainJob, report: DomainReport, build_dir: Path, version
         extractions, reused = extract_with_reuse(chunks, job.extractor, previous_dir,
                                                  previous.get("extractor") if previous else None, job.progress)
     curated = [fact for path in job.curated_files for fact in read_curated_triples(path)]
+    names = NameEncoder(job.embedder.encode, job.embedder.name, previous_dir)
     with clock.stage("fuse"):
-        graph = fuse(extractions, curated, derived=cooccurrence_relations(extractions), encode=job.embedder.encode,
+        graph = fuse(extractions, curated, derived=cooccurrence_relations(extractions), encode=names,
                      params=_fusion_params(job.settings), source_of=_source_of(job.source["path"], new_docs))
     save_extractions(build_dir / EXTRACTIONS_FILE, extractions)
+    names.save(build_dir)
+    report.names_embedded = names.encoded
     save_graph_summary(build_dir / GRAPH_SUMMARY_FILE, graph)
     documents = [{"doc_id": doc_id, "title": d["title"], "source": d["source"]} for doc_id, d in new_docs.items()]
     rows = len(documents) + len(chunks) + len(graph.entities) + len(graph.mentions) + len(graph.facts)

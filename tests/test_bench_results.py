@@ -75,3 +75,17 @@ def test_runner_runs_every_script_and_prints_one_table(monkeypatch, tmp_path, ca
     out = capfd.readouterr().out
     assert "broken.py FAILED (exit 3)" in out
     assert table_rows(out.split("## All benchmarks")[1].split("\n\n")[1])["writes", "batched"][-1] == "4.5x"
+
+
+def test_the_scale_corpus_is_real_text_dealt_into_quarters_without_repeats():
+    from bench.index_scale import corpus_of_size, demo_documents, python_reference_documents, quarters
+
+    documents = demo_documents() + python_reference_documents()
+    parts = quarters(documents)
+    lengths = [sum(len(d["text"]) for d in part) for part in parts]
+    assert max(lengths) < 1.05 * min(lengths) and sum(lengths) > 500_000
+    texts = [d["text"] for d in corpus_of_size(parts, 4)]
+    assert len(texts) == len(documents) == len(set(texts))  # every document once, none repeated
+    one, two = corpus_of_size(parts, 1), corpus_of_size(parts, 2)
+    assert one == two[:len(one)] and len(two) < len(texts)  # 1x within 2x within 4x
+    assert quarters(documents) == parts  # the same deal every run

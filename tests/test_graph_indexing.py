@@ -11,6 +11,7 @@ from pathlib import Path
 
 from assistant.settings import DEMO_CORPORA_DIR
 from indexing.catalog import summarise_domains
+from indexing.graph_build import NAME_VECTORS_FILE
 from indexing.graph_connection import GraphConnection, GraphError
 from indexing.graph_store import GraphStore
 from indexing.pipeline import index_source
@@ -66,6 +67,10 @@ def test_deleting_or_changing_a_document_removes_only_its_contributions(settings
     assert store.link_entities("pharma", "warfarin") == []  # its only mention was in a.md
     assert not any("a.md" in f.doc_ids for f in store.facts("pharma", [l.key for l in store.link_entities("pharma", "aspirin metformin penicillin")], hops=2, limit=100))
     assert second.chunks_extracted == 1  # only the changed chunk of c.md went through spaCy again
+    first_names = DomainVersions(settings.domains_dir, "pharma").path("v000001") / NAME_VECTORS_FILE
+    assert first_names.is_file()
+    # only names the changed chunk brought ("alexander fleming", "1928"...) were embedded again
+    assert 0 < second.names_embedded < 4
     assert store.versions("pharma") == ["v000001", "v000002"]  # previous kept for open readers
 
 
@@ -119,7 +124,26 @@ def test_lost_graph_is_rebuilt_from_the_corpus(settings, embedder, store, demo_c
     store.delete_versions_except("law", keep=[])  # as if the graph server lost its data
     report = index_source(settings, law, "law", progress=False, embedder=embedder, graph=store).domains[0]
     assert report.switched and report.chunks_embedded == 0 and report.chunks_extracted == 0  # all reused
+    assert report.names_embedded == 0
     assert store.stats("law")["relations"] == report.relations_total > 0
+
+
+def test_reused_name_vectors_merge_as_fresh_ones_do(settings, embedder, store, demo_copy):
+    """A re-index takes the previous version's name vectors; a damaged file is embedded again,
+    and either way the same entities come out."""
+    law = demo_copy / "law"
+    first = index_source(settings, law, "law", progress=False, embedder=embedder, graph=store).domains[0]
+    assert first.names_embedded > 500
+    versions = DomainVersions(settings.domains_dir, "law")
+    fresh = (versions.current_path() / "graph.json").read_text()
+    store.delete_versions_except("law", keep=[])  # forces a rebuild of the graph from the same corpus
+    reused = index_source(settings, law, "law", progress=False, embedder=embedder, graph=store).domains[0]
+    assert reused.names_embedded == 0 and (versions.current_path() / "graph.json").read_text() == fresh
+    (versions.current_path() / NAME_VECTORS_FILE).write_bytes(b"not a numpy file")
+    store.delete_versions_except("law", keep=[])
+    repaired = index_source(settings, law, "law", progress=False, embedder=embedder, graph=store).domains[0]
+    assert repaired.names_embedded == first.names_embedded
+    assert (versions.current_path() / "graph.json").read_text() == fresh
 
 
 def test_cli_graph_draws_a_png(tmp_path):
