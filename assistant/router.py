@@ -101,8 +101,9 @@ class Router:
         best = max(scores, key=scores.get)
         # A question naming something only the best domain's graph holds ("the Mount Washington
         # Hotel") is about that domain, however far its wording is from the passages and however
-        # close the vote: neither gate abstains on it.
-        named_here = vote.named_only_in == {best}
+        # close the vote: neither gate abstains on it. With one domain a name tells nothing apart,
+        # and the off-topic gate stays.
+        named_here = len(domains) > 1 and vote.named_only_in == {best}
         if best_similarity < self.settings.router_min_similarity and not named_here:
             return Route(None, scores[best], scores, best_similarity,
                          f"nothing in any domain is close to the question (best similarity {best_similarity:.2f})")

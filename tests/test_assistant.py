@@ -138,6 +138,13 @@ def test_a_name_only_one_domains_graph_holds_routes_there(pipeline):
         assert Router(without, router.vectors, router.embedder).route(question).domain != "finance"
 
 
+def test_with_one_domain_a_name_does_not_lift_the_off_topic_gate(pipeline):
+    question = ("In which city was the leader of the British delegation at the July 1944 conference held at "
+                "the Mount Washington Hotel born?")
+    route = pipeline.router.route(question, domains=["finance"])
+    assert route.abstained and "close to the question" in route.reason  # 0.28: below router_min_similarity
+
+
 def test_a_name_several_domains_hold_decides_nothing(pipeline):
     router = pipeline.router
     shared = sorted(set(router._named_chunks("finance")) & set(router._named_chunks("law")))
