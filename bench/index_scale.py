@@ -15,7 +15,8 @@ domain, so a larger size holds more distinct names, as a larger corpus would.
 Each size is indexed from scratch (``indexing.pipeline.index_source`` with the knowledge graph on
 an embedded graph server of its own, started before the clock) in a fresh data dir. The table
 shows the pipeline's own stage times (``IndexReport.stage_seconds``): read, clean, chunk, embed,
-FAISS, BM25, extract, fuse, graph write, walk. Then, at each size:
+FAISS, BM25, extract (in a thread beside embed, so the stages add up to more than the whole),
+extract wait (what was left of it after BM25), fuse, graph write, walk. Then, at each size:
 
 - embedding alone: ``embedder.encode`` on the same chunks, the baseline of indexing speed;
 - fusion's peak memory: ``fusion.fuse`` run again on the version's saved extractions under

@@ -6,6 +6,7 @@ model is loaded from a folder on disk. Vectors are L2-normalised, so inner produ
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 from functools import lru_cache
@@ -40,6 +41,11 @@ class Embedder:
         self.batch_size = batch_size
         self._model = SentenceTransformer(str(resolve_model_path(name)), device="cpu", local_files_only=True)
         self._lock = threading.Lock()
+        # A fast tokenizer keeps its padding and truncation as state that each call may reset:
+        # counting with the model's own one while another thread encodes a padded batch switched
+        # padding off under it ("Unable to create tensor ... activate padding"). A copy counts.
+        self._counter = copy.deepcopy(self._model.tokenizer)
+        self._counter_lock = threading.Lock()
 
     @property
     def dimension(self) -> int:
@@ -51,7 +57,8 @@ class Embedder:
 
     def count_tokens(self, text: str) -> int:
         """Word pieces the model reads for this text, without the [CLS]/[SEP] markers."""
-        return len(self._model.tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
+        with self._counter_lock:
+            return len(self._counter(text, add_special_tokens=False, truncation=False)["input_ids"])
 
     def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
         if not texts:

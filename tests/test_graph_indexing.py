@@ -194,3 +194,27 @@ def test_a_version_built_before_the_graph_walk_gets_one_at_the_next_index(settin
     assert report.switched and report.chunks_extracted == 0  # rebuilt from the reused extractions
     walk_graph = VectorStore(settings.domains_dir).get("pharma").walk_graph
     assert walk_graph is not None and "warfarin" in walk_graph.entity_keys
+
+
+def test_extraction_beside_embedding_fails_the_reindex_cleanly(settings, embedder, store, tmp_path):
+    """Extraction runs in a thread while the chunks are embedded: its error reaches the caller,
+    the serving version stays, and no thread of the run is left behind."""
+    import threading
+
+    import pytest
+
+    from indexing.spacy_extractor import SpacyExtractor
+
+    class BrokenExtractor(SpacyExtractor):
+        def extract(self, chunks):
+            raise RuntimeError("the extractor broke")
+
+    corpus = tmp_path / "pharma"
+    write(corpus, "a.md", "# A\n\nAspirin inhibits cyclooxygenase.\n")
+    first = index_source(settings, corpus, progress=False, embedder=embedder, graph=store).domains[0]
+    write(corpus, "b.md", "# B\n\nMetformin lowers blood glucose.\n")
+    with pytest.raises(RuntimeError, match="the extractor broke"):
+        index_source(settings, corpus, progress=False, embedder=embedder, graph=store, extractor=BrokenExtractor())
+    assert DomainVersions(settings.domains_dir, "pharma").current() == first.version
+    assert not [t for t in threading.enumerate() if t.name.startswith("extract-")]
+    assert store.link_entities("pharma", "aspirin")  # the graph of the serving version still answers
