@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
+from networkx.utils import UnionFind
 from rapidfuzz import fuzz, process
 
 from indexing.extraction import ChunkExtraction, RelationMention
@@ -71,23 +72,6 @@ class DomainGraph:
     mentions: list[tuple[str, str]] = field(default_factory=list)  # (chunk_id, entity key)
     source_overlap: dict[tuple[str, str], float] = field(default_factory=dict)  # gamma(u, v)
     key_map: dict[str, str] = field(default_factory=dict)  # every mention key -> its entity's key
-
-
-class _UnionFind:
-    def __init__(self):
-        self.parent: dict[str, str] = {}
-
-    def find(self, key: str) -> str:
-        self.parent.setdefault(key, key)
-        while self.parent[key] != key:
-            self.parent[key] = self.parent[self.parent[key]]
-            key = self.parent[key]
-        return key
-
-    def union(self, a: str, b: str) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
 
 
 def _numbers(key: str) -> list[str]:
@@ -276,9 +260,7 @@ def fuse(extractions: list[ChunkExtraction], curated: Sequence[RelationMention] 
             if key and key not in names:
                 names[key][name] += 1  # an entity seen only inside a relation still gets a name
 
-    groups = _UnionFind()
-    for key in names:
-        groups.find(key)
+    groups = UnionFind(names)  # each key its own group until an alias, a spelling or a paraphrase joins them
     for r in relations:
         if r.pattern in ALIAS_PATTERNS and r.head_key and r.tail_key:
             groups.union(r.head_key, r.tail_key)
@@ -299,11 +281,11 @@ def fuse(extractions: list[ChunkExtraction], curated: Sequence[RelationMention] 
     return graph
 
 
-def _build_entities(graph: DomainGraph, keys: list[str], groups: _UnionFind, names: dict[str, Counter],
+def _build_entities(graph: DomainGraph, keys: list[str], groups: UnionFind, names: dict[str, Counter],
                     types: dict[str, Counter], relations: list[RelationMention]) -> dict[str, str]:
     members: dict[str, list[str]] = defaultdict(list)
     for key in keys:
-        members[groups.find(key)].append(key)
+        members[groups[key]].append(key)
     long_forms = {r.tail_key for r in relations if r.pattern in ALIAS_PATTERNS}
     canonical: dict[str, str] = {}
     for group in members.values():
