@@ -153,7 +153,7 @@ class Router:
         held = {d: sum(r for r, count in zip(rarity, frequencies[d]) if count) for d in domains}
         named_only_in = {d for d in domains for i, count in enumerate(names[d])
                          if count and all(not names[other][i] for other in domains if other != d)}
-        top = max(held.values(), default=0.0)
+        top = max(held.values())
         if not terms or top == min(held.values()):
             return _LexicalVote(None, named_only_in)
         weights = {d: math.exp((score - top) / self.settings.router_lexical_temperature) for d, score in held.items()}
@@ -176,19 +176,15 @@ class Router:
         return {d: [tables[d].get(key, 0) for key in keys] for d in domains}
 
     def _named_chunks(self, domain: str) -> dict[str, int]:
-        index = self.vectors.get(domain)
-        cached = self._names.get(domain)
-        if cached and cached[0] == index.version:
-            return cached[1]
+        return self._for_version(self._names, domain, self._read_named_chunks)
+
+    def _read_named_chunks(self, index) -> dict[str, int]:
         try:
             walk_graph = index.walk_graph
         except IndexUnavailable as exc:  # retrieval says so too; routing goes on without the names
-            log.warning("routing %s without its entity names: %s", domain, exc)
-            walk_graph = None
-        table = walk_graph.named_chunks() if walk_graph is not None else {}
-        with self._lock:
-            self._names[domain] = (index.version, table)
-        return table
+            log.warning("routing %s without its entity names: %s", index.domain, exc)
+            return {}
+        return walk_graph.named_chunks() if walk_graph is not None else {}
 
     def _centroid_shares(self, query: np.ndarray, domains: list[str]) -> dict[str, float]:
         similarities = np.array([float(self._centroid(d) @ query) for d in domains])
@@ -196,13 +192,20 @@ class Router:
         return dict(zip(domains, (weights / weights.sum()).tolist()))
 
     def _centroid(self, domain: str) -> np.ndarray:
-        index = self.vectors.get(domain)
-        cached = self._centroids.get(domain)
-        if cached and cached[0] == index.version:
-            return cached[1]
+        return self._for_version(self._centroids, domain, self._unit_centroid)
+
+    def _unit_centroid(self, index) -> np.ndarray:
         vectors = index.vectors()
         centroid = vectors.mean(axis=0) if len(vectors) else np.zeros(self.embedder.dimension, dtype=np.float32)
-        centroid = centroid / max(float(np.linalg.norm(centroid)), 1e-12)
+        return centroid / max(float(np.linalg.norm(centroid)), 1e-12)
+
+    def _for_version(self, cache: dict, domain: str, compute):
+        """``compute(index)`` of the domain's serving version, kept until a re-index switches it."""
+        index = self.vectors.get(domain)
+        cached = cache.get(domain)
+        if cached and cached[0] == index.version:
+            return cached[1]
+        value = compute(index)
         with self._lock:
-            self._centroids[domain] = (index.version, centroid)
-        return centroid
+            cache[domain] = (index.version, value)
+        return value

@@ -138,6 +138,7 @@ class _SegmentIndex:
 
     def __init__(self, keys: list[str], min_ratio: float):
         self.keys, self.min_ratio = keys, min_ratio
+        self.r = 1.0 - min_ratio / 100.0  # the share of a pair's length that edits may be
         self.by_text: dict[str, list[tuple[int, int, int]]] = defaultdict(list)  # text -> (key, start, edits)
         self.piece_sizes: dict[int, set[int]] = defaultdict(set)  # key length -> its pieces' sizes
         self.unsegmentable: list[int] = []
@@ -153,8 +154,7 @@ class _SegmentIndex:
     def candidates_before(self, j: int) -> set[int]:
         """Keys i < j that may reach ratio >= min_ratio with keys[j]: one of keys[i]'s pieces
         occurs in keys[j] near its own position, and the lengths are close enough."""
-        query = self.keys[j]
-        r = 1.0 - self.min_ratio / 100.0
+        query, r = self.keys[j], self.r
         if not self.by_text or r >= 1.0:
             return set()
         shortest = int(len(query) * (1 - r) / (1 + r))
