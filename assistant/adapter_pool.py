@@ -60,12 +60,17 @@ SmokeTest = Callable[["AdapterPool", str], None]
 
 
 class AdapterPool:
-    def __init__(self, settings: Settings, base: BaseModel | None = None, device: str = "cpu"):
+    def __init__(self, settings: Settings, base: BaseModel | None = None, device: str = "cpu",
+                 load_weights: bool = True):
+        """``load_weights`` False: the weights live on a remote generation server
+        (assistant/remote_engine.py); the pool still validates adapters, keeps which one serves
+        each domain, and smoke-tests each through the server before it serves."""
         self.settings = settings
         self.base = base or resolve_base_model(settings)
         self.tokenizer = load_tokenizer(self.base)
-        self.model = load_model(self.base, settings.serve_quantization, device)
-        self.model.eval()
+        self.model = load_model(self.base, settings.serve_quantization, device) if load_weights else None
+        if self.model is not None:
+            self.model.eval()
         self.registry = AdapterRegistry(settings.adapters_dir)
         self._shapes = base_weight_shapes(self.base)
         # Replaced whole on every change (see the module docstring); the engine's thread writes.
@@ -180,11 +185,14 @@ class AdapterPool:
         try:
             if info.name in self._retired:  # unloaded but still finishing answers: the same weights
                 self._retired.discard(info.name)
+            elif self.model is None:  # remote generation: the server holds the weights
+                pass
             elif self._is_peft():
                 self.model.load_adapter(str(info.path), adapter_name=info.name)
             else:
                 self.model = PeftModel.from_pretrained(self.model, str(info.path), adapter_name=info.name)
-            self.model.eval()
+            if self.model is not None:
+                self.model.eval()
             self._loaded = {**self._loaded, info.name: ServingAdapter(
                 info.name, info.domain, info.path, info.metrics, datetime.now(timezone.utc).isoformat(timespec="seconds"))}
             smoke_test(self, info.name)

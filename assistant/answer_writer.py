@@ -26,7 +26,7 @@ from typing import Callable, Iterator, Sequence
 
 from assistant import prompts
 from assistant.attribution import AnswerSentence, attribute, render
-from assistant.engine import Engine
+from assistant.engine_base import EngineBase
 from assistant.evidence_quotes import best_quote
 from assistant.fact_answers import FactLine, Lead, is_yes_no_question, lead_for
 from assistant.generation import GenerationHandle, GenerationResult
@@ -35,6 +35,16 @@ from assistant.sentences import SentenceLimit
 from assistant.settings import Settings
 
 LABEL_WORDS = ["Yes", "No", "Maybe"]
+
+
+@dataclass(frozen=True)
+class AnswerOptions:
+    """What a caller may ask of one answer's generation (the OpenAI-compatible API's request)."""
+    adapter: str | None = None  # exactly this adapter (None: the domain's active one) ...
+    base_model: bool = False  # ... or the base model, without one
+    max_new_tokens: int | None = None  # None: the max_new_tokens setting
+    temperature: float = 0.0  # 0: greedy
+    stop: tuple[str, ...] = ()  # the answer ends where the first of these begins (GroundedStream)
 
 
 @dataclass
@@ -91,7 +101,7 @@ class Draft:
 
 
 class AnswerWriter:
-    def __init__(self, settings: Settings, engine: Engine, encode: Callable[[list[str]], object]):
+    def __init__(self, settings: Settings, engine: EngineBase, encode: Callable[[list[str]], object]):
         self.settings, self.engine, self.encode = settings, engine, encode
         self._limit = SentenceLimit(settings.answer_max_sentences)
 
@@ -103,7 +113,7 @@ class AnswerWriter:
 
     def begin(self, question: str, prompt: prompts.Prompt, facts: Sequence[RankedFact], *,
               adapter: str | None = None, domain: str | None = None, cancel: threading.Event | None = None,
-              max_new_tokens: int | None = None) -> Draft:
+              max_new_tokens: int | None = None, temperature: float = 0.0) -> Draft:
         """Submit the answer to ``prompt`` (``facts``: the RankedFacts numbered first in it).
         ``adapter`` or ``domain`` choose the model as in Engine.submit. Raises EngineBusy."""
         grounded = bool(prompt.evidence)
@@ -115,7 +125,7 @@ class AnswerWriter:
                                         max_new_tokens=max_new_tokens or self.settings.max_new_tokens,
                                         timeout_s=self.settings.generation_timeout_s,
                                         answer_prefix=lead.text if lead else "", stop_when=self._limit,
-                                        first_token_choices=choices)
+                                        first_token_choices=choices, temperature=temperature)
         return Draft(self, question, prompt, lead, handle, grounded)
 
     def lead(self, question: str, facts: Sequence[RankedFact], evidence: Sequence[prompts.EvidenceItem]) -> Lead | None:

@@ -169,7 +169,16 @@ def attribute(text: str, items: Sequence[EvidenceItem], encode, question: str = 
     list of texts to normalised vectors (the retrieval's embedder). A yes/no/maybe label is a
     sentence of its own, judged as a claim about the question (its polarity is not checked), so
     strict grounding keeps "No." when it drops an unsupported reason after it."""
-    pieces = _pieces(text, question, max_sentences)
+    return attribute_sentences(answer_sentences(text)[:max_sentences], items, encode, question,
+                               threshold=threshold, strict=strict)
+
+
+def attribute_sentences(answer: Sequence[str], items: Sequence[EvidenceItem], encode, question: str = "", *,
+                        threshold: float = DEFAULT_THRESHOLD, strict: bool = False) -> list[AnswerSentence]:
+    """:func:`attribute` for an answer already split into sentences (``answer_sentences``).
+    Each sentence is judged on its own, so the sentences of an answer that is still being
+    written can be attributed as each one ends (assistant/grounded_stream.py)."""
+    pieces = _pieces(answer, question)
     if not pieces:
         return []
     units = _units(items)
@@ -206,12 +215,12 @@ def attribute(text: str, items: Sequence[EvidenceItem], encode, question: str = 
 _LABEL_LEAD = re.compile(r"^\s*(yes|no|maybe)\s*(?:\[\d+\]\s*)*[,.;:!]\s*(.*)$", re.IGNORECASE | re.DOTALL)
 
 
-def _pieces(text: str, question: str, max_sentences: int | None) -> list[tuple[str, str, bool]]:
+def _pieces(answer: Sequence[str], question: str) -> list[tuple[str, str, bool]]:
     """(sentence as shown, the text its support is judged on, whether it may restate the
     question). A label leading a sentence ("No, metformin does not ...") becomes its own "No.",
     judged on the question; the rest may restate the question (negated, it is the answer)."""
     pieces: list[tuple[str, str, bool]] = []
-    for sentence in answer_sentences(text)[:max_sentences]:
+    for sentence in answer:
         match = _LABEL_LEAD.match(sentence)
         if match is None:
             pieces.append((sentence, without_citations(sentence), False))

@@ -1,4 +1,4 @@
-"""Greedy decoding of many requests at once on one model: a batch of rows that share one KV cache.
+"""Decoding of many requests at once on one model: a batch of rows that share one KV cache.
 
 A newcomer is prefilled alone (its prompt in one forward pass, no padding, so its first token is
 what it would be on an idle server) and then merged into the running batch, its cache padded on
@@ -48,6 +48,7 @@ class Row:
     adapter: str | None  # None: the base model
     length: int  # real (unpadded) tokens in the cache
     next_token: int  # the token fed at the next step
+    temperature: float = 0.0  # 0: greedy; above: sampled from the softmax of logits / temperature
 
 
 def forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, cache, adapters: list[str | None],
@@ -63,11 +64,23 @@ def forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, cache,
     return output.logits[:, -1, :].float()
 
 
-def greedy(logits: torch.Tensor, seen: torch.Tensor, penalty: float = REPETITION_PENALTY) -> torch.Tensor:
-    """The next token of each row: argmax after the repetition penalty on tokens already seen
-    (in the prompt or generated)."""
-    penalised = torch.where(logits < 0, logits * penalty, logits / penalty)
-    return torch.where(seen, penalised, logits).argmax(dim=-1)
+def next_tokens(logits: torch.Tensor, seen: torch.Tensor, temperatures: list[float]) -> torch.Tensor:
+    """Each row's next token after the repetition penalty on tokens it has already seen (in the
+    prompt or generated): the argmax for a row at temperature 0, else drawn from the softmax of
+    its penalised logits / temperature (torch's global generator: seed it for repeatable draws)."""
+    penalised = _penalised(logits, seen, REPETITION_PENALTY)
+    chosen = penalised.argmax(dim=-1)
+    sampled = [i for i, t in enumerate(temperatures) if t > 0]
+    if sampled:
+        rows = torch.tensor(sampled, dtype=torch.long, device=logits.device)
+        scale = torch.tensor([temperatures[i] for i in sampled], dtype=logits.dtype, device=logits.device)
+        probabilities = torch.softmax(penalised.index_select(0, rows) / scale[:, None], dim=-1)
+        chosen[rows] = torch.multinomial(probabilities, 1)[:, 0]
+    return chosen
+
+
+def _penalised(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    return torch.where(seen, torch.where(logits < 0, logits * penalty, logits / penalty), logits)
 
 
 class _GrowingLayer:
@@ -142,9 +155,10 @@ class Prefilled:
 
 
 def prefill(model, prompt_ids: list[int], adapter: str | None, vocabulary: int,
-            first_token_choices: tuple[int, ...] = ()) -> Prefilled:
-    """The prompt in one forward pass; the first token is the greedy one, or the likeliest of
-    ``first_token_choices`` when given (a yes/no question's "Yes", "No" or "Maybe")."""
+            first_token_choices: tuple[int, ...] = (), temperature: float = 0.0) -> Prefilled:
+    """The prompt in one forward pass; the first token is chosen as in :func:`next_tokens`, or
+    is the likeliest of ``first_token_choices`` when given (a yes/no question's "Yes", "No" or
+    "Maybe")."""
     device = model.device
     ids = torch.tensor([prompt_ids], dtype=torch.long, device=device)
     cache = new_cache(model)
@@ -157,7 +171,7 @@ def prefill(model, prompt_ids: list[int], adapter: str | None, vocabulary: int,
         allowed[0, choices] = logits[0, choices]
         first = int(allowed.argmax(dim=-1)[0])
     else:
-        first = int(greedy(logits, seen)[0])
+        first = int(next_tokens(logits, seen, [temperature])[0])
     return Prefilled(cache, len(prompt_ids), seen, first, bool(torch.isfinite(logits).all()))
 
 
@@ -211,7 +225,7 @@ class DecodeBatch:
         self.seen[torch.arange(len(self.rows), device=device), tokens[:, 0]] = True
         self.mask = torch.cat([self.mask, self.mask.new_ones((len(self.rows), 1))], dim=1)
         logits = forward(model, tokens, self.mask, self.cache, [row.adapter for row in self.rows], positions)
-        chosen = greedy(logits, self.seen).tolist()
+        chosen = next_tokens(logits, self.seen, [row.temperature for row in self.rows]).tolist()
         for row, token in zip(self.rows, chosen):
             row.length += 1
             row.next_token = token

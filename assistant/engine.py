@@ -27,19 +27,17 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, TypeVar
 
 from adapters.base_model import BaseModel, training_device
-from assistant.adapter_pool import AdapterLoadError, AdapterPool, ServingAdapter
+from assistant.adapter_pool import AdapterLoadError, AdapterPool
 from assistant.decoding import DecodeBatch, Row, column_major_weights, prefill
+from assistant.engine_base import SMOKE_NEW_TOKENS, SMOKE_QUESTION, EngineBase
 from assistant.generation import EngineBusy, GenerationHandle, GenerationRequest
 from assistant.settings import Settings
 
 log = logging.getLogger(__name__)
 
-SMOKE_QUESTION = "Name one organ of the human body."
-SMOKE_NEW_TOKENS = 8
 IDLE_WAIT_S = 1.0  # an idle loop wakes at once for new work; this only bounds a missed wake-up
 STOP_WAIT_S = 10.0
 T = TypeVar("T")
@@ -75,7 +73,7 @@ class EngineStats:
     commands: int = 0
 
 
-class Engine:
+class Engine(EngineBase):
     def __init__(self, settings: Settings, base: BaseModel | None = None, *, load_registered: bool = True,
                  device: str | None = None):
         self.settings = settings
@@ -95,49 +93,10 @@ class Engine:
 
     # --- for callers (any thread) ------------------------------------------------------------------
     @property
-    def pool(self) -> AdapterPool:
-        """Read-only use from other threads (adapter_for, active, list, registry, base)."""
-        return self._pool
-
-    @property
-    def tokenizer(self):
-        return self._pool.tokenizer
-
-    @property
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def encode(self, messages: list[dict], answer_prefix: str = "") -> list[int]:
-        """The prompt's token ids; ``answer_prefix`` is the start of the assistant's reply, already
-        written (the model continues it)."""
-        prompt = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return self.tokenizer(prompt + answer_prefix, add_special_tokens=False)["input_ids"]
-
-    def token_ids(self, words: list[str]) -> tuple[int, ...]:
-        """The first token of each word as the reply's first token would spell it."""
-        return tuple(dict.fromkeys(self.tokenizer(word, add_special_tokens=False)["input_ids"][0] for word in words))
-
-    def submit(self, messages: list[dict], *, adapter: str | None = None, domain: str | None = None,
-               max_new_tokens: int | None = None, timeout_s: float | None = None,
-               cancel: threading.Event | None = None, answer_prefix: str = "",
-               stop_when: Callable[[str], bool] | None = None,
-               first_token_choices: tuple[int, ...] = ()) -> GenerationHandle:
-        """Queue a request; ``adapter`` names one exactly, ``domain`` means that domain's active
-        adapter when the request starts (neither: the base model). ``answer_prefix`` is the reply's
-        opening, already written; ``stop_when(prefix + text so far)`` ends the reply before the
-        token that made it true (``stopped`` = "stop_when"); ``first_token_choices`` limits the
-        reply's first token to the likeliest of those ids. Raises EngineBusy when the waiting
-        queue is full."""
-        if adapter is not None and not self._pool.is_loaded(adapter):
-            raise AdapterLoadError(f"adapter {adapter!r} is not loaded")
-        request = GenerationRequest(self.encode(messages, answer_prefix), max_new_tokens or self.settings.max_new_tokens,
-                                    time.monotonic() + (timeout_s or self.settings.generation_timeout_s),
-                                    adapter, domain, cancel or threading.Event(), stop_when=stop_when,
-                                    prefix=answer_prefix, first_token_choices=tuple(first_token_choices))
-        handle = GenerationHandle(request, self.tokenizer, lambda: self.alive)
+    def _enqueue(self, handle: GenerationHandle) -> None:
         with self._waiting_lock:
             if len(self._waiting) >= self.settings.engine_max_waiting:
                 self.stats.refused += 1
@@ -145,7 +104,6 @@ class Engine:
             self._waiting.append(_Job(handle))
             self.stats.requests += 1
         self._wake.set()
-        return handle
 
     def call(self, command: Callable[[], T], timeout_s: float | None = None) -> T:
         """Run ``command`` on the engine's thread between two decode steps and return its value
@@ -162,23 +120,6 @@ class Engine:
         self._commands.append((command, future))
         self._wake.set()
         return future
-
-    def load_adapter(self, source: str | Path) -> ServingAdapter:
-        """Hot-load a registered adapter (by name) or an adapter folder and make it serve its
-        domain; validation and installation run here, the weights go in between two steps."""
-        info = self._pool.resolve(source)
-        return self.call(lambda: self._pool.serve(info, self._smoke_test))
-
-    def unload_adapter(self, name_or_domain: str) -> str:
-        return self.call(lambda: self._pool.unload(name_or_domain))
-
-    def rollback_adapter(self, domain: str) -> ServingAdapter:
-        """Serve the domain's previous adapter again (loading it back if it was dropped)."""
-        previous = self._pool.previous_for(domain)
-        if previous is None:
-            raise AdapterLoadError(f"{domain} has no previous adapter to roll back to")
-        info = self._pool.resolve(previous)
-        return self.call(lambda: self._pool.serve(info, self._smoke_test, domain))
 
     def occupancy(self) -> dict:
         """What the engine is doing now: rows decoding, requests waiting."""
@@ -268,7 +209,7 @@ class Engine:
         result.queued_s = started - request.submitted
         try:
             prefilled = prefill(self._pool.model, request.prompt_ids, job.adapter, self._vocabulary,
-                                request.first_token_choices)
+                                request.first_token_choices, request.temperature)
         except Exception as exc:
             log.exception("prefill failed")
             self._finish(job, "error", f"{type(exc).__name__}: {exc}")
@@ -277,7 +218,8 @@ class Engine:
         self.stats.prefill_s += result.prefill_s
         self.stats.prefill_tokens += len(request.prompt_ids)
         if not self._emit(job, prefilled.first_token):
-            self._batch.add(Row(job, job.adapter, prefilled.length, prefilled.first_token), prefilled)
+            self._batch.add(Row(job, job.adapter, prefilled.length, prefilled.first_token, request.temperature),
+                            prefilled)
 
     def _step(self) -> None:
         batch, now = self._batch, time.monotonic()

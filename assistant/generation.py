@@ -42,6 +42,8 @@ class GenerationRequest:
     stop_when: Callable[[str], bool] | None = None
     prefix: str = ""
     first_token_choices: tuple[int, ...] = ()  # the first token is the likeliest of these (empty: any)
+    temperature: float = 0.0  # 0: greedy
+    messages: list[dict] = field(default_factory=list)  # what prompt_ids encode (a remote backend sends these)
 
 
 @dataclass
@@ -66,13 +68,17 @@ class GenerationResult:
 
 class TextDecoder:
     """Token ids to text pieces: the whole answer is decoded again at each token (answers are
-    short) and the new suffix is released, except a trailing incomplete UTF-8 character."""
+    short) and the new suffix is released, except a trailing incomplete UTF-8 character. A
+    remote backend (assistant/remote_engine.py) hands over text, which passes through."""
 
     def __init__(self, tokenizer):
-        self.tokenizer, self.ids, self.released = tokenizer, [], 0
+        self.tokenizer, self.ids, self.released, self.remote_text = tokenizer, [], 0, ""
 
-    def add(self, ids: list[int]) -> str:
-        self.ids += ids
+    def add(self, item: list[int] | str) -> str:
+        if isinstance(item, str):
+            self.remote_text += item
+            return item
+        self.ids += item
         text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
         if text.endswith("\ufffd"):
             return ""
@@ -80,7 +86,7 @@ class TextDecoder:
         return piece
 
     def text(self) -> str:
-        return self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        return self.tokenizer.decode(self.ids, skip_special_tokens=True) + self.remote_text
 
 
 _END = object()
@@ -97,7 +103,8 @@ class GenerationHandle:
         self._finished = threading.Event()
 
     # --- the engine's side ---------------------------------------------------------------------
-    def push(self, token_ids: list[int]) -> None:
+    def push(self, token_ids: list[int] | str) -> None:
+        """New token ids, or (a remote backend) new text."""
         self._inbox.put(token_ids)
 
     def finish(self) -> None:

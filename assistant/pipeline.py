@@ -15,10 +15,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
-from assistant.answer_writer import AnswerWriter
+from assistant.adapter_pool import AdapterLoadError
+from assistant.answer_writer import AnswerOptions, AnswerWriter
 from assistant.attribution import AnswerSentence
-from assistant.engine import Engine
-from assistant.generation import EngineBusy
+from assistant.engine_base import EngineBase
+from assistant.remote_engine import serving_engine
+from assistant.generation import EngineBusy, GenerationFailed
+from assistant.grounded_stream import GroundedStream
 from assistant.retrieval import Passage, RankedFact, Retriever
 from assistant.router import Route, Router
 from assistant.settings import Settings
@@ -53,11 +56,14 @@ class Answer:
     abstained: bool = False  # the router did not pick a domain
     sentences: list[AnswerSentence] = field(default_factory=list)  # the text's sentences, cited and scored
     stopped: str = ""  # why generation ended: end, stop_when (the sentence limit), max_tokens, timeout,
-    # cancelled, or facts (graph facts said everything; nothing was generated)
+    # cancelled, stop (a caller's stop string), or facts (graph facts said everything; nothing was generated)
     prompt: list[dict] = field(default_factory=list)  # the messages the model was given
     prompt_tokens: int = 0
     new_tokens: int = 0
     error: str | None = None
+    refused: str = ""  # why no generation started: "busy" (the engine's queue was full: try again), or
+    # "adapter" (the adapter asked for is not loaded, e.g. unloaded a moment ago)
+    hit_stop: bool = False  # ended by one of the caller's stop strings (AnswerOptions.stop)
 
     def evidence_number(self, item: RankedFact | Passage) -> int:
         """The [n] the prompt (and so the answer's citations) used for a fact or passage."""
@@ -67,18 +73,18 @@ class Answer:
 
 
 class ChatPipeline:
-    def __init__(self, settings: Settings, router: Router, retriever: Retriever, engine: Engine):
+    def __init__(self, settings: Settings, router: Router, retriever: Retriever, engine: EngineBase):
         self.settings, self.router, self.retriever, self.engine = settings, router, retriever, engine
         self.writer = AnswerWriter(settings, engine, retriever.embedder.encode)
 
     @classmethod
     def create(cls, settings: Settings, graph: GraphStore | None, *, embedder: Embedder | None = None,
-               engine: Engine | None = None) -> "ChatPipeline":
+               engine: EngineBase | None = None) -> "ChatPipeline":
         """Everything from settings: the passage indexes, the embedder, the serving engine (the
         base model with every registered adapter), and the graph (None: passages only)."""
         embedder = embedder or get_embedder(settings.embedder)
         vectors = VectorStore(settings.domains_dir, settings.hnsw_ef_search)
-        engine = engine or Engine(settings)
+        engine = engine or serving_engine(settings)
         return cls(settings, Router(settings, vectors, embedder), Retriever(settings, vectors, embedder, graph), engine)
 
     def respond(self, message: str, history: Sequence[dict] = (), domain: str | None = None) -> Answer:
@@ -90,8 +96,12 @@ class ChatPipeline:
         return answer
 
     def stream(self, message: str, history: Sequence[dict] = (), domain: str | None = None,
-               cancel: threading.Event | None = None) -> Iterator[str | Answer]:
-        """Text pieces as they are generated, then the complete Answer (always last, always once)."""
+               cancel: threading.Event | None = None, options: AnswerOptions = AnswerOptions(),
+               grounded_pieces: bool = False) -> Iterator[str | Answer]:
+        """Text pieces as they are generated, then the complete Answer (always last, always once).
+        With ``grounded_pieces`` the pieces are the attributed sentences as each ends, joining into
+        the Answer's text (assistant/grounded_stream.py); else the raw draft, which attribution
+        may then change."""
         answer = Answer(text="")
         try:
             question = _encodable(message or "").strip()
@@ -106,7 +116,7 @@ class ChatPipeline:
                 answer.error = "question too long"
             else:
                 turns = recent_turns(history, self.settings.history_max_turns)
-                yield from self._answer(question, turns, domain, answer, cancel)
+                yield from self._answer(question, turns, domain, answer, cancel, options, grounded_pieces)
         except Exception as exc:  # never a stack trace to the user; the log has it
             log.exception("answering %r failed", message[:200] if message else message)
             answer.error = f"internal error ({type(exc).__name__}; the server log has the details)"
@@ -119,7 +129,7 @@ class ChatPipeline:
         return int(self.settings.context_tokens * QUESTION_SHARE_OF_CONTEXT)
 
     def _answer(self, question: str, history: list[dict], forced: str | None, answer: Answer,
-                cancel: threading.Event | None) -> Iterator[str]:
+                cancel: threading.Event | None, options: AnswerOptions, grounded_pieces: bool) -> Iterator[str]:
         clock = started = time.perf_counter()
         query = self.router.query_vector(question, history)
         route, domains = self._route(question, history, forced, answer, query)
@@ -140,28 +150,43 @@ class ChatPipeline:
         answer.prompt, answer.prompt_tokens = prompt.messages, prompt.tokens
         answer.timings["prompt"] = time.perf_counter() - clock
         try:  # the domain's active adapter when the engine starts the request (a hot-load may come first)
-            draft = self.writer.begin(question, prompt, answer.facts, domain=answer.domain, cancel=cancel)
+            draft = self.writer.begin(question, prompt, answer.facts, cancel=cancel,
+                                      domain=None if options.base_model else answer.domain,
+                                      adapter=options.adapter, max_new_tokens=options.max_new_tokens,
+                                      temperature=options.temperature)
         except EngineBusy as exc:
-            answer.text, answer.error = BUSY_TEXT, f"busy: {exc}"
+            answer.text, answer.error, answer.refused = BUSY_TEXT, f"busy: {exc}", "busy"
             return
-        for piece in draft:
-            if not answer.text:
-                answer.timings["first_token"] = time.perf_counter() - started  # as the user waits for it
-            answer.text += piece
-            yield piece
+        except AdapterLoadError as exc:
+            answer.text, answer.error, answer.refused = str(exc), str(exc), "adapter"
+            return
+        pieces = GroundedStream(self.writer, draft, options.stop) if grounded_pieces else draft
+        try:
+            for piece in pieces:
+                if not answer.text:
+                    answer.timings["first_token"] = time.perf_counter() - started  # as the user waits for it
+                answer.text += piece
+                yield piece
+        except GenerationFailed as exc:  # the model (or the remote generation server) failed this answer
+            log.error("generation failed for %r: %s", question[:200], exc)
+            answer.error = f"generation failed: {exc}"
+            answer.text = (answer.text + "\n\n" if answer.text else "") + f"Sorry, the answer could not be written: {exc}."
+            return
         clock = time.perf_counter()
-        written = draft.finish()
-        answer.timings["attribute"] = time.perf_counter() - clock
+        written = pieces.answer if grounded_pieces else draft.finish()
+        answer.timings["attribute"] = time.perf_counter() - clock  # GroundedStream: attributed while streaming
         answer.text, answer.sentences = written.text, written.sentences
         if written.dropped:
             answer.notes.append(f"{written.dropped} sentence(s) that no evidence supports were left out")
+        answer.hit_stop = grounded_pieces and pieces.hit_stop
         result = written.result
         if result is None:
             answer.stopped = "facts"
             answer.notes.append("answered from the evidence alone (graph facts), without generating")
             return
         answer.adapter = result.adapter
-        answer.stopped, answer.new_tokens = result.stopped, result.new_tokens
+        answer.stopped = "stop" if answer.hit_stop else result.stopped  # the stop string cancelled the rest
+        answer.new_tokens = result.new_tokens
         answer.timings.update(generate=result.seconds, queue=result.queued_s, prefill=result.prefill_s,
                               decode=result.decode_s)
         if result.stopped == "timeout":

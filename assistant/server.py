@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from gradio.utils import get_upload_folder
 from starlette.middleware import Middleware
 
+from assistant import openai_api
 from assistant.admin import AdminService
-from assistant.engine import Engine
+from assistant.engine_base import EngineBase
 from assistant.pipeline import ChatPipeline
 from assistant.settings import Settings
 from assistant.web_guards import AdminUploadGuard, RequestSizeLimit
@@ -38,7 +39,7 @@ class RunningApp:
 
 
 def serve(settings: Settings, graph: GraphStore | None, *, host: str | None = None, port: int | None = None,
-          share: bool = False, engine: Engine | None = None, embedder: Embedder | None = None) -> RunningApp:
+          share: bool = False, engine: EngineBase | None = None, embedder: Embedder | None = None) -> RunningApp:
     """Build everything and start Gradio without blocking; returns once it is listening."""
     from assistant.ui import PAGE_CSS, PAGE_JS, build_app
 
@@ -56,7 +57,9 @@ def serve(settings: Settings, graph: GraphStore | None, *, host: str | None = No
                prevent_thread_lock=True, quiet=True, ssr_mode=False, max_file_size=settings.max_upload_bytes,
                # Unexpected exceptions reach the browser as a plain "Error" (their text can hold paths
                # and addresses; the log has it); gr.Error messages, the admin refusals, still show.
-               show_error=False, app_kwargs={"middleware": guards}, css=PAGE_CSS, js=PAGE_JS)
+               show_error=False, css=PAGE_CSS, js=PAGE_JS,
+               # /v1 (assistant/openai_api.py) on the same server: its routes come before Gradio's.
+               app_kwargs={"middleware": guards, "routes": openai_api.mount(settings, pipeline)})
     return RunningApp(app, app.local_url, pipeline, admin, owns_engine=engine is None)
 
 

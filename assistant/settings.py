@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -204,6 +204,15 @@ class Settings(BaseSettings):
     ui_queue_max_size: int = Field(default=16, ge=1, description="Requests that may wait in Gradio's queue (all endpoints together); more are refused at once with 'busy, try again' (HTTP 503) instead of waiting minutes. With ui_concurrency 8 it lets 16 concurrent chat sessions in without errors (bench/load.py).")
     demo_adapter_steps: int = Field(default=20, ge=0, description="First run: train a quick adapter per demo domain in the background with this many steps (0: none).")
 
+    # --- the OpenAI-compatible API (assistant/openai_api.py) and remote generation ----------------
+    api_keys: SecretStr | None = Field(default=None, description="Bearer keys for /v1 (comma-separated). Unset or empty: the API is off (404), never open.")
+    api_max_concurrent: int = Field(default=24, ge=1, description="/v1/chat/completions requests worked on at once (routing, retrieval, generation); more are refused at once with HTTP 429. Beyond it the serving engine's own queue (engine_max_waiting) answers 503.")
+    generation_backend: Literal["local", "openai"] = Field(default="local", description="local: the serving engine decodes on this machine. openai: generation goes to an OpenAI-compatible server (vLLM with --enable-lora, LoRAX, or another instance of this app's /v1) with the adapter's name as `model`; routing, retrieval, attribution and the UI stay here.")
+    generation_base_url: str | None = Field(default=None, description="With generation_backend=openai: the server's base URL, e.g. http://127.0.0.1:8000/v1.")
+    generation_api_key: SecretStr | None = Field(default=None, description="With generation_backend=openai: the bearer key the server wants (vLLM's --api-key).")
+    generation_base_model: str | None = Field(default=None, description="With generation_backend=openai: the `model` name that means the base model without an adapter (vLLM: the served model name). Unset: the remote server's first listed model.")
+    generation_max_concurrent: int = Field(default=16, ge=1, description="With generation_backend=openai: requests sent to the server at once; the rest wait (engine_max_waiting of them at most).")
+
     # --- knowledge graph ---------------------------------------------------------------------
     fusion_fuzzy_min_ratio: float = Field(default=92.0, ge=0, le=100, description="rapidfuzz ratio above which two entity names are spelling variants.")
     fusion_embedding_min_cosine: float = Field(default=0.93, ge=0, le=1, description="Name-embedding cosine above which two entity names are paraphrases.")
@@ -224,6 +233,19 @@ class Settings(BaseSettings):
         if password is not None and len(password.get_secret_value()) < MIN_ADMIN_PASSWORD:
             raise ValueError(f"admin_password must have at least {MIN_ADMIN_PASSWORD} characters")
         return password
+
+    @field_validator("generation_base_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url and _uri_scheme(url) not in ("http", "https"):
+            raise ValueError("generation_base_url must start with http:// or https://")
+        return url or None
+
+    @model_validator(mode="after")
+    def _remote_generation_has_a_server(self) -> "Settings":
+        if self.generation_backend == "openai" and not self.generation_base_url:
+            raise ValueError("generation_backend=openai needs generation_base_url (e.g. http://127.0.0.1:8000/v1)")
+        return self
 
     @field_validator("neo4j_uri")
     @classmethod
@@ -273,6 +295,12 @@ class Settings(BaseSettings):
     @property
     def allowed_index_roots(self) -> list[Path]:
         return self.index_roots or [self.data_dir / "corpora", self.demo_corpora_dir]
+
+    @property
+    def api_key_list(self) -> list[str]:
+        """The /v1 API's keys (empty: the API is off)."""
+        raw = self.api_keys.get_secret_value() if self.api_keys else ""
+        return [key.strip() for key in raw.split(",") if key.strip()]
 
     @property
     def uses_embedded_graph(self) -> bool:

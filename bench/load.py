@@ -4,7 +4,7 @@ server's memory. Prints a table; asserts nothing.
 Run from the repository root (``make bench`` does)::
 
     .venv/bin/python bench/load.py [--sessions 1,4,8,16] [--requests 500] [--max-new-tokens 64]
-                                   [--endpoint ask|chat] [--concurrency C] [--queue-max-size M]
+                                   [--endpoint ask|chat|openai] [--concurrency C] [--queue-max-size M]
                                    [--rss-every K] [--data-dir DIR]
 
 The app is started the way ``make run`` starts it: ``launch.py --no-demo-adapters`` in a
@@ -36,6 +36,11 @@ part in (shared with the other rows). The headline is requests/s at each N over 
 the same run. Below: the app's RSS after the warm-up and after all the requests, the growth in
 total, per level and every ``--rss-every`` requests (a leak keeps climbing).
 
+``--endpoint openai`` measures the OpenAI-compatible ``/v1/chat/completions`` (each session an
+``openai`` client, streaming, first token as the client sees the first piece; the app gets a
+random ``api_keys``) and then ``/ask`` at the same levels on the same app, in the same run
+(default levels 1,8); the headline is ``/v1``'s requests/s over ``/ask``'s at each N.
+
 ``--requests`` sets the total (``make bench`` passes 150).
 """
 
@@ -49,6 +54,7 @@ sys.path.insert(0, str(REPO))
 
 import argparse  # noqa: E402
 import os  # noqa: E402
+import secrets  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
@@ -68,6 +74,10 @@ from bench.results import print_table  # noqa: E402
 from bench.results import record  # noqa: E402
 
 DEFAULT_SESSIONS = "1,4,8,16"
+OPENAI_SESSIONS = "1,8"
+PATHS = {"ask": "/ask", "chat": "/chat", "openai": "/v1/chat/completions"}
+CLIENTS = {"ask": "gradio_client", "chat": "gradio_client", "openai": "openai client"}
+API_KEY = secrets.token_urlsafe(24)  # the app's api_keys for --endpoint openai, this run only
 DEFAULT_REQUESTS = 500
 DEFAULT_MAX_NEW_TOKENS = 64
 DEFAULT_RSS_EVERY = 50
@@ -122,6 +132,8 @@ def app_environment(data_dir: Path, args: argparse.Namespace) -> dict[str, str]:
         env["ASSISTANT_UI_CONCURRENCY"] = str(args.concurrency)
     if args.queue_max_size:
         env["ASSISTANT_UI_QUEUE_MAX_SIZE"] = str(args.queue_max_size)
+    if args.endpoint == "openai":
+        env["ASSISTANT_API_KEYS"] = API_KEY
     return env
 
 
@@ -191,7 +203,9 @@ def ask_once(client, question: str, endpoint: str) -> Outcome:
     started = time.perf_counter()
     first_token, timings = None, {}
     try:
-        if endpoint == "ask":
+        if endpoint == "openai":
+            error, first_token, timings = _openai_once(client, question, started)
+        elif endpoint == "ask":
             answer = client.predict(question, "auto", api_name="/ask")
             error = answer.get("error") or ("empty answer" if not answer.get("text") else "")
             timings = answer.get("timings", {})
@@ -208,11 +222,36 @@ def ask_once(client, question: str, endpoint: str) -> Outcome:
     return Outcome(time.perf_counter() - started, error, first_token, timings)
 
 
-def session(url: str, questions: list[str], endpoint: str, trace: RssTrace | None) -> list[Outcome]:
+def _openai_once(client, question: str, started: float) -> tuple[str, float | None, dict]:
+    """One streamed /v1/chat/completions request: (error, first token as seen, the answer's timings)."""
+    first_token, text, evidence = None, "", {}
+    for chunk in client.chat.completions.create(model="auto", messages=[{"role": "user", "content": question}],
+                                                stream=True):
+        if not chunk.choices:
+            continue
+        piece = chunk.choices[0].delta.content or ""
+        if piece and first_token is None:
+            first_token = time.perf_counter() - started
+        text += piece
+        if chunk.choices[0].finish_reason:
+            evidence = getattr(chunk, "evidence", None) or {}
+    error = evidence.get("error") or ("empty answer" if not text else "")
+    return error, first_token, evidence.get("timings", {})
+
+
+def _client(url: str, endpoint: str):
+    if endpoint == "openai":
+        import openai
+
+        return openai.OpenAI(base_url=url.rstrip("/") + "/v1", api_key=API_KEY, max_retries=0, timeout=600)
     from gradio_client import Client
 
+    return Client(url, verbose=False)
+
+
+def session(url: str, questions: list[str], endpoint: str, trace: RssTrace | None) -> list[Outcome]:
     try:
-        client = Client(url, verbose=False)
+        client = _client(url, endpoint)
     except Exception as exc:
         return [Outcome(0.0, f"connect: {type(exc).__name__}: {exc}") for _ in questions]
     outcomes = []
@@ -264,7 +303,7 @@ def split_row(level: Level) -> list[str] | None:
 
 
 def print_results(levels: list[Level], rss_before: float, trace: RssTrace, args: argparse.Namespace,
-                  settings_note: str) -> None:
+                  settings_note: str, endpoint: str) -> None:
     total = sum(len(level.outcomes) for level in levels)
     growth = levels[-1].rss_mb - rss_before
     notes = [f"app RSS after the warm-up {rss_before:.0f} MB, after {total} more requests {levels[-1].rss_mb:.0f} MB: "
@@ -282,7 +321,7 @@ def print_results(levels: list[Level], rss_before: float, trace: RssTrace, args:
     first = levels[0]
     notes.insert(0, "requests/s vs N=" + str(first.sessions) + ": " + ", ".join(
         f"N={level.sessions} {requests_per_s(level) / requests_per_s(first):.2f}x" for level in levels[1:]))
-    print_table(f"Load: N concurrent gradio_client sessions on /{args.endpoint}, max_new_tokens={args.max_new_tokens}, "
+    print_table(f"Load: N concurrent {CLIENTS[endpoint]} sessions on {PATHS[endpoint]}, max_new_tokens={args.max_new_tokens}, "
                 f"{settings_note}, {os.cpu_count()} cores (clients and app on the same machine)",
                 ["N sessions", "completed", "errors", "p50 s", "p95 s", "first token p50 s", "first token p95 s",
                  "requests/s", "wall s", "app RSS MB"],
@@ -297,7 +336,7 @@ def print_results(levels: list[Level], rss_before: float, trace: RssTrace, args:
 
 
 def record_results(levels: list[Level], rss_before: float, endpoint: str) -> None:
-    group = f"load (/{endpoint}, concurrent sessions)"
+    group = f"load ({PATHS[endpoint]}, concurrent sessions)"
     first = levels[0].sessions
     for level in levels:
         baseline = None if level.sessions == first else first
@@ -316,6 +355,16 @@ def record_results(levels: list[Level], rss_before: float, endpoint: str) -> Non
     record(group, f"app RSS growth over {total} requests", levels[-1].rss_mb - rss_before, "MB", better="lower")
 
 
+def record_comparison(runs: dict[str, list[Level]]) -> None:
+    """/v1's requests/s beside /ask's at each N, measured on the same app in the same run."""
+    group = "load, /v1/chat/completions vs /ask (same run)"
+    for api, ask in zip(runs["openai"], runs["ask"]):
+        n = api.sessions
+        record(group, f"requests/s, N={n}, /ask", requests_per_s(ask), "requests/s", better="higher")
+        record(group, f"requests/s, N={n}, /v1", requests_per_s(api), "requests/s",
+               baseline=f"requests/s, N={n}, /ask", better="higher")
+
+
 def app_settings_note(args: argparse.Namespace) -> str:
     from assistant.settings import Settings
 
@@ -330,18 +379,21 @@ def app_settings_note(args: argparse.Namespace) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sessions", default=DEFAULT_SESSIONS, help=f"concurrent sessions per level (default {DEFAULT_SESSIONS})")
+    parser.add_argument("--sessions", help=f"concurrent sessions per level (default {DEFAULT_SESSIONS}; "
+                                           f"{OPENAI_SESSIONS} with --endpoint openai)")
     parser.add_argument("--requests", type=int, default=DEFAULT_REQUESTS,
                         help=f"requests over all levels, for the memory check (default {DEFAULT_REQUESTS})")
     parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS,
                         help=f"the app's max_new_tokens (default {DEFAULT_MAX_NEW_TOKENS})")
-    parser.add_argument("--endpoint", choices=("ask", "chat"), default="ask")
+    parser.add_argument("--endpoint", choices=tuple(PATHS), default="ask",
+                        help="openai: /v1/chat/completions, then /ask at the same levels in the same run")
     parser.add_argument("--concurrency", type=int, help="the app's ui_concurrency (default: its setting)")
     parser.add_argument("--queue-max-size", type=int, help="the app's ui_queue_max_size (default: its setting)")
     parser.add_argument("--rss-every", type=int, default=DEFAULT_RSS_EVERY,
                         help=f"read the app's RSS after every this many requests (default {DEFAULT_RSS_EVERY})")
     parser.add_argument("--data-dir", type=Path, help="the app's data dir, kept (default: a temporary one)")
     args = parser.parse_args(argv)
+    args.sessions = args.sessions or (OPENAI_SESSIONS if args.endpoint == "openai" else DEFAULT_SESSIONS)
     try:
         args.levels = [int(n) for n in args.sessions.split(",")]
     except ValueError:
@@ -359,21 +411,29 @@ def main(argv: list[str] | None = None) -> None:
     print(f"load: sessions {args.levels}, ~{per_level} requests per level, /{args.endpoint}, "
           f"max_new_tokens {args.max_new_tokens}, {settings_note}", flush=True)
     started = time.perf_counter()
+    endpoints = ["openai", "ask"] if args.endpoint == "openai" else [args.endpoint]
+    runs: dict[str, list[Level]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-load-") as scratch:
         data_dir = (args.data_dir or Path(scratch) / "data").resolve()
         with launched_app(data_dir, args) as app:
             print(f"  app up at {app.url} after {time.perf_counter() - started:.0f}s (data dir {data_dir})", flush=True)
-            run_level(app, max(args.levels), 1, questions, args.endpoint)
-            rss_before = app.rss_mb()
-            trace = RssTrace(app, args.rss_every, [(0, rss_before)])
-            levels = []
-            for sessions in args.levels:
-                levels.append(run_level(app, sessions, -(-per_level // sessions), questions, args.endpoint, trace))
-                row = level_row(levels[-1])
-                print(f"  N={sessions}: {row[1]} completed, {row[2]} errors, p50 {row[3]} s, first token p50 "
-                      f"{row[5]} s, {row[7]} requests/s, app RSS {row[9]} MB", flush=True)
-    print_results(levels, rss_before, trace, args, settings_note)
-    record_results(levels, rss_before, args.endpoint)
+            for endpoint in endpoints:
+                run_level(app, max(args.levels), 1, questions, endpoint)  # warm-up
+                rss_before = app.rss_mb()
+                trace = RssTrace(app, args.rss_every, [(0, rss_before)])
+                levels = runs[endpoint] = []
+                for sessions in args.levels:
+                    levels.append(run_level(app, sessions, -(-per_level // sessions), questions, endpoint, trace))
+                    row = level_row(levels[-1])
+                    print(f"  {PATHS[endpoint]} N={sessions}: {row[1]} completed, {row[2]} errors, p50 {row[3]} s, "
+                          f"first token p50 {row[5]} s, {row[7]} requests/s, app RSS {row[9]} MB", flush=True)
+                print_results(levels, rss_before, trace, args, settings_note, endpoint)
+                record_results(levels, rss_before, endpoint)
+    if len(runs) == 2:
+        ratios = ", ".join(f"N={api.sessions} {requests_per_s(api) / requests_per_s(ask):.2f}x"
+                           for api, ask in zip(runs["openai"], runs["ask"]))
+        print(f"\n/v1/chat/completions requests/s over /ask's, same app, same run: {ratios}")
+        record_comparison(runs)
     print(f"\ntotal wall time {time.perf_counter() - started:.0f}s")
 
 

@@ -152,11 +152,12 @@ def free_port() -> int:
 
 @contextmanager
 def served_app(settings: Settings, graph: GraphStore | None, embedder: Embedder):
-    """The Gradio app with its own serving engine on a free loopback port, closed afterwards."""
-    from assistant.engine import Engine
+    """The Gradio app with its own serving engine (local, or remote when the settings say so) on a
+    free loopback port, closed afterwards."""
+    from assistant.remote_engine import serving_engine
     from assistant.server import serve
 
-    engine = Engine(settings, load_registered=False)
+    engine = serving_engine(settings, load_registered=False)
     try:
         running = serve(settings, graph, host="127.0.0.1", port=free_port(), engine=engine, embedder=embedder)
         try:

@@ -80,6 +80,34 @@ def test_the_engine_decodes_like_transformers_generate(engine):
     assert _alone(engine, tokens=24) == reference
 
 
+def test_next_tokens_are_greedy_at_temperature_0_and_drawn_from_the_softmax_above():
+    import math
+
+    import torch
+
+    from assistant.decoding import next_tokens
+
+    logits = torch.tensor([[0.0, math.log(3.0), -5.0]] * 4)
+    unseen = torch.zeros_like(logits, dtype=torch.bool)
+    torch.manual_seed(0)
+    draws = torch.stack([next_tokens(logits, unseen, [0.0, 1.0, 1.0, 1.0]) for _ in range(400)])
+    assert (draws[:, 0] == 1).all()  # greedy: always the top token
+    share_of_top = (draws[:, 1:] == 1).float().mean().item()
+    assert 0.7 < share_of_top < 0.8  # softmax(0, ln 3, -5) gives it 0.75
+    hot = torch.stack([next_tokens(logits[:1], unseen[:1], [50.0]) for _ in range(300)])
+    assert 0.2 < (hot == 2).float().mean().item() < 0.45  # a high temperature flattens it toward 1/3
+
+
+def test_a_sampled_request_leaves_the_greedy_rows_beside_it_unchanged(engine):
+    alone = _alone(engine, tokens=16)
+    with held(engine):
+        greedy = engine.submit(MESSAGES, max_new_tokens=16)
+        sampled = [engine.submit(OTHER, max_new_tokens=16, temperature=1.5) for _ in range(2)]
+    assert greedy.text() == alone
+    assert all(handle.text() and handle.result.stopped in ("end", "max_tokens") for handle in sampled)
+    assert greedy.result.mean_batch > 1.5
+
+
 def test_batched_requests_with_different_adapters_get_what_they_get_alone(engine, adapters):
     engine.load_adapter(adapters["medicine"])
     engine.load_adapter(adapters["finance"])
