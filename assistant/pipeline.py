@@ -19,9 +19,9 @@ from assistant.adapter_pool import AdapterLoadError
 from assistant.answer_writer import AnswerOptions, AnswerWriter
 from assistant.attribution import AnswerSentence
 from assistant.engine_base import EngineBase
-from assistant.remote_engine import serving_engine
 from assistant.generation import EngineBusy, GenerationFailed
 from assistant.grounded_stream import GroundedStream
+from assistant.remote_engine import serving_engine
 from assistant.retrieval import Passage, RankedFact, Retriever
 from assistant.router import Route, Router
 from assistant.settings import Settings
