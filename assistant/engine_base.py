@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -21,13 +22,14 @@ SMOKE_QUESTION = "Name one organ of the human body."
 SMOKE_NEW_TOKENS = 8
 
 
-class EngineBase:
+class EngineBase(ABC):
     settings: Settings
     _pool: AdapterPool
 
     @property
+    @abstractmethod
     def alive(self) -> bool:
-        raise NotImplementedError
+        """False once the engine has stopped (a handle then stops waiting for it)."""
 
     def submit(self, messages: list[dict], *, adapter: str | None = None, domain: str | None = None,
                max_new_tokens: int | None = None, timeout_s: float | None = None,
@@ -51,9 +53,9 @@ class EngineBase:
         self._enqueue(handle)
         return handle
 
+    @abstractmethod
     def _enqueue(self, handle: GenerationHandle) -> None:
         """Take the request on, or raise EngineBusy."""
-        raise NotImplementedError
 
     @property
     def pool(self) -> AdapterPool:
@@ -77,11 +79,13 @@ class EngineBase:
         """The first token of each word as the reply's first token would spell it."""
         return tuple(dict.fromkeys(self.tokenizer(word, add_special_tokens=False)["input_ids"][0] for word in words))
 
+    @abstractmethod
     def call(self, command: Callable[[], T], timeout_s: float | None = None) -> T:
-        raise NotImplementedError
+        """Run a change of the adapter pool where this engine makes such changes; its value."""
 
+    @abstractmethod
     def _smoke_test(self, pool: AdapterPool, name: str) -> None:
-        raise NotImplementedError
+        """Raise AdapterLoadError when the newly loaded adapter ``name`` does not answer sensibly."""
 
     def load_adapter(self, source: str | Path) -> ServingAdapter:
         """Hot-load a registered adapter (by name) or an adapter folder and make it serve its
