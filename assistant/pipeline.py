@@ -63,7 +63,6 @@ class Answer:
     error: str | None = None
     refused: str = ""  # why no generation started: "busy" (the engine's queue was full: try again), or
     # "adapter" (the adapter asked for is not loaded, e.g. unloaded a moment ago)
-    hit_stop: bool = False  # ended by one of the caller's stop strings (AnswerOptions.stop)
 
     def evidence_number(self, item: RankedFact | Passage) -> int:
         """The [n] the prompt (and so the answer's citations) used for a fact or passage."""
@@ -178,14 +177,14 @@ class ChatPipeline:
         answer.text, answer.sentences = written.text, written.sentences
         if written.dropped:
             answer.notes.append(f"{written.dropped} sentence(s) that no evidence supports were left out")
-        answer.hit_stop = grounded_pieces and pieces.hit_stop
+        hit_stop = grounded_pieces and pieces.hit_stop
         result = written.result
         if result is None:
             answer.stopped = "facts"
             answer.notes.append("answered from the evidence alone (graph facts), without generating")
             return
         answer.adapter = result.adapter
-        answer.stopped = "stop" if answer.hit_stop else result.stopped  # the stop string cancelled the rest
+        answer.stopped = "stop" if hit_stop else result.stopped  # the stop string cancelled the rest
         answer.new_tokens = result.new_tokens
         answer.timings.update(generate=result.seconds, queue=result.queued_s, prefill=result.prefill_s,
                               decode=result.decode_s)
