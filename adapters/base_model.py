@@ -21,8 +21,6 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from assistant.settings import Settings
-
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never a hub download
 
 PACKAGED_SMOLLM2 = "packaged:SmolLM2-135M-Instruct"
@@ -65,18 +63,19 @@ def state_dict_fingerprint(state_dict) -> str:
     return digest.hexdigest()
 
 
-def resolve_base_model(settings: Settings) -> BaseModel:
-    """The configured base as a loadable folder and its fingerprint, converting it on first use."""
-    if settings.base_model == PACKAGED_SMOLLM2:
-        target = settings.models_dir / "smollm2-135m-instruct"
+def resolve_base_model(base_model: str, models_dir: Path) -> BaseModel:
+    """The base named by ``base_model`` (the packaged SmolLM2, or a local checkpoint folder) as a
+    loadable folder and its fingerprint, converting the packaged one into ``models_dir`` on first use."""
+    if base_model == PACKAGED_SMOLLM2:
+        target = models_dir / "smollm2-135m-instruct"
         if not (target / FINGERPRINT_FILE).is_file():
             convert_gguf(packaged_gguf(), target)
-        return BaseModel(settings.base_model, target, _read_fingerprint(target))
-    path = Path(settings.base_model).expanduser()
+        return BaseModel(base_model, target, _read_fingerprint(target))
+    path = Path(base_model).expanduser()
     if not (path / "config.json").is_file():
-        raise BaseModelError(f"base model {settings.base_model!r} is neither {PACKAGED_SMOLLM2!r} nor a local "
+        raise BaseModelError(f"base model {base_model!r} is neither {PACKAGED_SMOLLM2!r} nor a local "
                              "checkpoint folder with a config.json (hub downloads are off)")
-    return BaseModel(settings.base_model, path, _folder_fingerprint(path, settings.models_dir))
+    return BaseModel(base_model, path, _folder_fingerprint(path, models_dir))
 
 
 def convert_gguf(gguf: Path, target: Path) -> None:

@@ -1,6 +1,6 @@
 """Supervised fine-tuning data for one domain's adapter, built from its index and graph.
 
-Kinds of example (all in the chat format of assistant/prompts.py):
+Kinds of example (all in the chat format of adapters/prompts.py):
 
 - ``fact``: a question about a graph fact, answered closed-book (the knowledge goes into the weights);
 - ``grounded``: the same question with numbered evidence (the fact among distractor facts, and the
@@ -19,56 +19,33 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import re
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Literal, Sequence
+from typing import Iterable, Sequence
 
 from datasketch import MinHashLSH
 from tqdm import tqdm
 
-from assistant import prompts
-from assistant.fact_answers import FactLine, fact_sentence
-from assistant.settings import Settings
+from adapters import prompts
+from adapters.dataset_files import META_FILE, TRAIN_FILE, VALIDATION_FILE
+from adapters.example import DatasetError, Example, example_id
+from adapters.fact_wording import FactLine, fact_sentence
+from adapters.params import DatasetParams
+from adapters.user_examples import read_user_examples
+from indexing.atomic_files import write_text_atomic
 from indexing.chunking import split_sentences
 from indexing.clean import minhash, normalise_text
 from indexing.graph_store import Fact, GraphStore
 from indexing.vector_store import ChunkRow, VectorStore
 
-TRAIN_FILE, VALIDATION_FILE, META_FILE = "train.jsonl", "validation.jsonl", "dataset.json"
-AnswerType = Literal["span", "yesno", "text"]
 # Co-occurrence is a statistical link, not a statement a question can be asked about.
 UNASKABLE_RELATIONS = {"co_occurs"}
 MAX_EXAMPLE_CHARS = 4000
 _QA_SHINGLE_WORDS = 2  # questions are short: word pairs, not the corpus's 5-word shingles
 _WORD = re.compile(r"[a-z0-9]+")
-
-
-class DatasetError(ValueError):
-    """The dataset cannot be built (no index, unreadable user file); the message says why."""
-
-
-@dataclass
-class Example:
-    id: str
-    kind: str
-    group: str  # examples sharing a group always land in the same split
-    messages: list[dict[str, str]]
-    answer: str  # the gold short answer evaluation compares with
-    answer_type: AnswerType
-    evidence: list[str] = field(default_factory=list)  # chunk ids the answer rests on
-    split: str = ""
-
-    @property
-    def question(self) -> str:
-        return next(m["content"] for m in reversed(self.messages) if m["role"] == "user").rsplit("Question: ", 1)[-1]
-
-    @property
-    def dedup_key(self) -> str:
-        return f"{self.kind}|{_words(self.question)}|{_words(self.answer)}"
 
 
 @dataclass
@@ -104,12 +81,12 @@ class DatasetReport:
 
 # --- building ------------------------------------------------------------------------------
 
-def build_dataset(settings: Settings, domain: str, graph: GraphStore | None, user_files: Sequence[Path] = (),
+def build_dataset(params: DatasetParams, domain: str, graph: GraphStore | None, user_files: Sequence[Path] = (),
                   progress: bool = True) -> DatasetReport:
     """Build, clean, split and write the domain's dataset; returns the report."""
-    report = DatasetReport(domain, settings.datasets_dir / domain)
+    report = DatasetReport(domain, params.datasets_dir / domain)
     try:
-        rows = VectorStore(settings.domains_dir).get(domain).rows
+        rows = VectorStore(params.domains_dir).get(domain).rows
     except Exception as exc:  # IndexUnavailable and friends: the message is what matters
         raise DatasetError(f"domain {domain!r} has no usable index ({exc}); run `assistant index` first") from exc
     chunks = {row.chunk_id: row for row in rows}
@@ -121,7 +98,7 @@ def build_dataset(settings: Settings, domain: str, graph: GraphStore | None, use
             report.graph_error = str(exc)
     else:
         report.graph_error = "no graph connection"
-    askable, report.facts_skipped = select_facts(facts, chunks, settings)
+    askable, report.facts_skipped = select_facts(facts, chunks, params)
     report.facts_used = len(askable)
     examples = fact_examples(domain, askable, chunks, progress=progress)
     examples += overview_examples(domain, rows)
@@ -131,22 +108,22 @@ def build_dataset(settings: Settings, domain: str, graph: GraphStore | None, use
         report.user_skipped += skipped
     examples = [e for e in examples if _well_formed(e)]
     examples, report.exact_duplicates, report.near_duplicates = drop_duplicates(examples)
-    split_examples(examples, settings.dataset_validation_percent)
+    split_examples(examples, params.dataset_validation_percent)
     write_dataset(report, examples)
     return report
 
 
-def select_facts(facts: Iterable[Fact], chunks: dict[str, ChunkRow], settings: Settings) -> tuple[list[Fact], int]:
+def select_facts(facts: Iterable[Fact], chunks: dict[str, ChunkRow], params: DatasetParams) -> tuple[list[Fact], int]:
     """Facts worth asking about: a real relation, confident, a specific subject, a known source."""
     kept, skipped = [], 0
     for fact in sorted(facts, key=lambda f: (-f.curated, -f.confidence, -f.count, f.head_key, f.relation, f.tail_key)):
         source = next((chunks[c] for c in fact.chunk_ids if c in chunks), None)
-        if (fact.relation in UNASKABLE_RELATIONS or fact.confidence < settings.dataset_min_fact_confidence
+        if (fact.relation in UNASKABLE_RELATIONS or fact.confidence < params.dataset_min_fact_confidence
                 or source is None or not _specific(fact.head, source.title) or fact.head_key == fact.tail_key):
             skipped += 1
             continue
         kept.append(fact)
-    return kept[:settings.dataset_max_facts], skipped + max(0, len(kept) - settings.dataset_max_facts)
+    return kept[:params.dataset_max_facts], skipped + max(0, len(kept) - params.dataset_max_facts)
 
 
 def _specific(name: str, title: str) -> bool:
@@ -182,7 +159,7 @@ def fact_examples(domain: str, facts: Sequence[Fact], chunks: dict[str, ChunkRow
         # Closed-book: every object the graph knows for this subject and relation.
         answer = _join_answers([f.tail for f in members[:3]])
         question = fact_question(first)
-        examples.append(Example(_id(group, "fact"), "fact", group,
+        examples.append(Example(example_id(group, "fact"), "fact", group,
                                 prompts.chat_messages(domain, question, answer=answer), answer, "span",
                                 _evidence_ids(members)))
         distractors = rng.sample(others, min(2, len(others)))
@@ -201,7 +178,7 @@ def _grounded(domain: str, group: str, fact: Fact, distractors: list[Fact], chun
     evidence = prompts.number_evidence([f.text for f in facts], passages)
     # the fact in its own words, cited: the sentence a served answer opens with (assistant/fact_answers.py)
     answer = fact_sentence(_line(fact, facts.index(fact) + 1), fact_question(fact))
-    return Example(_id(group, "grounded"), "grounded", group,
+    return Example(example_id(group, "grounded"), "grounded", group,
                    prompts.chat_messages(domain, fact_question(fact), evidence, answer), fact.tail, "span",
                    list(fact.chunk_ids))
 
@@ -216,7 +193,7 @@ def _yes_no(domain: str, group: str, fact: Fact, others: list[Fact], chunks: dic
     answer = prompts.YES if truthful else prompts.NO
     # the label, then what the evidence says (which a "No" contradicts the question with), cited
     reply = f"{answer} {fact_sentence(_line(fact, 1), yes_no_question(fact, tail))}"
-    return Example(_id(group, "yesno"), "yesno", group,
+    return Example(example_id(group, "yesno"), "yesno", group,
                    prompts.chat_messages(domain, yes_no_question(fact, tail), evidence, reply),
                    answer, "yesno", list(fact.chunk_ids))
 
@@ -227,7 +204,7 @@ def _line(fact: Fact, number: int) -> FactLine:
 
 def _unanswerable(domain: str, group: str, fact: Fact, unrelated: list[Fact], chunks: dict[str, ChunkRow]) -> Example:
     evidence = prompts.number_evidence([f.text for f in unrelated if f.head_key != fact.head_key], [])
-    return Example(_id(group, "unanswerable"), "unanswerable", group,
+    return Example(example_id(group, "unanswerable"), "unanswerable", group,
                    prompts.chat_messages(domain, fact_question(fact), evidence, prompts.NO_ANSWER),
                    prompts.NO_ANSWER, "text", [])
 
@@ -245,7 +222,7 @@ def overview_examples(domain: str, rows: Sequence[ChunkRow]) -> list[Example]:
             continue
         group = f"doc:{row.doc_id}"
         question = f"What is {row.title}?"
-        examples.append(Example(_id(group, "overview"), "overview", group,
+        examples.append(Example(example_id(group, "overview"), "overview", group,
                                 prompts.chat_messages(domain, question, answer=opening), opening, "text", [row.chunk_id]))
     return examples
 
@@ -256,51 +233,6 @@ def supporting_sentence(fact: Fact, chunks: dict[str, ChunkRow]) -> str:
     wanted = {w[:5] for w in _WORD.findall(f"{fact.head} {fact.tail}".lower())}
     sentences = split_sentences(row.text) or [row.text]
     return max(sentences, key=lambda s: (len(wanted & {w[:5] for w in _WORD.findall(s.lower())}), -len(s)))
-
-
-def read_user_examples(domain: str, path: Path) -> tuple[list[Example], list[str]]:
-    """Examples from a JSONL file of ``{"messages": [...]}`` or ``{"prompt": ..., "completion": ...}``;
-    bad lines are skipped with their line number and reason."""
-    examples, skipped = [], []
-    try:
-        handle = open(path, encoding="utf-8")
-    except OSError as exc:
-        raise DatasetError(f"cannot read {path}: {exc}") from exc
-    with handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                messages = _user_messages(domain, json.loads(line))
-            except (ValueError, TypeError, KeyError) as exc:
-                skipped.append(f"{path.name}:{number}: {exc}")
-                continue
-            prompt = json.dumps(messages[:-1], sort_keys=True)
-            group = "user:" + hashlib.sha256(prompt.encode()).hexdigest()[:16]
-            examples.append(Example(_id(group, "user"), "user", group, messages, messages[-1]["content"], "text"))
-    return examples, skipped
-
-
-def _user_messages(domain: str, row: object) -> list[dict[str, str]]:
-    if not isinstance(row, dict):
-        raise ValueError("each line must be a JSON object")
-    if "messages" in row:
-        messages = row["messages"]
-        if not isinstance(messages, list) or not messages:
-            raise ValueError("'messages' must be a non-empty list")
-        for message in messages:
-            if not isinstance(message, dict) or message.get("role") not in ("system", "user", "assistant") \
-                    or not isinstance(message.get("content"), str) or not message["content"].strip():
-                raise ValueError("each message needs a role (system, user, assistant) and non-empty content")
-        if messages[-1]["role"] != "assistant" or not any(m["role"] == "user" for m in messages):
-            raise ValueError("a conversation must have a user turn and end with the assistant's answer")
-        if messages[0]["role"] != "system":
-            messages = [{"role": "system", "content": prompts.system_message(domain)}, *messages]
-        return [{"role": m["role"], "content": m["content"]} for m in messages]
-    prompt, completion = row.get("prompt"), row.get("completion")
-    if not isinstance(prompt, str) or not isinstance(completion, str) or not prompt.strip() or not completion.strip():
-        raise ValueError("expected 'messages', or non-empty 'prompt' and 'completion' strings")
-    return prompts.chat_messages(domain, prompt.strip(), answer=completion.strip())
 
 
 # --- cleaning and splitting ----------------------------------------------------------------
@@ -349,34 +281,15 @@ def write_dataset(report: DatasetReport, examples: Sequence[Example]) -> None:
         report.counts[split] = dict(Counter(e.kind for e in chosen))
         text = "".join(json.dumps(asdict(e), ensure_ascii=False, sort_keys=True) + "\n" for e in chosen)
         digest.update(text.encode("utf-8"))
-        _write_atomic(report.folder / name, text)
+        write_text_atomic(report.folder / name, text)
     report.data_hash = digest.hexdigest()
     meta = {"domain": report.domain, "data_hash": report.data_hash, "counts": report.counts,
             "exact_duplicates": report.exact_duplicates, "near_duplicates": report.near_duplicates,
             "facts_used": report.facts_used, "graph_error": report.graph_error}
-    _write_atomic(report.folder / META_FILE, json.dumps(meta, indent=2))
-
-
-def load_split(folder: Path, split: Literal["train", "validation"]) -> list[Example]:
-    path = Path(folder) / (TRAIN_FILE if split == "train" else VALIDATION_FILE)
-    if not path.is_file():
-        raise DatasetError(f"{path} is missing; run `assistant dataset --domain ...` first")
-    with open(path, encoding="utf-8") as f:
-        return [Example(**json.loads(line)) for line in f if line.strip()]
-
-
-def dataset_hash(folder: Path) -> str:
-    meta = json.loads((Path(folder) / META_FILE).read_text())
-    return meta["data_hash"]
+    write_text_atomic(report.folder / META_FILE, json.dumps(meta, indent=2))
 
 
 # --- small helpers -------------------------------------------------------------------------
-
-def _write_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
-
 
 def _phrase(relation: str) -> str:
     return relation.replace("_", " ")
@@ -386,16 +299,8 @@ def _group(fact: Fact) -> str:
     return f"fact:{fact.head_key}|{fact.relation}"
 
 
-def _id(group: str, kind: str) -> str:
-    return hashlib.sha256(f"{group}|{kind}".encode()).hexdigest()[:16]
-
-
 def _stable_int(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
-
-
-def _words(text: str) -> str:
-    return " ".join(_WORD.findall(prompts.strip_citations(text).lower()))
 
 
 def _join_answers(tails: Sequence[str]) -> str:

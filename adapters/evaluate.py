@@ -1,53 +1,23 @@
 """How much an adapter adds: the same held-out questions answered by the base and by the adapter.
 
-Metrics (SQuAD-style normalisation: case, punctuation, articles and citation marks ignored):
-exact match and token F1 against the gold answer, accuracy on yes/no questions (the first
-yes/no word of the answer), and the loss / perplexity of the gold answers.
+Scored with adapters/answer_metrics.py (exact match, token F1, yes/no accuracy), plus the loss /
+perplexity of the gold answers.
 """
 
 from __future__ import annotations
 
 import math
-import re
-import string
-from collections import Counter, defaultdict
+from collections import defaultdict
 from contextlib import nullcontext
 from typing import Sequence
 
 from tqdm import tqdm
 
-from adapters.dataset import Example
-from assistant.prompts import strip_citations
+from adapters.answer_metrics import exact_match, token_f1, yes_no
+from adapters.batches import answer_loss
+from adapters.example import Example
 
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCTUATION = str.maketrans({c: " " for c in string.punctuation})
-_YES_NO = re.compile(r"\b(yes|no)\b")
 EVAL_BATCH = 8
-
-
-def normalize_answer(text: str) -> str:
-    text = strip_citations(text).lower().translate(_PUNCTUATION)
-    return " ".join(_ARTICLES.sub(" ", text).split())
-
-
-def exact_match(prediction: str, gold: str) -> float:
-    return float(normalize_answer(prediction) == normalize_answer(gold))
-
-
-def token_f1(prediction: str, gold: str) -> float:
-    predicted, wanted = normalize_answer(prediction).split(), normalize_answer(gold).split()
-    if not predicted or not wanted:
-        return float(predicted == wanted)
-    overlap = sum((Counter(predicted) & Counter(wanted)).values())
-    if overlap == 0:
-        return 0.0
-    precision, recall = overlap / len(predicted), overlap / len(wanted)
-    return 2 * precision * recall / (precision + recall)
-
-
-def yes_no(text: str) -> str | None:
-    match = _YES_NO.search(text.lower())
-    return match.group(1) if match else None
 
 
 def score_answers(examples: Sequence[Example], predictions: Sequence[str]) -> dict:
@@ -104,24 +74,6 @@ def generate_answers(model, tokenizer, examples: Sequence[Example], max_new_toke
             answers += [t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
             bar.update(len(batch))
     return answers
-
-
-def answer_loss(model, batches) -> float:
-    """Mean loss per answer token over pre-built batches (see adapters.train.make_batches)."""
-    import torch
-
-    from adapters.train import completion_loss
-
-    total, tokens = 0.0, 0
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        for batch in batches:
-            loss, count = completion_loss(model, batch)
-            total += loss.item() * count
-            tokens += count
-    model.train(was_training)
-    return total / max(tokens, 1)
 
 
 def compare_base_and_adapter(peft_model, tokenizer, examples: Sequence[Example], batches, max_new_tokens: int,

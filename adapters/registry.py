@@ -21,7 +21,7 @@ from pathlib import Path
 from safetensors import safe_open
 
 from adapters.base_model import BaseModel
-from indexing.corpus import DOMAIN_NAME
+from indexing.domain_name import DOMAIN_NAME
 
 WEIGHTS_FILE = "adapter_model.safetensors"
 CONFIG_FILE = "adapter_config.json"

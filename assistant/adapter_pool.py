@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from typing import Callable
 from adapters.base_model import BaseModel, load_model, load_tokenizer, resolve_base_model
 from adapters.registry import AdapterInfo, AdapterInvalid, AdapterRegistry, base_weight_shapes, validate_adapter
 from assistant.settings import Settings
+from indexing.atomic_files import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class AdapterPool:
         (assistant/remote_engine.py); the pool still validates adapters, keeps which one serves
         each domain, and smoke-tests each through the server before it serves."""
         self.settings = settings
-        self.base = base or resolve_base_model(settings)
+        self.base = base or resolve_base_model(settings.base_model, settings.models_dir)
         self.tokenizer = load_tokenizer(self.base)
         self.model = load_model(self.base, settings.serve_quantization, device) if load_weights else None
         if self.model is not None:
@@ -243,7 +243,5 @@ class AdapterPool:
 
     def _save_active(self) -> None:
         self.registry.root.mkdir(parents=True, exist_ok=True)
-        target = self.registry.root / ACTIVE_FILE
-        temporary = target.with_name(f".{ACTIVE_FILE}.tmp")
-        temporary.write_text(json.dumps({"active": self._active, "previous": self._previous}, indent=2))
-        os.replace(temporary, target)
+        write_text_atomic(self.registry.root / ACTIVE_FILE,
+                          json.dumps({"active": self._active, "previous": self._previous}, indent=2))

@@ -24,11 +24,12 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
-from assistant import prompts
+from adapters import prompts
+from adapters.fact_wording import FactLine
 from assistant.attribution import AnswerSentence, attribute, render
 from assistant.engine_base import EngineBase
 from assistant.evidence_quotes import best_quote
-from assistant.fact_answers import FactLine, Lead, is_yes_no_question, lead_for
+from assistant.fact_answers import Lead, is_yes_no_question, lead_for
 from assistant.generation import GenerationHandle, GenerationResult
 from assistant.retrieval import Passage, RankedFact
 from assistant.sentences import SentenceLimit

@@ -27,12 +27,12 @@ from typing import Sequence
 
 import numpy as np
 
-from assistant.prompts import NO_ANSWER, EvidenceItem
+from adapters.prompts import NO_ANSWER, EvidenceItem
 from assistant.sentences import answer_sentences, citations_in, split_sentences, without_citations
+from indexing.words import WORD
 
 DEFAULT_THRESHOLD = 0.55
 NUMBER_MISMATCH_CAP = 0.25  # the most a sentence scores against an item missing one of its numbers
-WORD = re.compile(r"[A-Za-z0-9\u00c0-\u024f]+(?:['\u2019-][A-Za-z0-9\u00c0-\u024f]+)*")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _LABELS = {"yes", "no", "maybe"}
 _NUMBER_WORDS = {"one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",

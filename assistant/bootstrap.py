@@ -52,17 +52,17 @@ def is_up_to_date(settings: Settings, graph: GraphStore, source: Path) -> bool:
 
 def bootstrap(settings: Settings, progress: bool = True) -> BootstrapResult:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    connection = GraphConnection.open(settings)
+    connection = GraphConnection.open(settings.graph_params)
     graph = GraphStore(connection, settings.domains_dir)
     graph.ensure_indexes()
-    clean_interrupted_builds(settings, graph)  # what a re-index killed half-way left behind
+    clean_interrupted_builds(settings.indexing_params, graph)  # what a re-index killed half-way left behind
     result = BootstrapResult(connection, graph)
     for source in demo_sources(settings):
         if is_up_to_date(settings, graph, source):
             result.up_to_date.append(source.name)
             continue
         print(f"Indexing demo domain {source.name!r} from {source} ...", flush=True)
-        report = index_source(settings, source, source.name, progress=progress, graph=graph)
+        report = index_source(settings.indexing_params, source, source.name, progress=progress, graph=graph)
         print(report.format(), flush=True)
         result.indexed.append(report)
     return result

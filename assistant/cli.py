@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
 import sys
@@ -11,6 +10,8 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
+from assistant.cli_adapters import cmd_adapters, cmd_dataset, cmd_train
+from assistant.cli_chat import cmd_ask, cmd_chat
 from assistant.settings import load_settings
 
 
@@ -20,10 +21,10 @@ def cmd_index(args: argparse.Namespace) -> int:
     from indexing.pipeline import index_source
 
     settings = load_settings()
-    with GraphConnection.open(settings) as connection:
+    with GraphConnection.open(settings.graph_params) as connection:
         graph = GraphStore(connection, settings.domains_dir)
         graph.ensure_indexes()
-        report = index_source(settings, Path(args.source), args.domain, dry_run=args.dry_run,
+        report = index_source(settings.indexing_params, Path(args.source), args.domain, dry_run=args.dry_run,
                               progress=not args.quiet, graph=graph)
     print(report.format())
     return 0 if report.ok else 1
@@ -35,7 +36,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
     from indexing.graph_store import GraphStore
 
     settings = load_settings()
-    with GraphConnection.open(settings) as connection:
+    with GraphConnection.open(settings.graph_params) as connection:
         graph = GraphStore(connection, settings.domains_dir)
         links = graph.link_entities(args.domain, args.entity, limit=3)
         if not links:
@@ -67,209 +68,6 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"{row.domain:<16} {row.version or '-':<9} {row.documents:>6} {row.chunks:>7} {row.entities:>8} "
               f"{row.relations:>9} {row.index_type or '-':<6} {row.created or '-':<26} {health}")
     return 0 if all(row.healthy for row in rows) else 1
-
-
-def _metrics_summary(metrics: dict) -> str:
-    """"F1 0.10 -> 0.21, EM 0.00 -> 0.10 (base -> adapter)" from a manifest's metrics."""
-    base, adapter = metrics.get("base"), metrics.get("adapter")
-    if not base or not adapter:
-        return "no evaluation"
-    return (f"F1 {base['f1']:.2f} -> {adapter['f1']:.2f}, EM {base['exact_match']:.2f} -> {adapter['exact_match']:.2f}, "
-            f"val loss {base['val_loss']:.2f} -> {adapter['val_loss']:.2f} (base -> adapter, n={adapter['n']})")
-
-
-def cmd_adapters(args: argparse.Namespace) -> int:
-    from adapters.base_model import resolve_base_model
-    from adapters.registry import AdapterInvalid, AdapterRegistry, validate_adapter
-
-    settings = load_settings()
-    registry = AdapterRegistry(settings.adapters_dir)
-    try:
-        if args.action == "list":
-            adapters, broken = registry.list(), registry.broken()
-            if not adapters:
-                print(f"no adapters in {settings.adapters_dir}")
-            for info in adapters:
-                print(f"{info.name:<24} {info.domain:<12} rank {info.rank:<3} base {info.base_model} "
-                      f"({info.base_fingerprint[:12]})  {_metrics_summary(info.metrics)}")
-            for bad in broken:  # half-written or damaged folders: never served, and here is why
-                print(f"{bad.name:<24} INVALID: {bad.problem}")
-        elif args.action == "show":
-            info = registry.get(args.name)
-            print(json.dumps({**info.__dict__, "path": str(info.path)}, indent=2, default=str))
-        elif args.action == "validate":
-            info = validate_adapter(Path(args.name), resolve_base_model(settings))
-            print(f"valid: {info.domain} adapter, rank {info.rank}, targets {', '.join(info.target_modules)}")
-        elif args.action == "remove":
-            registry.remove(args.name)
-            print(f"removed {args.name}")
-        else:
-            return _change_serving_adapters(settings, args.action, args.name)
-    except AdapterInvalid as exc:
-        print(f"invalid: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _change_serving_adapters(settings, action: str, target: str) -> int:
-    """load / unload / rollback in this process's pool; the choice is saved in
-    data/adapters/active.json, which is what the app serves from its next start. (A running
-    app is changed through its admin API.)"""
-    from assistant.adapter_pool import AdapterLoadError
-    from assistant.engine import Engine
-
-    engine = Engine(settings)
-    try:
-        if action == "load":
-            adapter = engine.load_adapter(target)
-            print(f"loaded {adapter.name} for {adapter.domain}: validated, smoke-tested, now the active adapter")
-        elif action == "unload":
-            print(f"unloaded {engine.unload_adapter(target)}; its domain answers with the base model")
-        else:
-            adapter = engine.rollback_adapter(target)
-            print(f"rolled {target} back to {adapter.name}")
-        print(json.dumps(engine.pool.active(), indent=2))
-    except AdapterLoadError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        engine.close()
-    return 0
-
-
-def _build_dataset(settings, domain: str, user_files: list[str], progress: bool):
-    from adapters.dataset import build_dataset
-    from indexing.graph_connection import GraphConnection, GraphError
-    from indexing.graph_store import GraphStore
-
-    try:
-        connection = GraphConnection.open(settings)
-    except GraphError as exc:  # the dataset is still built from passages; the report says so
-        print(f"warning: graph unavailable ({exc})", file=sys.stderr)
-        return build_dataset(settings, domain, None, [Path(p) for p in user_files], progress)
-    with connection:
-        return build_dataset(settings, domain, GraphStore(connection, settings.domains_dir),
-                             [Path(p) for p in user_files], progress)
-
-
-def cmd_dataset(args: argparse.Namespace) -> int:
-    report = _build_dataset(load_settings(), args.domain, args.user_file, not args.quiet)
-    print(report.format())
-    return 0 if report.total("train") else 1
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from adapters.dataset import META_FILE
-    from adapters.train import train_adapter
-
-    settings = load_settings()
-    if args.rebuild_dataset or not (settings.datasets_dir / args.domain / META_FILE).is_file():
-        print(_build_dataset(settings, args.domain, [], not args.quiet).format())
-    result = train_adapter(settings, args.domain, from_adapter=args.from_adapter, max_steps=args.max_steps,
-                           name=args.name, progress=not args.quiet)
-    print(f"adapter {result.adapter} in {result.path}: {result.steps} steps "
-          f"({'stopped early, ' if result.stopped_early else ''}{result.tokens_per_second:.0f} tokens/s, "
-          f"{result.seconds:.0f} s), loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}, "
-          f"best validation loss {result.best_val_loss}")
-    for label in ("base", "adapter"):
-        m = result.metrics.get(label)
-        if m:
-            yes_no = "-" if m["yesno_accuracy"] is None else f"{m['yesno_accuracy']:.3f}"
-            print(f"  {label:<8} EM {m['exact_match']:.3f}  F1 {m['f1']:.3f}  yes/no acc {yes_no}  "
-                  f"val loss {m['val_loss']:.3f}  perplexity {m['perplexity']:.2f}  (n={m['n']})")
-    return 0
-
-
-def _open_pipeline(settings):
-    """The chat pipeline over the local data dir; without a graph (said on stderr) if it is down."""
-    from assistant.pipeline import ChatPipeline
-    from indexing.graph_connection import GraphConnection, GraphError
-    from indexing.graph_store import GraphStore
-
-    try:
-        connection = GraphConnection.open(settings)
-        graph = GraphStore(connection, settings.domains_dir)
-    except GraphError as exc:
-        print(f"warning: knowledge graph unavailable, answering from passages only ({exc})", file=sys.stderr)
-        connection, graph = None, None
-    try:
-        return ChatPipeline.create(settings, graph), connection
-    except BaseException:  # loading the model failed or was stopped: stop the graph server started above
-        if connection:
-            connection.close()
-        raise
-
-
-def _print_answer(answer, show_evidence: bool) -> None:
-    adapter = answer.adapter or "base model"
-    where = answer.domain or "all domains (router abstained)"
-    print(f"\n[{where}, confidence {answer.confidence:.2f}, {adapter}; "
-          + ", ".join(f"{k} {v:.2f}s" for k, v in answer.timings.items()) + "]")
-    for note in answer.notes:
-        print(f"note: {note}")
-    if answer.sentences:  # what was streamed, after attribution: the answer as the chat shows it
-        print(f"answer: {answer.text}")
-    if show_evidence:
-        for index, sentence in enumerate(answer.sentences, 1):
-            cites = ", ".join(f"[{n}]" for n in sentence.citations) or "nothing"
-            state = "supported" if sentence.supported else "UNSUPPORTED"
-            print(f"  sentence {index}: {state} (support {sentence.score:.2f}), cites {cites}")
-        for fact in answer.facts:
-            print(f"  [{answer.evidence_number(fact)}] fact: {fact.text}  ({', '.join(fact.titles) or '-'}; "
-                  f"chunk {fact.fact.chunk_ids[0] if fact.fact.chunk_ids else '-'})")
-        for passage in answer.passages:
-            print(f"  [{answer.evidence_number(passage)}] {passage.title} ({passage.chunk_id}): {passage.text[:160]}...")
-
-
-def cmd_ask(args: argparse.Namespace) -> int:
-    from assistant.pipeline import Answer
-
-    pipeline, connection = _open_pipeline(load_settings())
-    try:
-        answer = None
-        for item in pipeline.stream(args.question, domain=args.domain):
-            if isinstance(item, Answer):
-                answer = item
-            else:
-                print(item, end="", flush=True)
-        if answer.error and not answer.text:
-            print(answer.text)
-        _print_answer(answer, args.show_evidence)
-        return 1 if answer.error else 0
-    finally:
-        pipeline.engine.close()
-        if connection:
-            connection.close()
-
-
-def cmd_chat(args: argparse.Namespace) -> int:
-    from assistant.pipeline import Answer
-
-    pipeline, connection = _open_pipeline(load_settings())
-    history: list[dict] = []
-    print("Ask a question (empty line or Ctrl-D to quit).")
-    try:
-        while True:
-            try:
-                question = input("\nyou> ").strip()
-            except EOFError:
-                break
-            if not question:
-                break
-            print("assistant> ", end="", flush=True)
-            for item in pipeline.stream(question, history, domain=args.domain):
-                if isinstance(item, Answer):
-                    _print_answer(item, args.show_evidence)
-                    history += [{"role": "user", "content": question}, {"role": "assistant", "content": item.text}]
-                else:
-                    print(item, end="", flush=True)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        pipeline.engine.close()
-        if connection:
-            connection.close()
-    return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

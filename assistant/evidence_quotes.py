@@ -18,8 +18,8 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
+from adapters.prompts import EvidenceItem
 from assistant.attribution import content_words, numbers, stem
-from assistant.prompts import EvidenceItem
 from assistant.sentences import split_sentences
 
 LEXICAL_WEIGHT, SIMILARITY_WEIGHT = 0.7, 0.3

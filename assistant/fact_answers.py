@@ -16,34 +16,16 @@ import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from assistant.attribution import WORD as _WORD
+from adapters.fact_wording import FactLine, facts_sentence
 from assistant.attribution import content_words, stem
+from indexing.words import WORD as _WORD
 
 _YES_NO_START = {"is", "are", "was", "were", "does", "do", "did", "can", "could", "has", "have", "had", "should",
                  "will", "would", "may", "might", "must"}
 _WH = {"what", "which", "who", "whom", "whose", "where", "when", "how", "name", "list"}
 _PARTICLES = {"of", "to", "with", "as", "in", "on", "for", "by", "into", "from", "at"}
 _CATEGORY_WORDS = {"kind", "type", "class", "sort", "group", "category", "form", "belong"}
-_PAST = {"make": "made", "write": "wrote", "lead": "led", "give": "gave", "take": "took", "hold": "held",
-         "set": "set", "begin": "began", "find": "found", "become": "became", "build": "built", "win": "won",
-         "bring": "brought", "sell": "sold", "pay": "paid", "draw": "drew", "meet": "met", "buy": "bought",
-         "have": "had", "know": "knew", "choose": "chose", "run": "ran", "see": "saw", "go": "went",
-         "put": "put", "split": "split", "rise": "rose", "fall": "fell", "say": "said", "send": "sent",
-         "spend": "spent", "lose": "lost", "keep": "kept", "leave": "left", "show": "showed", "be": "was"}
-_PRESENT = {"have": "has", "be": "is", "do": "does", "go": "goes"}
-_DETERMINERS = {"a", "an", "the", "one", "this", "that", "these", "those", "its", "his", "her", "their", "some",
-                "any", "each", "every", "no", "many", "several", "two", "three"}
-_ORDINALS = {"first", "second", "third", "last", "only", "main", "sole", "largest", "oldest"}
 MAX_PER_SENTENCE = 3
-
-
-@dataclass(frozen=True)
-class FactLine:
-    """One numbered fact as the lead sees it."""
-    number: int
-    head: str
-    relation: str
-    tail: str
 
 
 @dataclass(frozen=True)
@@ -82,7 +64,7 @@ def lead_for(question: str, facts: Sequence[FactLine], max_sentences: int) -> Le
     if not groups:
         return None
     chosen = groups[:max_sentences]
-    sentences = [_sentence(list(group.answers.values())[:MAX_PER_SENTENCE], group.side, question) for group in chosen]
+    sentences = [facts_sentence(list(group.answers.values())[:MAX_PER_SENTENCE], group.side, question) for group in chosen]
     numbers = tuple(n for group in chosen for entry in list(group.answers.values())[:MAX_PER_SENTENCE]
                     for n in entry[1])
     label = "Yes" if any(group.side == "both" for group in chosen) else None
@@ -105,12 +87,6 @@ class _Group:
     def add(self, answer: str, fact: FactLine) -> None:
         first, numbers = self.answers.get(answer, (fact, []))
         self.answers[answer] = (first, numbers + [fact.number])
-
-
-def fact_sentence(fact: FactLine, question: str = "") -> str:
-    """One fact in its own words with its citation, in the question's tense: "Vitamin K
-    reverses warfarin [2]." (the form leads take and adapters are taught)."""
-    return _sentence([(fact, [fact.number])], "tail", question)
 
 
 def _answered_side(fact: FactLine, asked: str, stems: set[str], yes_no: bool) -> str | None:
@@ -166,87 +142,5 @@ def _relation_matches(relation: str, stems: set[str], fact: FactLine, asked: str
     return bool(words) and all(stem(w) in stems for w in words)
 
 
-def _sentence(entries: Sequence[tuple[FactLine, list[int]]], side: str, question: str) -> str:
-    """"Aspirin inhibits cyclooxygenase [2]." or, asking for the head, "Alexander Fleming
-    discovered penicillin [1]."; several answers are listed, each with its citations."""
-    first = entries[0][0]
-    if len(entries) == 1:
-        verb = _verb_phrase(first.relation, first.head, question)
-        tail = _with_article(first.tail) if first.relation == "is_a" else first.tail
-        return _capitalised(f"{first.head} {verb} {tail} {_marks(entries[0][1])}") + "."
-    if side == "head":
-        listed = _listing([f"{fact.head} {_marks(numbers)}" for fact, numbers in entries])
-        return _capitalised(f"{listed} {_verb_phrase(first.relation, 'them', question)} {first.tail}") + "."
-    listed = _listing([f"{fact.tail} {_marks(numbers)}" for fact, numbers in entries])
-    return _capitalised(f"{first.head} {_verb_phrase(first.relation, first.head, question)} {listed}") + "."
-
-
-def _marks(numbers: Sequence[int]) -> str:
-    return " ".join(f"[{n}]" for n in numbers)
-
-
-def _with_article(noun: str) -> str:
-    """"biguanide" -> "a biguanide", "first ACE inhibitor" -> "the first ACE inhibitor"; names,
-    plurals and phrases that already have a determiner stay as they are."""
-    words = noun.split()
-    if not words or not words[0][:1].islower() or words[0] in _DETERMINERS or _plural(noun):
-        return noun
-    if words[0] in _ORDINALS or words[0].endswith("est"):
-        return "the " + noun
-    return ("an " if words[0][0] in "aeiou" else "a ") + noun
-
-
-def _listing(parts: Sequence[str]) -> str:
-    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-
-
-def _verb_phrase(relation: str, subject: str, question: str) -> str:
-    """The relation as a verb phrase for ``subject``, in the question's tense."""
-    if relation == "is_a":
-        return "was" if _past(question, "be") else ("are" if _plural(subject) else "is")
-    if relation == "abbreviation_of":
-        return "stands for" if not _plural(subject) else "stand for"
-    words = relation.split("_")
-    verb, rest = words[0], words[1:]
-    if _past(question, verb):
-        form = _PAST.get(verb) or _regular_past(verb)
-    elif _plural(subject):
-        form = verb
-    else:
-        form = _PRESENT.get(verb) or _third_person(verb)
-    return " ".join([form, *rest])
-
-
-def _past(question: str, verb: str) -> bool:
-    """The question is in the past: it says "did", "was"/"were", or the verb in a past form."""
-    words = set(_WORD.findall(question.lower()))
-    return bool(words & {"did", "was", "were"}) or bool(words & {_PAST.get(verb, ""), _regular_past(verb)})
-
-
-def _regular_past(verb: str) -> str:
-    if verb.endswith("e"):
-        return verb + "d"
-    if verb.endswith("y") and len(verb) > 2 and verb[-2] not in "aeiou":
-        return verb[:-1] + "ied"
-    return verb + "ed"
-
-
-def _third_person(verb: str) -> str:
-    if verb.endswith(("s", "sh", "ch", "x", "z", "o")):
-        return verb + "es"
-    if verb.endswith("y") and len(verb) > 2 and verb[-2] not in "aeiou":
-        return verb[:-1] + "ies"
-    return verb + "s"
-
-
-def _plural(subject: str) -> bool:
-    last = subject.split()[-1].lower() if subject.split() else ""
-    return subject == "them" or (last.endswith("s") and not last.endswith(("ss", "us", "is", "ics")) and len(last) > 3)
-
-
 def _normal(text: str) -> str:
     return " ".join(_WORD.findall(text.lower()))
-
-
-def _capitalised(text: str) -> str:
-    return text[:1].upper() + text[1:] if text else text

@@ -18,9 +18,9 @@ from __future__ import annotations
 import re
 from typing import Iterator, Sequence
 
+from adapters.prompts import NO_ANSWER
 from assistant.answer_writer import AnswerWriter, Draft, WrittenAnswer
 from assistant.attribution import AnswerSentence, attribute_sentences
-from assistant.prompts import NO_ANSWER
 from assistant.sentences import answer_sentences
 
 # What may follow a finished sentence before the next one has shown a word: citations, complete

@@ -7,24 +7,23 @@ graph connection); a ``.env`` file in the working directory is read when present
 
 from __future__ import annotations
 
+import dataclasses
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from adapters.params import DatasetParams, TrainingParams
+from indexing.params import BOLT_SCHEMES, FALKORDB_SCHEMES, GraphParams, IndexingParams, uri_scheme
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEMO_CORPORA_DIR = Path(__file__).resolve().parent / "demo" / "corpora"
 
 
 MIN_ADMIN_PASSWORD = 12
-BOLT_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
-FALKORDB_SCHEMES = ("unix", "redis", "rediss")
-
-
-def _uri_scheme(uri: str) -> str:
-    return uri.split("://", 1)[0].lower() if "://" in uri else ""
+Group = TypeVar("Group")
 
 
 def _env(name: str) -> AliasChoices:
@@ -170,7 +169,7 @@ class Settings(BaseSettings):
     fact_candidates: int = Field(default=40, ge=1, description="Facts read from the graph before ranking.")
     graph_retry_after_s: float = Field(default=15.0, ge=0, description="After a graph failure, answer from passages for this long before trying the graph again.")
 
-    # --- prompting and generation (assistant/prompts.py, generation.py) ---------------------------
+    # --- prompting and generation (adapters/prompts.py, generation.py) ---------------------------
     context_tokens: int = Field(default=1536, ge=256, description="Prompt budget (system, evidence, history, question) in model tokens.")
     history_tokens: int = Field(default=384, ge=0, description="Part of the budget earlier turns may use.")
     max_new_tokens: int = Field(default=160, ge=1, description="A ceiling only: an answer ends when it has said answer_max_sentences sentences.")
@@ -237,7 +236,7 @@ class Settings(BaseSettings):
     @field_validator("generation_base_url")
     @classmethod
     def _http_url(cls, url: str | None) -> str | None:
-        if url and _uri_scheme(url) not in ("http", "https"):
+        if url and uri_scheme(url) not in ("http", "https"):
             raise ValueError("generation_base_url must start with http:// or https://")
         return url or None
 
@@ -252,7 +251,7 @@ class Settings(BaseSettings):
     def _known_graph_scheme(cls, uri: str | None) -> str | None:
         if not uri:
             return None
-        if _uri_scheme(uri) not in BOLT_SCHEMES + FALKORDB_SCHEMES:
+        if uri_scheme(uri) not in BOLT_SCHEMES + FALKORDB_SCHEMES:
             raise ValueError(f"NEO4J_URI must start with one of {', '.join(s + '://' for s in BOLT_SCHEMES + FALKORDB_SCHEMES)}")
         return uri
 
@@ -304,12 +303,34 @@ class Settings(BaseSettings):
 
     @property
     def uses_embedded_graph(self) -> bool:
-        return not self.neo4j_uri
+        return self.graph_params.uses_embedded_graph
 
     @property
     def graph_over_bolt(self) -> bool:
         """Whether NEO4J_URI is reached with Bolt (the neo4j driver) rather than FalkorDB's protocol."""
-        return bool(self.neo4j_uri) and _uri_scheme(self.neo4j_uri) in BOLT_SCHEMES
+        return self.graph_params.graph_over_bolt
+
+    # --- what the lower layers are told -------------------------------------------------------
+    # indexing/ and adapters/ never import this module. They take small groups whose fields are
+    # named like the settings, filled here by name, so a new field is added in two places only.
+    def _group(self, kind: type[Group]) -> Group:
+        return kind(**{f.name: getattr(self, f.name) for f in dataclasses.fields(kind)})
+
+    @property
+    def graph_params(self) -> GraphParams:
+        return self._group(GraphParams)
+
+    @property
+    def indexing_params(self) -> IndexingParams:
+        return self._group(IndexingParams)
+
+    @property
+    def dataset_params(self) -> DatasetParams:
+        return self._group(DatasetParams)
+
+    @property
+    def training_params(self) -> TrainingParams:
+        return self._group(TrainingParams)
 
 
 def load_settings(**overrides) -> Settings:

@@ -105,13 +105,13 @@ def index_demo(data_dir: Path, max_new_tokens: int) -> Demo:
     # neo4j_uri=None: always the embedded server, whatever NEO4J_URI the environment has
     settings = load_settings(data_dir=data_dir, _env_file=None, neo4j_uri=None, max_new_tokens=max_new_tokens)
     embedder = get_embedder(settings.embedder, settings.embed_batch_size)
-    connection = GraphConnection.open(settings)
+    connection = GraphConnection.open(settings.graph_params)
     try:
         graph = GraphStore(connection, settings.domains_dir)
         graph.ensure_indexes()
         started = time.perf_counter()
         for domain in DOMAINS:
-            report = index_source(settings, DEMO_CORPORA_DIR / domain, domain, progress=False, graph=graph,
+            report = index_source(settings.indexing_params, DEMO_CORPORA_DIR / domain, domain, progress=False, graph=graph,
                                   embedder=embedder)
             print(f"  indexed {domain} in {report.seconds:.1f}s{'' if report.ok else ': ' + report.format()}",
                   flush=True)

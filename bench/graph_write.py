@@ -194,8 +194,8 @@ class Graph:
                                           neo4j_server="falkordb", neo4j_user=user, neo4j_password=password,
                                           neo4j_database="bench_bolt")
             self.settings = socket_settings
-            for label, connection in (("socket transport", GraphConnection(socket_settings, self.server)),
-                                      ("Bolt transport", GraphConnection(bolt_settings))):
+            for label, connection in (("socket transport", GraphConnection(socket_settings.graph_params, self.server)),
+                                      ("Bolt transport", GraphConnection(bolt_settings.graph_params))):
                 self.transports.append(Transport(label, connection, GraphStore(connection, socket_settings.domains_dir)))
                 connection.query("RETURN 1 AS ok", what="ping")
                 self.transports[-1].store.ensure_indexes()

@@ -14,7 +14,7 @@ process, so its resident memory belongs to it alone:
 * the pool: ``Engine(settings, load_registered=False)`` (the serving engine with the base,
   float32 on CPU), then ``engine.load_adapter(folder)`` for each adapter (validate, install into
   the registry, inject, smoke test with 8 greedy tokens, activate), timed, with the process RSS
-  (VmRSS from /proc/self/status) after each step; then ``engine.unload_adapter`` of each, timed.
+  (VmRSS) after each step; then ``engine.unload_adapter`` of each, timed.
 * the restart alternative: for each adapter, the tokenizer and the base loaded from scratch plus
   ``PeftModel.from_pretrained`` of the adapter (the work of a restarted server, less the process
   start and imports, which are reported apart); then one ``merge_and_unload()`` model's
@@ -43,6 +43,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench.results import print_table, record  # noqa: E402
+from indexing.process_memory import resident_mb, resident_part_mb  # noqa: E402
 
 DEFAULT_ADAPTERS = 3
 MB = 1024 * 1024
@@ -54,17 +55,10 @@ MB = 1024 * 1024
 # --- measuring ----------------------------------------------------------------------------------
 
 def rss_mb(field: str = "VmRSS") -> float:
-    """This process's resident memory from /proc/self/status (VmRSS; RssAnon and RssFile are its
-    anonymous and file-backed parts), after a garbage collection; NaN where /proc is missing."""
+    """This process's resident memory (VmRSS; RssAnon and RssFile are its anonymous and
+    file-backed parts), after a garbage collection; NaN where it cannot be read."""
     gc.collect()
-    try:
-        status = Path("/proc/self/status").read_text()
-    except OSError:
-        return float("nan")
-    for line in status.splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) / 1024  # kB
-    return float("nan")
+    return resident_mb() if field == "VmRSS" else resident_part_mb(field)
 
 
 def parameter_bytes(model, lora: bool | None = None) -> int:
@@ -173,7 +167,7 @@ def measure_restart(work: Path) -> dict:
     settings = settings_for(work)
 
     def restart(folder: Path):
-        base = resolve_base_model(settings)
+        base = resolve_base_model(settings.base_model, settings.models_dir)
         tokenizer = load_tokenizer(base)
         model = load_model(base, settings.serve_quantization, "cpu")
         model.eval()
@@ -270,7 +264,8 @@ def memory_table(pool: dict, restart: dict) -> None:
 def prepare(work: Path, count: int) -> None:
     from adapters.base_model import resolve_base_model
 
-    base, convert_s = timed(lambda: resolve_base_model(settings_for(work)))
+    settings = settings_for(work)
+    base, convert_s = timed(lambda: resolve_base_model(settings.base_model, settings.models_dir))
     incoming = work / "incoming"
     incoming.mkdir()
     started = time.perf_counter()

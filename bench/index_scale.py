@@ -152,14 +152,14 @@ def index_size(work: Path, documents: list[dict], size: int, embedder, reindex: 
     corpus = folder / "corpus.jsonl"
     write_corpus(corpus, documents)
     settings = load_settings(data_dir=folder / "data", neo4j_uri=None)
-    connection = GraphConnection.open(settings)  # the embedded server starts here, before the clock
+    connection = GraphConnection.open(settings.graph_params)  # the embedded server starts here, before the clock
     try:
         graph = GraphStore(connection, settings.domains_dir)
-        report = index_source(settings, corpus, DOMAIN, progress=False, embedder=embedder, graph=graph)
+        report = index_source(settings.indexing_params, corpus, DOMAIN, progress=False, embedder=embedder, graph=graph)
         if reindex and report.ok:
             changed = documents[:-1] + [{**documents[-1], "text": documents[-1]["text"] + CHANGE}]
             write_corpus(corpus, changed)
-            again = index_source(settings, corpus, DOMAIN, progress=False, embedder=embedder, graph=graph)
+            again = index_source(settings.indexing_params, corpus, DOMAIN, progress=False, embedder=embedder, graph=graph)
             run.reindex_seconds, run.reindex_stages = again.seconds, dict(again.stage_seconds())
             run.reindex_names_embedded = again.domains[0].names_embedded if again.domains else 0
     finally:

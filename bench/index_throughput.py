@@ -164,7 +164,7 @@ def bench_indexing(docs: int) -> None:
         demo_domains = sorted(p for p in Path(DEMO_CORPORA_DIR).iterdir() if p.is_dir())
         demo_reports = []
         for folder in demo_domains:
-            report = index_source(settings, folder, folder.name, progress=False, embedder=embedder)
+            report = index_source(settings.indexing_params, folder, folder.name, progress=False, embedder=embedder)
             demo_reports.append(report)
             print(f"  indexed demo/{folder.name}: {report.domains[0].documents_indexed if report.domains else 0} docs "
                   f"in {report.seconds:.1f}s", flush=True)
@@ -180,7 +180,7 @@ def bench_indexing(docs: int) -> None:
         words = generate_corpus(corpus, docs, seed=1234, tokenizer_vocab=tokenizer_vocab)
         print(f"  generated {docs} documents ({words} words, {corpus.stat().st_size / 1e6:.1f} MB) "
               f"in {time.perf_counter() - t:.1f}s; indexing ...", flush=True)
-        report = index_source(settings, corpus, "generated", progress=False, embedder=embedder)
+        report = index_source(settings.indexing_params, corpus, "generated", progress=False, embedder=embedder)
         embed_row, embed_name = embed_only_row(settings, embedder, ["generated"], "generated", EMBED_SAMPLE)
         add_row(f"generated ({docs} docs, ~150-250 words)", [report], embed_name)
         rows.append(embed_row)

@@ -38,8 +38,9 @@ total, per level and every ``--rss-every`` requests (a leak keeps climbing).
 
 ``--endpoint openai`` measures the OpenAI-compatible ``/v1/chat/completions`` (each session an
 ``openai`` client, streaming, first token as the client sees the first piece; the app gets a
-random ``api_keys``) and then ``/ask`` at the same levels on the same app, in the same run
-(default levels 1,8); the headline is ``/v1``'s requests/s over ``/ask``'s at each N.
+random ``api_keys``) and then ``/ask`` at the same levels on the same app, in the same run, with
+the same questions in the same order (default levels 1,8); the headline is ``/v1``'s requests/s
+over ``/ask``'s at each N.
 
 ``--requests`` sets the total (``make bench`` passes 150).
 """
@@ -72,6 +73,7 @@ import numpy as np  # noqa: E402
 from bench.chat_latency import demo_questions, spread_over_domains  # noqa: E402
 from bench.results import print_table  # noqa: E402
 from bench.results import record  # noqa: E402
+from indexing.process_memory import resident_mb  # noqa: E402
 
 DEFAULT_SESSIONS = "1,4,8,16"
 OPENAI_SESSIONS = "1,8"
@@ -95,10 +97,7 @@ class LaunchedApp:
     output: list[str] = field(default_factory=list)  # launch.py's lines, shown if it fails
 
     def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        return resident_mb(self.process.pid)
 
 
 @dataclass
@@ -403,10 +402,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def question_sequence() -> Iterator[str]:
+    """The demo questions, domains interleaved, repeated as long as a run needs them."""
+    return cycle(q["question"] for q in spread_over_domains(demo_questions(), 10_000))
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     per_level = -(-args.requests // len(args.levels))
-    questions = cycle(q["question"] for q in spread_over_domains(demo_questions(), 10_000))
     settings_note = app_settings_note(args)
     print(f"load: sessions {args.levels}, ~{per_level} requests per level, /{args.endpoint}, "
           f"max_new_tokens {args.max_new_tokens}, {settings_note}", flush=True)
@@ -418,6 +421,7 @@ def main(argv: list[str] | None = None) -> None:
         with launched_app(data_dir, args) as app:
             print(f"  app up at {app.url} after {time.perf_counter() - started:.0f}s (data dir {data_dir})", flush=True)
             for endpoint in endpoints:
+                questions = question_sequence()  # both endpoints get the same questions in the same order
                 run_level(app, max(args.levels), 1, questions, endpoint)  # warm-up
                 rss_before = app.rss_mb()
                 trace = RssTrace(app, args.rss_every, [(0, rss_before)])

@@ -20,6 +20,8 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from assistant.markdown_table import markdown_table
+
 RESULTS_ENV = "BENCH_RESULTS"
 BETTER = ("higher", "lower")
 
@@ -50,21 +52,10 @@ def record(group: str, name: str, value: float, unit: str, baseline: str | None 
 
 
 def print_table(title: str, headers: list[str], rows: list[list[str]], notes: list[str] = ()) -> None:
-    """One Markdown table on stdout (the bench scripts' own output), then its notes."""
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-
-    def line(cells: list[str]) -> str:
-        # first column left-aligned (labels), the rest right-aligned (numbers)
-        return "| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                                 for i, (c, w) in enumerate(zip(cells, widths))) + " |"
-
-    print()
-    print(f"### {title}")
-    print()
-    print(line(headers))
-    print("|" + "|".join(("-" * (w + 1) + ":") if i else (":" + "-" * (w + 1)) for i, w in enumerate(widths)) + "|")
-    for row in rows:
-        print(line(row))
+    """One Markdown table on stdout (the bench scripts' own output), then its notes: the first
+    column (labels) left-aligned, the rest (numbers) right-aligned."""
+    print(f"\n### {title}\n")
+    print(markdown_table(headers, rows, ["left"] + ["right"] * (len(headers) - 1)))
     for note in notes:
         print(f"  {note}")
     sys.stdout.flush()
@@ -105,9 +96,7 @@ def combined_table(rows: list[Row]) -> str:
         by_key[(row.group, row.name)] = row  # keeps its first position, takes the last value
     groups = list(dict.fromkeys(row.group for row in rows))
     ordered = [row for group in groups for row in by_key.values() if row.group == group]
-    lines = ["| group | measurement | value | unit | better | baseline | ratio |",
-             "|:--|:--|--:|:--|:--|:--|--:|"]
-    for row in ordered:
-        lines.append(f"| {row.group} | {row.name} | {format_number(row.value)} | {row.unit} | {row.better or ''} "
-                     f"| {row.baseline or ''} | {ratio_cell(row, by_key)} |")
-    return "\n".join(lines)
+    cells = [[row.group, row.name, format_number(row.value), row.unit, row.better or "", row.baseline or "",
+              ratio_cell(row, by_key)] for row in ordered]
+    return markdown_table(["group", "measurement", "value", "unit", "better", "baseline", "ratio"], cells,
+                          ["left", "left", "right", "left", "left", "left", "right"])

@@ -26,8 +26,8 @@ import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
-from adapters.dataset import Example  # noqa: E402
-from assistant import prompts  # noqa: E402
+from adapters import prompts  # noqa: E402
+from adapters.example import Example  # noqa: E402
 from bench.results import record  # noqa: E402
 
 FACTS = ["Warfarin is a vitamin K antagonist", "Vitamin K reverse warfarin", "INR monitor warfarin dose"]
@@ -51,11 +51,11 @@ def measure(data_dir: Path, quantization: str, steps: int, batch_size: int) -> d
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     from adapters.base_model import load_model, load_tokenizer, resolve_base_model, training_device
-    from adapters.train import completion_loss, make_batches
+    from adapters.batches import completion_loss, make_batches
     from assistant.settings import load_settings
 
     settings = load_settings(data_dir=data_dir, _env_file=None)
-    base, device = resolve_base_model(settings), training_device()
+    base, device = resolve_base_model(settings.base_model, settings.models_dir), training_device()
     tokenizer = load_tokenizer(base)
     model = load_model(base, quantization, device)
     footprint = model.get_memory_footprint()

@@ -12,7 +12,6 @@ Document ids: a file's path relative to the source folder (``aspirin.md``); a JS
 from __future__ import annotations
 
 import io
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,9 @@ from pypdf import PdfReader
 from pypdf.errors import PdfReadError
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
 
+from indexing.domain_name import DOMAIN_NAME
+from indexing.jsonl import BadJsonLine, numbered_lines, parse_json_line
+
 TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
 HTML_SUFFIXES = {".html", ".htm"}
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | {".pdf", ".jsonl"}
@@ -29,7 +31,6 @@ SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | {".pdf", ".jsonl"}
 HTML_BOILERPLATE = "script, style, noscript, nav, header, footer, aside, form, template, svg"
 # \A...\Z, not ^...$: "$" also matches before a trailing newline, so "law\n" would pass. Anchored
 # both ends so that .match, .fullmatch and .search all check the whole name.
-DOMAIN_NAME = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,63}\Z")
 # Curated knowledge placed with a corpus: facts imported into the graph as they are, not documents.
 CURATED_TRIPLES_FILES = ("triples.csv", "triples.jsonl")
 # lexbor's tree builder walks the whole stack of open elements at every block start tag, so
@@ -252,28 +253,15 @@ def read_pdf(data: bytes, *, fallback_title: str) -> tuple[str, str]:
 def _read_jsonl(path: Path, text: str, forced_domain: str | None, default_domain: str,
                 result: CorpusRead) -> list[Document]:
     documents = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+    for number, line in numbered_lines(text):
         where = f"{path}:{number}"
         try:
-            documents.append(_jsonl_document(load_json_line(line), where, forced_domain, default_domain))
-        except (UnreadableFile, CorpusError) as exc:
+            documents.append(_jsonl_document(parse_json_line(line), where, forced_domain, default_domain))
+        except (BadJsonLine, UnreadableFile, CorpusError) as exc:
             result.skipped.append(Skipped(where, str(exc)))
     if not text.strip():  # blank lines only: no line would report it
         raise UnreadableFile("no JSON lines (only blank lines)")
     return documents
-
-
-def load_json_line(line: str) -> object:
-    """One JSONL line parsed, or UnreadableFile with the reason. json's decoder recurses once per
-    nesting level, so a line like '[' * 100_000 raises RecursionError, not a JSONDecodeError."""
-    try:
-        return json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise UnreadableFile(f"invalid JSON ({exc.msg})") from None
-    except RecursionError:
-        raise UnreadableFile("JSON nested too deeply to read") from None
 
 
 def _jsonl_document(row: object, where: str, forced_domain: str | None, default_domain: str) -> Document:

@@ -7,13 +7,13 @@ a domain NER model) can replace the spaCy one by implementing :class:`Extractor`
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, Sequence
 
 from indexing.chunking import Chunk
 from indexing.entity_keys import canonical_key, normalise_relation
+from indexing.jsonl import BadJsonLine, numbered_lines, parse_json_line
 
 
 @dataclass(frozen=True)
@@ -109,15 +109,11 @@ def _csv_rows(path: Path, text: str) -> list[tuple[int, dict]]:
 
 def _jsonl_rows(path: Path, text: str) -> list[tuple[int, dict]]:
     rows = []
-    for line, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
-            continue
+    for line, raw in numbered_lines(text):
         try:
-            row = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{line}: invalid JSON ({exc.msg})") from None
-        except RecursionError:  # json recurses once per nesting level: '[' * 100_000
-            raise ValueError(f"{path}:{line}: JSON nested too deeply to read") from None
+            row = parse_json_line(raw)
+        except BadJsonLine as exc:
+            raise ValueError(f"{path}:{line}: {exc}") from None
         if not isinstance(row, dict):
             raise ValueError(f"{path}:{line}: a line must be a JSON object with head, relation and tail")
         rows.append((line, row))

@@ -9,7 +9,7 @@ into a :class:`GraphError` that says what was being done, and restarts a crashed
 
 One connection serves one database (graph name) for its whole life: FalkorDB binds a Bolt
 connection to the graph it first used and ignores the database named by later transactions
-(checked here), so ``settings.neo4j_database`` is read once.
+(checked here), so ``neo4j_database`` is read once.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import threading
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from assistant.settings import Settings
 from indexing import cypher
 from indexing.graph_server import EmbeddedGraphServer, GraphServerError
 from indexing.graph_transport import (BoltTransport, FalkorDBTransport, GraphTransport, TransportAuthError,
                                       TransportQueryError, TransportUnavailable)
+from indexing.params import GraphParams
 
 log = logging.getLogger(__name__)
 
@@ -33,23 +33,23 @@ class GraphError(RuntimeError):
 
 
 class GraphConnection:
-    def __init__(self, settings: Settings, server: EmbeddedGraphServer | None = None):
-        self.settings = settings
+    def __init__(self, params: GraphParams, server: EmbeddedGraphServer | None = None):
+        self.params = params
         self.server = server
-        self._database = settings.neo4j_database
-        falkordb = server is not None or not settings.graph_over_bolt or settings.neo4j_server == "falkordb"
+        self._database = params.neo4j_database
+        falkordb = server is not None or not params.graph_over_bolt or params.neo4j_server == "falkordb"
         self.dialect: cypher.Dialect = cypher.FALKORDB if falkordb else cypher.NEO4J
         self._transport: GraphTransport | None = None
         self._transport_lock = threading.Lock()  # guards creating and replacing it, never a query
 
     # --- lifecycle -------------------------------------------------------------------------
     @classmethod
-    def open(cls, settings: Settings) -> "GraphConnection":
+    def open(cls, params: GraphParams) -> "GraphConnection":
         """Connect to NEO4J_URI, or start/attach the embedded server in the data dir."""
         server = None
-        if settings.uses_embedded_graph:
-            server = EmbeddedGraphServer(settings.graph_dir, start_timeout_s=settings.graph_start_timeout_s).start()
-        connection = cls(settings, server)
+        if params.uses_embedded_graph:
+            server = EmbeddedGraphServer(params.graph_dir, start_timeout_s=params.graph_start_timeout_s).start()
+        connection = cls(params, server)
         try:
             connection.query(cypher.PING, what="checking the graph connection")
         except BaseException:  # a failed check, Ctrl-C or SIGTERM: stop the server this call started
@@ -66,7 +66,7 @@ class GraphConnection:
         """Where the graph is, without any password a URI may carry."""
         if self.server is not None:
             return self.server.uri
-        parts = urlsplit(str(self.settings.neo4j_uri))
+        parts = urlsplit(str(self.params.neo4j_uri))
         host = parts.netloc.rsplit("@", 1)[-1]
         return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
@@ -161,14 +161,14 @@ class GraphConnection:
             return self._transport
 
     def _new_transport(self) -> GraphTransport:
-        settings = self.settings
+        params = self.params
         if self.server is not None:
             return FalkorDBTransport(self.server.uri, self.server.secret, self._database)
-        password = settings.neo4j_password.get_secret_value() if settings.neo4j_password else None
-        if not settings.graph_over_bolt:
-            return FalkorDBTransport(str(settings.neo4j_uri), password, self._database)
-        auth = None if password is None else (settings.neo4j_user, password)
-        return BoltTransport(str(settings.neo4j_uri), auth, self._database,
+        password = params.neo4j_password.get_secret_value() if params.neo4j_password else None
+        if not params.graph_over_bolt:
+            return FalkorDBTransport(str(params.neo4j_uri), password, self._database)
+        auth = None if password is None else (params.neo4j_user, password)
+        return BoltTransport(str(params.neo4j_uri), auth, self._database,
                              falkordb=self.dialect is cypher.FALKORDB)
 
     def _recover(self) -> bool:

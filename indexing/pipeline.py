@@ -14,19 +14,19 @@ import hashlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from assistant.settings import Settings
 from indexing.chunking import Chunk, chunk_document
-from indexing.clean import Duplicate, DuplicateCounts, clean_documents, content_hash
-from indexing.corpus import CURATED_TRIPLES_FILES, SUPPORTED_SUFFIXES, Document, Skipped, read_corpus
-from indexing.embedding import Embedder, get_embedder
+from indexing.clean import clean_documents
 from indexing.cooccurrence import cooccurrence_relations
+from indexing.corpus import CURATED_TRIPLES_FILES, SUPPORTED_SUFFIXES, Document, Skipped, read_corpus
+from indexing.document_diff import count_changes, document_entries
+from indexing.embedding import Embedder, get_embedder
 from indexing.extraction import CuratedTriplesError, Extractor, read_curated_triples
 from indexing.fusion import FusionParams, fuse
 from indexing.graph_build import (EXTRACTIONS_FILE, GRAPH_SUMMARY_FILE, NameEncoder, diff_graph, extract_with_reuse,
@@ -34,7 +34,9 @@ from indexing.graph_build import (EXTRACTIONS_FILE, GRAPH_SUMMARY_FILE, NameEnco
 from indexing.graph_connection import GraphError
 from indexing.graph_store import GraphStore
 from indexing.graph_walk import WALK_FILE, build_walk_graph, write_walk_file
+from indexing.index_report import DomainReport, IndexReport
 from indexing.lexical import write_lexical_files
+from indexing.params import IndexingParams
 from indexing.spacy_extractor import SpacyExtractor
 from indexing.stage_times import StageTimes
 from indexing.vector_store import DomainIndex, IndexParams, IndexUnavailable, verify_files, write_vector_files
@@ -42,101 +44,6 @@ from indexing.versions import CURRENT_FILE, DomainVersions, IndexBusy, read_mani
 
 MANIFEST_SCHEMA = 1
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class DomainReport(DuplicateCounts):
-    domain: str
-    dry_run: bool = False
-    previous_version: str | None = None
-    version: str | None = None  # serving after this run
-    switched: bool = False
-    documents_read: int = 0
-    documents_indexed: int = 0
-    empty_documents: list[str] = field(default_factory=list)
-    duplicates: list[Duplicate] = field(default_factory=list)
-    documents_added: int = 0
-    documents_changed: int = 0
-    documents_removed: int = 0
-    documents_unchanged: int = 0
-    chunks_added: int = 0
-    chunks_changed: int = 0
-    chunks_removed: int = 0
-    chunks_unchanged: int = 0
-    chunks_total: int = 0
-    chunks_embedded: int = 0
-    index_type: str | None = None
-    graph_written: bool = False
-    chunks_extracted: int = 0
-    names_embedded: int = 0  # entity names fusion embedded now (the others came from the previous version)
-    entities_total: int = 0
-    relations_total: int = 0
-    entities_added: int = 0
-    entities_removed: int = 0
-    relations_added: int = 0
-    relations_removed: int = 0
-    curated_facts: int = 0
-    source_overlap: dict[tuple[str, str], float] = field(default_factory=dict)
-    stage_seconds: StageTimes = field(default_factory=StageTimes)  # clean ... walk, this domain's run
-    error: str | None = None
-
-    @property
-    def has_changes(self) -> bool:
-        return bool(self.documents_added or self.documents_changed or self.documents_removed)
-
-
-@dataclass
-class IndexReport:
-    source: str
-    dry_run: bool
-    files_seen: int = 0
-    skipped: list[Skipped] = field(default_factory=list)
-    domains: list[DomainReport] = field(default_factory=list)
-    seconds: float = 0.0
-    read_seconds: float = 0.0  # reading and parsing the source's files, all domains together
-
-    def stage_seconds(self) -> StageTimes:
-        """Every domain's stage times added up, with the read."""
-        total = StageTimes(read=self.read_seconds)
-        for domain in self.domains:
-            total.add(domain.stage_seconds)
-        return total
-
-    @property
-    def ok(self) -> bool:
-        return all(d.error is None for d in self.domains)
-
-    def format(self) -> str:
-        lines = [f"{'Dry run' if self.dry_run else 'Indexed'} {self.source}: {self.files_seen} files seen, "
-                 f"{len(self.skipped)} skipped, {self.seconds:.1f}s"]
-        for s in self.skipped:
-            lines.append(f"  skipped {s.source}: {s.reason}")
-        for d in self.domains:
-            lines.append(f"[{d.domain}] documents: {d.documents_read} read, {d.documents_indexed} kept, "
-                         f"{d.exact_duplicates} exact and {d.near_duplicates} near duplicates dropped, "
-                         f"{len(d.empty_documents)} empty")
-            for dup in d.duplicates:
-                lines.append(f"  duplicate ({dup.kind}, {dup.similarity:.2f}): {dup.doc_id} = {dup.duplicate_of}")
-            lines.append(f"  documents: +{d.documents_added} added, ~{d.documents_changed} changed, "
-                         f"-{d.documents_removed} removed, {d.documents_unchanged} unchanged")
-            lines.append(f"  chunks: +{d.chunks_added} added, ~{d.chunks_changed} changed, -{d.chunks_removed} removed, "
-                         f"{d.chunks_unchanged} unchanged; {d.chunks_total} in index, {d.chunks_embedded} embedded now")
-            if d.graph_written:
-                lines.append(f"  graph: {d.entities_total} entities (+{d.entities_added} -{d.entities_removed}), "
-                             f"{d.relations_total} relations (+{d.relations_added} -{d.relations_removed}), "
-                             f"{d.curated_facts} curated facts; {d.chunks_extracted} chunks extracted and "
-                             f"{d.names_embedded} entity names embedded now")
-                for (u, v), gamma in sorted(d.source_overlap.items()):
-                    lines.append(f"  source overlap gamma({u}, {v}) = {gamma:.3f}")
-            if d.error:
-                lines.append(f"  ERROR: {d.error}; version {d.previous_version or '(none)'} keeps serving")
-            elif d.dry_run:
-                lines.append(f"  dry run: nothing written; {d.previous_version or 'no version'} keeps serving")
-            elif d.switched:
-                lines.append(f"  switched {d.previous_version or '(none)'} -> {d.version} ({d.index_type} index)")
-            else:
-                lines.append(f"  no changes; {d.version} keeps serving")
-        return "\n".join(lines)
 
 
 def source_fingerprint(source: Path) -> str:
@@ -154,14 +61,14 @@ def source_fingerprint(source: Path) -> str:
     return digest.hexdigest()
 
 
-def index_source(settings: Settings, source: Path, domain: str | None = None, *, dry_run: bool = False,
+def index_source(params: IndexingParams, source: Path, domain: str | None = None, *, dry_run: bool = False,
                  progress: bool = True, embedder: Embedder | None = None, graph: GraphStore | None = None,
                  extractor: Extractor | None = None) -> IndexReport:
     """Index every domain found in ``source``. With ``graph``, each new version also gets its
     knowledge graph (extracted with ``extractor``, spaCy by default), switched together."""
     started = time.perf_counter()
     source = Path(source).resolve()
-    read = read_corpus(source, domain, settings.max_file_bytes)
+    read = read_corpus(source, domain, params.max_file_bytes)
     report = IndexReport(str(source), dry_run, read.files_seen, list(read.skipped),
                          read_seconds=time.perf_counter() - started)
     by_domain: dict[str, list[Document]] = {}
@@ -169,13 +76,13 @@ def index_source(settings: Settings, source: Path, domain: str | None = None, *,
         by_domain.setdefault(document.domain, []).append(document)
     if domain and not by_domain:
         report.domains.append(DomainReport(domain, dry_run, error="no readable documents in the source"))
-    embedder = embedder or get_embedder(settings.embedder, settings.embed_batch_size)
+    embedder = embedder or get_embedder(params.embedder, params.embed_batch_size)
     if graph is not None and extractor is None:
         extractor = SpacyExtractor()
     fingerprint = source_fingerprint(source)
     for name, documents in by_domain.items():
         curated = [path for path, curated_domain in read.curated_files if curated_domain == name]
-        job = _DomainJob(settings, name, embedder, graph, extractor, curated, dry_run, progress,
+        job = _DomainJob(params, name, embedder, graph, extractor, curated, dry_run, progress,
                          {"path": str(source), "fingerprint": fingerprint})
         try:
             report.domains.append(_index_domain(job, documents, report.skipped))
@@ -183,7 +90,7 @@ def index_source(settings: Settings, source: Path, domain: str | None = None, *,
             # The serving version is untouched; say what failed and go on with other domains.
             error = f"could not write the new version ({exc})" if isinstance(exc, OSError) else str(exc)
             failed = DomainReport(name, dry_run, documents_read=len(documents), error=error)
-            failed.previous_version = DomainVersions(settings.domains_dir, name).current()
+            failed.previous_version = DomainVersions(params.domains_dir, name).current()
             report.domains.append(failed)
     report.seconds = time.perf_counter() - started
     return report
@@ -191,7 +98,7 @@ def index_source(settings: Settings, source: Path, domain: str | None = None, *,
 
 @dataclass
 class _DomainJob:
-    settings: Settings
+    params: IndexingParams
     domain: str
     embedder: Embedder
     graph: GraphStore | None
@@ -203,13 +110,13 @@ class _DomainJob:
 
 
 def _index_domain(job: _DomainJob, documents: list[Document], skipped: list[Skipped]) -> DomainReport:
-    settings, domain = job.settings, job.domain
+    params, domain = job.params, job.domain
     report = DomainReport(domain, job.dry_run, documents_read=len(documents))
     clock = report.stage_seconds
     documents = _drop_repeated_ids(documents, skipped)
     with clock.stage("clean"):
-        cleaned = clean_documents(documents, near_duplicate_threshold=settings.near_duplicate_threshold,
-                                  words_per_shingle=settings.shingle_words, permutations=settings.minhash_permutations)
+        cleaned = clean_documents(documents, near_duplicate_threshold=params.near_duplicate_threshold,
+                                  words_per_shingle=params.shingle_words, permutations=params.minhash_permutations)
     report.empty_documents, report.duplicates = cleaned.empty, cleaned.duplicates
     report.documents_indexed = len(cleaned.documents)
 
@@ -217,20 +124,20 @@ def _index_domain(job: _DomainJob, documents: list[Document], skipped: list[Skip
     with clock.stage("chunk"):
         for document in tqdm(cleaned.documents, desc=f"chunk {domain}", unit="doc", disable=not job.progress,
                              leave=False):
-            chunks.extend(chunk_document(document, job.embedder.count_tokens, settings.chunk_tokens,
-                                         settings.chunk_overlap_tokens))
+            chunks.extend(chunk_document(document, job.embedder.count_tokens, params.chunk_tokens,
+                                         params.chunk_overlap_tokens))
 
-    versions = DomainVersions(settings.domains_dir, domain)
+    versions = DomainVersions(params.domains_dir, domain)
     previous = _serving_manifest(versions)
     report.previous_version = report.version = previous.get("version") if previous else None
-    new_docs = _document_entries(cleaned.documents, chunks)
-    _diff(report, previous.get("documents", {}) if previous else {}, new_docs)
+    new_docs = document_entries(cleaned.documents, chunks)
+    count_changes(report, previous.get("documents", {}) if previous else {}, new_docs)
     report.chunks_total = len(chunks)
     curated_fingerprint = _curated_fingerprint(job.curated_files)
     # A serving version with other settings, other curated facts, damaged files, or without
     # its graph is rebuilt: all derived data can be made again from the corpus.
     vectors_stale = previous is not None and (
-        _index_settings(settings, job.embedder) != previous.get("index_settings") or not _files_intact(versions, previous))
+        _index_settings(params, job.embedder) != previous.get("index_settings") or not _files_intact(versions, previous))
     graph_stale = previous is not None and job.graph is not None and (
         previous.get("curated") != curated_fingerprint or WALK_FILE not in previous.get("files", {})
         or not job.graph.has_version(domain, previous["version"]))
@@ -245,7 +152,7 @@ def _index_domain(job: _DomainJob, documents: list[Document], skipped: list[Skip
         return report
 
     with versions.writer_lock():
-        _clean_leftovers(settings, versions, job.graph)
+        _clean_leftovers(params, versions, job.graph)
         extraction = _BackgroundExtraction(job, chunks, versions, previous, clock) if job.graph is not None else None
         try:
             with clock.stage("embed"):
@@ -253,7 +160,7 @@ def _index_domain(job: _DomainJob, documents: list[Document], skipped: list[Skip
                                             job.progress)
             build_dir = versions.new_build_dir()
             with clock.stage("faiss"):
-                vector_meta = write_vector_files(build_dir, chunks, vectors, _index_params(settings))
+                vector_meta = write_vector_files(build_dir, chunks, vectors, _index_params(params))
             with clock.stage("bm25"):
                 vector_meta["files"].update(write_lexical_files(build_dir, [chunk.text for chunk in chunks]))
             version = versions.next_version()
@@ -268,7 +175,7 @@ def _index_domain(job: _DomainJob, documents: list[Document], skipped: list[Skip
             "domain": domain,
             "version": version,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "index_settings": _index_settings(settings, job.embedder),
+            "index_settings": _index_settings(params, job.embedder),
             "dimension": job.embedder.dimension,
             "doc_count": len(new_docs),
             "chunk_count": len(chunks),
@@ -282,27 +189,27 @@ def _index_domain(job: _DomainJob, documents: list[Document], skipped: list[Skip
         write_manifest(build_dir, manifest)
         versions.commit(build_dir, version)
         versions.switch(version)
-        _clean_leftovers(settings, versions, job.graph)
+        _clean_leftovers(params, versions, job.graph)
     report.version, report.switched, report.index_type = version, True, vector_meta["index_type"]
     return report
 
 
-def _clean_leftovers(settings: Settings, versions: DomainVersions, graph: GraphStore | None) -> list[str]:
+def _clean_leftovers(params: IndexingParams, versions: DomainVersions, graph: GraphStore | None) -> list[str]:
     """Remove what a crashed run left (build folders, graph versions never switched to) and
     versions older than the kept ones, on disk and in the graph. Hold the writer lock."""
-    removed = versions.cleanup(settings.keep_index_versions)
+    removed = versions.cleanup(params.keep_index_versions)
     if graph is not None:
         removed += [f"graph {v}" for v in graph.delete_versions_except(versions.domain, versions.all_versions())]
     return removed
 
 
-def clean_interrupted_builds(settings: Settings, graph: GraphStore | None = None) -> dict[str, list[str]]:
+def clean_interrupted_builds(params: IndexingParams, graph: GraphStore | None = None) -> dict[str, list[str]]:
     """At start-up: remove what re-indexes killed half-way left behind (build folders, versions
     never switched to, their graph nodes) rather than keep them until that domain is next
     re-indexed. A domain whose writer lock is held (a re-index running in another process) is
     left alone. Returns what was removed per domain."""
     removed: dict[str, list[str]] = {}
-    root = settings.domains_dir
+    root = params.domains_dir
     if not root.is_dir():
         return removed
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
@@ -313,7 +220,7 @@ def clean_interrupted_builds(settings: Settings, graph: GraphStore | None = None
             continue
         try:
             with versions.writer_lock():
-                gone = _clean_leftovers(settings, versions, graph)
+                gone = _clean_leftovers(params, versions, graph)
         except IndexBusy:
             continue
         except GraphError as exc:  # the files are cleaned; the graph's leftovers wait for the next run
@@ -363,7 +270,7 @@ def _build_graph(job: _DomainJob, report: DomainReport, build_dir: Path, version
     names = NameEncoder(job.embedder.encode, job.embedder.name, previous_dir)
     with clock.stage("fuse"):
         graph = fuse(extractions, curated, derived=cooccurrence_relations(extractions), encode=names,
-                     params=_fusion_params(job.settings), source_of=_source_of(job.source["path"], new_docs))
+                     params=_fusion_params(job.params), source_of=_source_of(job.source["path"], new_docs))
     save_extractions(build_dir / EXTRACTIONS_FILE, extractions)
     names.save(build_dir)
     report.names_embedded = names.encoded
@@ -416,8 +323,8 @@ def _curated_fingerprint(paths: list[Path]) -> str | None:
     return digest.hexdigest()
 
 
-def _fusion_params(settings: Settings) -> FusionParams:
-    return FusionParams(settings.fusion_fuzzy_min_ratio, settings.fusion_embedding_min_cosine)
+def _fusion_params(params: IndexingParams) -> FusionParams:
+    return FusionParams(params.fusion_fuzzy_min_ratio, params.fusion_embedding_min_cosine)
 
 
 def _drop_repeated_ids(documents: list[Document], skipped: list[Skipped]) -> list[Document]:
@@ -439,41 +346,6 @@ def _serving_manifest(versions: DomainVersions) -> dict | None:
         return read_manifest(path)
     except (OSError, ValueError):
         return None  # unreadable: rebuild everything, which also repairs the domain
-
-
-def _document_entries(documents: list[Document], chunks: list[Chunk]) -> dict[str, dict]:
-    chunk_ids: dict[str, list[str]] = {}
-    for chunk in chunks:
-        chunk_ids.setdefault(chunk.doc_id, []).append(chunk.id)
-    return {
-        d.id: {"title": d.title, "source": d.source, "content_hash": content_hash(d.text), "chunks": chunk_ids.get(d.id, [])}
-        for d in documents
-    }
-
-
-def _diff(report: DomainReport, old_docs: dict[str, dict], new_docs: dict[str, dict]) -> None:
-    """Document and chunk deltas. Within a changed document, a new chunk that takes the place
-    of a vanished one counts as changed; the surplus on either side as added or removed."""
-    for doc_id, new in new_docs.items():
-        old = old_docs.get(doc_id)
-        if old is None:
-            report.documents_added += 1
-            report.chunks_added += len(new["chunks"])
-            continue
-        old_ids, new_ids = set(old["chunks"]), set(new["chunks"])
-        report.chunks_unchanged += len(old_ids & new_ids)
-        if old["content_hash"] == new["content_hash"]:
-            report.documents_unchanged += 1
-            continue
-        report.documents_changed += 1
-        gone, fresh = len(old_ids - new_ids), len(new_ids - old_ids)
-        report.chunks_changed += min(gone, fresh)
-        report.chunks_added += max(fresh - gone, 0)
-        report.chunks_removed += max(gone - fresh, 0)
-    for doc_id, old in old_docs.items():
-        if doc_id not in new_docs:
-            report.documents_removed += 1
-            report.chunks_removed += len(old["chunks"])
 
 
 def _files_intact(versions: DomainVersions, manifest: dict) -> bool:
@@ -509,10 +381,10 @@ def _embed_with_reuse(chunks: list[Chunk], versions: DomainVersions, previous: d
     return vectors
 
 
-def _index_settings(settings: Settings, embedder: Embedder) -> dict:
-    return {"embedder": embedder.name, "chunk_tokens": settings.chunk_tokens,
-            "chunk_overlap_tokens": settings.chunk_overlap_tokens}
+def _index_settings(params: IndexingParams, embedder: Embedder) -> dict:
+    return {"embedder": embedder.name, "chunk_tokens": params.chunk_tokens,
+            "chunk_overlap_tokens": params.chunk_overlap_tokens}
 
 
-def _index_params(settings: Settings) -> IndexParams:
-    return IndexParams(settings.hnsw_min_vectors, settings.hnsw_m, settings.hnsw_ef_construction, settings.hnsw_ef_search)
+def _index_params(params: IndexingParams) -> IndexParams:
+    return IndexParams(params.hnsw_min_vectors, params.hnsw_m, params.hnsw_ef_construction, params.hnsw_ef_search)

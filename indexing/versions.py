@@ -27,6 +27,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from indexing.atomic_files import fsync_dir, write_text_atomic
+
 CURRENT_FILE = "CURRENT"
 LOCK_FILE = ".lock"
 VERSIONS_DIR = "versions"
@@ -47,14 +49,6 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class DomainVersions:
@@ -124,13 +118,7 @@ class DomainVersions:
         """Make ``version`` the serving one, atomically."""
         if not (self.path(version) / MANIFEST_FILE).is_file():
             raise FileNotFoundError(f"version {version} of {self.domain} has no manifest")
-        tmp = self.root / f".{CURRENT_FILE}.{uuid.uuid4().hex[:8]}"
-        with open(tmp, "w") as f:
-            f.write(version)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.root / CURRENT_FILE)
-        fsync_dir(self.root)
+        write_text_atomic(self.root / CURRENT_FILE, version, durable=True)
 
     def cleanup(self, keep: int = 2) -> list[str]:
         """Remove crashed builds, versions newer than CURRENT (built but never switched to),

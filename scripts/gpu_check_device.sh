@@ -89,7 +89,7 @@ run() {
   keep_part part_ab .gpu2/part_ab || true
   assemble_gguf
 
-  export PYTHONPATH=$SITE:$WORK/pkgs:$ROOT/scripts/device_site:$ROOT${PYTHONPATH:+:$PYTHONPATH}
+  export PYTHONPATH=$SITE:$WORK/pkgs:$ROOT${PYTHONPATH:+:$PYTHONPATH}
   export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
   export HF_HOME=$WORK/hf ASSISTANT_DATA_DIR=$WORK/data ASSISTANT_BASE_MODEL=packaged:SmolLM2-135M-Instruct
   export BENCH_RESULTS=$OUTDIR/gpu_check_results.jsonl

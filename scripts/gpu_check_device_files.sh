@@ -9,8 +9,9 @@
 #
 # Wheels: What the device image already has (torch,
 # transformers, peft, accelerate, safetensors, tokenizers, numpy, scipy, pyyaml, requests,
-# tqdm, ...) is not fetched; the project modules that the benchmark imports but never calls
-# (spacy, faiss, neo4j, ...) are stubbed there by scripts/device_site/sitecustomize.py instead.
+# tqdm, ...) is not fetched. The benchmark imports adapters.train and assistant.settings, which
+# import nothing of the indexing stack (spaCy, FAISS, the graph drivers; tests/test_layering.py
+# keeps it so), so none of that is needed there either.
 #
 # bitsandbytes' wheel (43 MB) holds one native library per CUDA/ROCm/XPU release; only the
 # CUDA 13 ones (the device's torch is cu130) and the CPU one are kept, which brings it to a few MB.

@@ -56,7 +56,7 @@ def bolt_graph_server(tmp_path_factory) -> EmbeddedGraphServer:
 def graph_connection(graph_server, tmp_path_factory) -> GraphConnection:
     """One long-lived connection (a pool of socket connections) shared by the session's tests."""
     settings = load_settings(data_dir=tmp_path_factory.mktemp("shared") / "data", _env_file=None)
-    connection = GraphConnection(settings, graph_server)
+    connection = GraphConnection(settings.graph_params, graph_server)
     yield connection
     connection.close(stop_server=False)
 
@@ -78,7 +78,7 @@ def base_model(tmp_path_factory):
     from adapters.base_model import resolve_base_model
 
     settings = load_settings(data_dir=tmp_path_factory.mktemp("base") / "data", _env_file=None)
-    return resolve_base_model(settings)
+    return resolve_base_model(settings.base_model, settings.models_dir)
 
 
 @pytest.fixture(scope="session")
@@ -126,11 +126,11 @@ def demo_env(tmp_path_factory, embedder, base_model) -> DemoEnvironment:
                              max_new_tokens=24,
                              graph_retry_after_s=0.0)
     try:
-        connection = GraphConnection.open(settings)
+        connection = GraphConnection.open(settings.graph_params)
         graph = GraphStore(connection, settings.domains_dir)
         graph.ensure_indexes()
         for domain in DEMO_DOMAINS:
-            report = index_source(settings, DEMO_CORPORA_DIR / domain, domain, progress=False, graph=graph,
+            report = index_source(settings.indexing_params, DEMO_CORPORA_DIR / domain, domain, progress=False, graph=graph,
                                   embedder=embedder)
             assert report.ok, report.format()
     except BaseException:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from assistant import prompts
+from adapters import prompts
 from assistant.cli import main
 from assistant.pipeline import Answer, ChatPipeline
 from assistant.retrieval import fuse_rankings, spread_documents
@@ -66,10 +66,10 @@ def test_a_new_domain_is_routable_as_soon_as_it_is_indexed(settings, embedder, t
                                        "known moons, among them Io, Europa, Ganymede and Callisto.\n")
     (corpus / "mars.md").write_text("# Mars\nMars is the fourth planet from the Sun. Its two moons are Phobos "
                                     "and Deimos. Olympus Mons on Mars is the largest volcano in the Solar System.\n")
-    index_source(settings, DEMO_CORPORA_DIR / "medicine", "medicine", progress=False, embedder=embedder)
+    index_source(settings.indexing_params, DEMO_CORPORA_DIR / "medicine", "medicine", progress=False, embedder=embedder)
     router = Router(settings, VectorStore(settings.domains_dir), embedder)
     assert router.route("How many moons does Jupiter have?").domain is None
-    index_source(settings, corpus, "astronomy", progress=False, embedder=embedder)
+    index_source(settings.indexing_params, corpus, "astronomy", progress=False, embedder=embedder)
     route = router.route("How many moons does Jupiter have?")
     assert route.domain == "astronomy" and set(route.scores) == {"medicine", "astronomy"}
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from adapters.base_model import BaseModelError, resolve_base_model
+from adapters.base_model import BaseModel, BaseModelError, resolve_base_model, state_dict_fingerprint
 from assistant.settings import load_settings
 
 
@@ -28,7 +28,7 @@ def test_conversion_writes_a_plain_safetensors_checkpoint(converted):
 def test_second_resolve_reuses_the_checkpoint(converted):
     settings, base = converted
     before = (base.path / "model.safetensors").stat().st_mtime_ns
-    again = resolve_base_model(settings)
+    again = resolve_base_model(settings.base_model, settings.models_dir)
     assert again == base and (base.path / "model.safetensors").stat().st_mtime_ns == before
 
 
@@ -46,14 +46,22 @@ def test_converted_model_answers_a_simple_question(converted):
 
 
 def test_local_checkpoint_gets_its_own_fingerprint_and_bad_paths_are_refused(converted, tmp_path):
-    settings, base = converted
-    local = load_settings(data_dir=settings.data_dir, base_model=str(base.path), _env_file=None)
-    assert resolve_base_model(local).fingerprint == resolve_base_model(local).fingerprint  # cached, stable
+    from safetensors.torch import load_file
+
+    _, base = converted
+    # The folder's own weights, hashed here rather than read from its fingerprint.json or a cache.
+    expected = state_dict_fingerprint(load_file(str(base.path / "model.safetensors")))
+    models = tmp_path / "local-models"
+    assert resolve_base_model(str(base.path), models) == BaseModel(str(base.path), base.path, expected)
+    [cached] = (models / "fingerprints").glob("*.json")
+    assert json.loads(cached.read_text())["fingerprint"] == expected
+    cached.write_text(json.dumps({"fingerprint": "from the cache"}))
+    assert resolve_base_model(str(base.path), models).fingerprint == "from the cache"  # unchanged files: not hashed again
     with pytest.raises(BaseModelError, match="local checkpoint"):
-        resolve_base_model(load_settings(data_dir=tmp_path, base_model="some-org/some-model", _env_file=None))
+        resolve_base_model("some-org/some-model", models)
     pickled = tmp_path / "pickled"
     pickled.mkdir()
     (pickled / "config.json").write_text("{}")
     (pickled / "pytorch_model.bin").write_bytes(b"not loaded")
     with pytest.raises(BaseModelError, match="pickled weights are never loaded"):
-        resolve_base_model(load_settings(data_dir=tmp_path, base_model=str(pickled), _env_file=None))
+        resolve_base_model(str(pickled), models)

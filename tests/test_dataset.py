@@ -6,9 +6,11 @@ import json
 
 import pytest
 
-from adapters.dataset import (DatasetError, Example, build_dataset, drop_duplicates, fact_examples, load_split,
-                              read_user_examples, split_examples)
-from assistant import prompts
+from adapters import prompts
+from adapters.dataset import build_dataset, drop_duplicates, fact_examples, split_examples
+from adapters.dataset_files import load_split
+from adapters.example import DatasetError, Example
+from adapters.user_examples import read_user_examples
 from assistant.settings import DEMO_CORPORA_DIR
 from indexing.graph_store import Fact
 from indexing.pipeline import index_source
@@ -96,13 +98,13 @@ def test_user_jsonl_lines_are_read_and_bad_lines_reported(tmp_path):
 
 def test_building_without_an_index_says_so(settings):
     with pytest.raises(DatasetError, match="no usable index"):
-        build_dataset(settings, "medicine", None, progress=False)
+        build_dataset(settings.dataset_params, "medicine", None, progress=False)
 
 
 def test_demo_domain_dataset_has_no_train_validation_overlap(settings, store, embedder):
-    report = index_source(settings, DEMO_CORPORA_DIR / "medicine", "medicine", progress=False, graph=store, embedder=embedder)
+    report = index_source(settings.indexing_params, DEMO_CORPORA_DIR / "medicine", "medicine", progress=False, graph=store, embedder=embedder)
     assert report.ok
-    built = build_dataset(settings, "medicine", store, progress=False)
+    built = build_dataset(settings.dataset_params, "medicine", store, progress=False)
     train, validation = load_split(built.folder, "train"), load_split(built.folder, "validation")
     assert built.facts_used > 100 and len(train) > 300 and len(validation) > 40
     assert {"fact", "grounded", "yesno", "overview"} <= {e.kind for e in train}
@@ -113,7 +115,7 @@ def test_demo_domain_dataset_has_no_train_validation_overlap(settings, store, em
     fact_rows = [e for e in train if e.kind == "grounded"]
     assert all(e.evidence and all(c.startswith(tuple(d.name for d in (DEMO_CORPORA_DIR / "medicine").iterdir()))
                                   for c in e.evidence) for e in fact_rows)
-    again = build_dataset(settings, "medicine", store, progress=False)
+    again = build_dataset(settings.dataset_params, "medicine", store, progress=False)
     assert again.data_hash == built.data_hash  # deterministic
-    no_graph = build_dataset(settings, "medicine", None, progress=False)
+    no_graph = build_dataset(settings.dataset_params, "medicine", None, progress=False)
     assert no_graph.graph_error and no_graph.counts["train"].get("fact", 0) == 0 and no_graph.total("train") > 0

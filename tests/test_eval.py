@@ -79,7 +79,7 @@ def test_eval_scores_what_the_product_answers_with_citations_and_support(demo_en
     answer scored is the one the chat pipeline (what /ask runs) gives for the same question."""
     from assistant.engine import Engine
     from assistant.pipeline import ChatPipeline
-    from assistant.prompts import NO_ANSWER
+    from adapters.prompts import NO_ANSWER
 
     monkeypatch.setenv("ASSISTANT_DATA_DIR", str(demo_env.settings.data_dir))
     out = tmp_path / "report"

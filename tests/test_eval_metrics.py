@@ -113,10 +113,10 @@ def test_faithfulness_counts_citations_and_support_per_sentence():
 
 
 def test_answer_scores_per_configuration_and_the_paired_adapter_table():
-    from assistant.evaluation.answering import score_config
+    from assistant.evaluation.scored_answers import score_config
     from assistant.evaluation.questions import EvalQuestion
     from assistant.evaluation.report import _paired
-    from assistant.evaluation.runner import ADAPTER_RAG, BASE_RAG, QuestionRun
+    from assistant.evaluation.run_records import ADAPTER_RAG, BASE_RAG, QuestionRun
 
     def run(qid, domain, answers, evidence=("a.md",)):
         question = EvalQuestion(qid, domain, "q?", ("1803",), tuple(evidence))

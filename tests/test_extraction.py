@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 
 from assistant.settings import DEMO_CORPORA_DIR
+from indexing.abbreviations import _abbreviations
 from indexing.chunking import Chunk, chunk_document
 from indexing.corpus import read_corpus
 from indexing.cooccurrence import cooccurrence_relations
 from indexing.corpus import CURATED_TRIPLES_FILES
 from indexing.extraction import ChunkExtraction, EntityMention, RelationMention, read_curated_triples
-from indexing.spacy_extractor import SpacyExtractor, _abbreviations
+from indexing.spacy_extractor import SpacyExtractor
 from indexing.entity_keys import canonical_key
 
 GOLD_DIR = Path(__file__).parent / "data" / "gold_triples"

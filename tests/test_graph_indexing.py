@@ -29,7 +29,7 @@ def write(folder: Path, name: str, text: str) -> None:
 
 
 def test_demo_domain_builds_a_graph_with_provenance(settings, embedder, store, demo_copy):
-    report = index_source(settings, demo_copy / "law", "law", progress=False, embedder=embedder, graph=store)
+    report = index_source(settings.indexing_params, demo_copy / "law", "law", progress=False, embedder=embedder, graph=store)
     law = report.domains[0]
     assert law.graph_written and law.entities_total > 100 and law.relations_total > 50
     assert law.entities_added == law.entities_total and law.chunks_extracted == law.chunks_total
@@ -52,7 +52,7 @@ def test_deleting_or_changing_a_document_removes_only_its_contributions(settings
     write(corpus, "a.md", "# A\n\nAspirin inhibits cyclooxygenase. Warfarin prevents blood clots.\n")
     write(corpus, "b.md", "# B\n\nAspirin inhibits cyclooxygenase. Metformin lowers blood glucose.\n")
     write(corpus, "c.md", "# C\n\nPenicillin kills bacteria. Fleming discovered penicillin.\n")
-    index_source(settings, corpus, progress=False, embedder=embedder, graph=store)
+    index_source(settings.indexing_params, corpus, progress=False, embedder=embedder, graph=store)
     facts = triples(store.facts("pharma", [l.key for l in store.link_entities("pharma", "aspirin warfarin penicillin")], limit=50))
     assert ("aspirin", "inhibit", "cyclooxygenase") in facts and ("warfarin", "prevent", "blood clots") in facts
     shared = next(f for f in store.facts("pharma", ["aspirin"]) if f.relation == "inhibit")
@@ -60,7 +60,7 @@ def test_deleting_or_changing_a_document_removes_only_its_contributions(settings
 
     (corpus / "a.md").unlink()
     write(corpus, "c.md", "# C\n\nPenicillin kills bacteria. Alexander Fleming discovered penicillin in 1928.\n")
-    second = index_source(settings, corpus, progress=False, embedder=embedder, graph=store).domains[0]
+    second = index_source(settings.indexing_params, corpus, progress=False, embedder=embedder, graph=store).domains[0]
     assert second.relations_removed >= 1 and second.entities_removed >= 1
     shared = next(f for f in store.facts("pharma", ["aspirin"]) if f.relation == "inhibit")
     assert shared.doc_ids == ("b.md",) and shared.count == 1  # still supported by b.md
@@ -76,7 +76,7 @@ def test_deleting_or_changing_a_document_removes_only_its_contributions(settings
 
 def test_crash_between_graph_batches_leaves_previous_version_answering(settings, embedder, store, demo_copy, monkeypatch):
     law = demo_copy / "law"
-    index_source(settings, law, "law", progress=False, embedder=embedder, graph=store)
+    index_source(settings.indexing_params, law, "law", progress=False, embedder=embedder, graph=store)
     key = store.link_entities("law", "Marbury v. Madison")[0].key
     before = store.facts("law", [key])
     write(law, "extra.md", "# Extra\n\nThe Court of Appeals reviews decisions of district courts.\n")
@@ -91,14 +91,14 @@ def test_crash_between_graph_batches_leaves_previous_version_answering(settings,
         return real_query(statement, params, what=what, read=read)
 
     monkeypatch.setattr(store.connection, "query", failing_query)
-    failed = index_source(settings, law, "law", progress=False, embedder=embedder, graph=store)
+    failed = index_source(settings.indexing_params, law, "law", progress=False, embedder=embedder, graph=store)
     monkeypatch.undo()
     assert "simulated crash" in failed.domains[0].error and failed.domains[0].previous_version == "v000001"
     assert DomainVersions(settings.domains_dir, "law").current() == "v000001"
     assert store.facts("law", [key]) == before
     assert "v000002" in store.versions("law")  # the half-written version is there, but unused
 
-    report = index_source(settings, law, "law", progress=False, embedder=embedder, graph=store).domains[0]
+    report = index_source(settings.indexing_params, law, "law", progress=False, embedder=embedder, graph=store).domains[0]
     assert report.switched and report.version == "v000002"
     assert store.versions("law") == ["v000001", "v000002"] and store.stats("law")["documents"] == 29
 
@@ -108,7 +108,7 @@ def test_curated_triples_are_imported_as_curated_facts(settings, embedder, store
     write(corpus, "fed.md", "# Fed\n\nThe Federal Reserve sets monetary policy for the United States.\n")
     write(corpus, "triples.csv", "head,relation,tail,source\nFederal Reserve,created by,Federal Reserve Act,almanac\n"
                                  "Federal Reserve Act,signed by,Woodrow Wilson,almanac\n")
-    report = index_source(settings, corpus, progress=False, embedder=embedder, graph=store)
+    report = index_source(settings.indexing_params, corpus, progress=False, embedder=embedder, graph=store)
     assert report.files_seen == 2 and report.skipped == [] and report.domains[0].documents_indexed == 1
     assert report.domains[0].curated_facts == 2
     facts = store.facts("finance", ["federal reserve"], hops=2)
@@ -120,9 +120,9 @@ def test_curated_triples_are_imported_as_curated_facts(settings, embedder, store
 
 def test_lost_graph_is_rebuilt_from_the_corpus(settings, embedder, store, demo_copy):
     law = demo_copy / "law"
-    index_source(settings, law, "law", progress=False, embedder=embedder, graph=store)
+    index_source(settings.indexing_params, law, "law", progress=False, embedder=embedder, graph=store)
     store.delete_versions_except("law", keep=[])  # as if the graph server lost its data
-    report = index_source(settings, law, "law", progress=False, embedder=embedder, graph=store).domains[0]
+    report = index_source(settings.indexing_params, law, "law", progress=False, embedder=embedder, graph=store).domains[0]
     assert report.switched and report.chunks_embedded == 0 and report.chunks_extracted == 0  # all reused
     assert report.names_embedded == 0
     assert store.stats("law")["relations"] == report.relations_total > 0
@@ -132,16 +132,16 @@ def test_reused_name_vectors_merge_as_fresh_ones_do(settings, embedder, store, d
     """A re-index takes the previous version's name vectors; a damaged file is embedded again,
     and either way the same entities come out."""
     law = demo_copy / "law"
-    first = index_source(settings, law, "law", progress=False, embedder=embedder, graph=store).domains[0]
+    first = index_source(settings.indexing_params, law, "law", progress=False, embedder=embedder, graph=store).domains[0]
     assert first.names_embedded > 500
     versions = DomainVersions(settings.domains_dir, "law")
     fresh = (versions.current_path() / "graph.json").read_text()
     store.delete_versions_except("law", keep=[])  # forces a rebuild of the graph from the same corpus
-    reused = index_source(settings, law, "law", progress=False, embedder=embedder, graph=store).domains[0]
+    reused = index_source(settings.indexing_params, law, "law", progress=False, embedder=embedder, graph=store).domains[0]
     assert reused.names_embedded == 0 and (versions.current_path() / "graph.json").read_text() == fresh
     (versions.current_path() / NAME_VECTORS_FILE).write_bytes(b"not a numpy file")
     store.delete_versions_except("law", keep=[])
-    repaired = index_source(settings, law, "law", progress=False, embedder=embedder, graph=store).domains[0]
+    repaired = index_source(settings.indexing_params, law, "law", progress=False, embedder=embedder, graph=store).domains[0]
     assert repaired.names_embedded == first.names_embedded
     assert (versions.current_path() / "graph.json").read_text() == fresh
 
@@ -165,11 +165,11 @@ def test_cli_graph_draws_a_png(tmp_path):
 
 def test_unreachable_graph_server_fails_the_reindex_clearly_and_keeps_serving(settings, embedder, store, demo_copy):
     law = demo_copy / "law"
-    index_source(settings, law, "law", progress=False, embedder=embedder, graph=store)
+    index_source(settings.indexing_params, law, "law", progress=False, embedder=embedder, graph=store)
     write(law, "extra.md", "# Extra\n\nThe Court of Appeals reviews decisions of district courts.\n")
     dead_settings = settings.model_copy(update={"neo4j_uri": "bolt://127.0.0.1:9"})  # nothing listens there
-    dead = GraphStore(GraphConnection(dead_settings), settings.domains_dir)
-    report = index_source(settings, law, "law", progress=False, embedder=embedder, graph=dead)
+    dead = GraphStore(GraphConnection(dead_settings.graph_params), settings.domains_dir)
+    report = index_source(settings.indexing_params, law, "law", progress=False, embedder=embedder, graph=dead)
     assert not report.ok and "unreachable" in report.domains[0].error
     assert DomainVersions(settings.domains_dir, "law").current() == "v000001"
     assert store.stats("law")["documents"] == 28  # the serving graph is untouched
@@ -182,7 +182,7 @@ def test_a_version_built_before_the_graph_walk_gets_one_at_the_next_index(settin
     corpus = tmp_path / "pharma"
     write(corpus, "a.md", "# A\n\nAspirin inhibits cyclooxygenase. Warfarin prevents blood clots.\n")
     write(corpus, "b.md", "# B\n\nWarfarin is reversed by vitamin K.\n")
-    index_source(settings, corpus, progress=False, embedder=embedder, graph=store)
+    index_source(settings.indexing_params, corpus, progress=False, embedder=embedder, graph=store)
     versions = DomainVersions(settings.domains_dir, "pharma")
     old = versions.current_path()
     manifest = read_manifest(old)  # make it look like a version written before walk.npz existed
@@ -190,7 +190,7 @@ def test_a_version_built_before_the_graph_walk_gets_one_at_the_next_index(settin
     (old / WALK_FILE).unlink()
     write_manifest(old, manifest)
     assert VectorStore(settings.domains_dir).get("pharma").walk_graph is None  # still serves, without a walk
-    report = index_source(settings, corpus, progress=False, embedder=embedder, graph=store).domains[0]
+    report = index_source(settings.indexing_params, corpus, progress=False, embedder=embedder, graph=store).domains[0]
     assert report.switched and report.chunks_extracted == 0  # rebuilt from the reused extractions
     walk_graph = VectorStore(settings.domains_dir).get("pharma").walk_graph
     assert walk_graph is not None and "warfarin" in walk_graph.entity_keys
@@ -211,10 +211,10 @@ def test_extraction_beside_embedding_fails_the_reindex_cleanly(settings, embedde
 
     corpus = tmp_path / "pharma"
     write(corpus, "a.md", "# A\n\nAspirin inhibits cyclooxygenase.\n")
-    first = index_source(settings, corpus, progress=False, embedder=embedder, graph=store).domains[0]
+    first = index_source(settings.indexing_params, corpus, progress=False, embedder=embedder, graph=store).domains[0]
     write(corpus, "b.md", "# B\n\nMetformin lowers blood glucose.\n")
     with pytest.raises(RuntimeError, match="the extractor broke"):
-        index_source(settings, corpus, progress=False, embedder=embedder, graph=store, extractor=BrokenExtractor())
+        index_source(settings.indexing_params, corpus, progress=False, embedder=embedder, graph=store, extractor=BrokenExtractor())
     assert DomainVersions(settings.domains_dir, "pharma").current() == first.version
     assert not [t for t in threading.enumerate() if t.name.startswith("extract-")]
     assert store.link_entities("pharma", "aspirin")  # the graph of the serving version still answers

@@ -51,7 +51,7 @@ def test_server_answers_with_its_secret_and_refuses_without_it(graph_server):
 
 
 def test_query_error_does_not_kill_the_server(settings, graph_server):
-    connection = GraphConnection(settings, graph_server)
+    connection = GraphConnection(settings.graph_params, graph_server)
     with pytest.raises(GraphError, match="testing a broken query.*rejected"):
         connection.query("MATCH (n RETURN n", what="testing a broken query")
     assert graph_server.is_running()
@@ -62,7 +62,7 @@ def test_query_error_does_not_kill_the_server(settings, graph_server):
 def test_no_size_limit_on_the_socket(settings, graph_server):
     """The Bolt layer's ~4 KB inline buffer is not on this path: a 200 KB string parameter and a
     500-row UNWIND of 2 KB rows go through, and the connection does not refuse them."""
-    connection = GraphConnection(settings, graph_server)
+    connection = GraphConnection(settings.graph_params, graph_server)
     assert connection.query("RETURN size($text) AS n", {"text": "x" * 200_000}, what="a huge parameter") == [{"n": 200_000}]
     rows = [{"i": i, "text": "é" * 2000} for i in range(500)]
     assert connection.fits("UNWIND $rows AS r RETURN count(r) AS n", {"rows": rows})
@@ -73,7 +73,7 @@ def test_no_size_limit_on_the_socket(settings, graph_server):
 
 def test_crashed_server_is_restarted_with_its_data(settings, tmp_path):
     server = EmbeddedGraphServer(tmp_path / "graph").start()
-    connection = GraphConnection(settings, server)
+    connection = GraphConnection(settings.graph_params, server)
     try:
         connection.query("CREATE (:Kept {name: $n})", {"n": "before"}, what="write")
         connection.persist("saving the write")
@@ -131,7 +131,7 @@ def test_a_data_folder_from_the_bolt_era_keeps_its_graph(settings, tmp_path):
     ignored, and one whose server still runs is refused with what to do."""
     directory = tmp_path / "graph"
     server = EmbeddedGraphServer(directory).start()
-    connection = GraphConnection(settings, server)
+    connection = GraphConnection(settings.graph_params, server)
     connection.query("CREATE (:Old {name: $n})", {"n": "from before"}, what="writing")
     connection.close()  # stops the server with a final snapshot
     sleeper = subprocess.Popen(["sleep", "60"])
@@ -144,7 +144,7 @@ def test_a_data_folder_from_the_bolt_era_keeps_its_graph(settings, tmp_path):
         sleeper.kill()
         sleeper.wait()
     again = EmbeddedGraphServer(directory).start()  # the legacy state's pid is dead now
-    connection = GraphConnection(settings, again)
+    connection = GraphConnection(settings.graph_params, again)
     try:
         assert connection.query("MATCH (o:Old) RETURN o.name AS name", what="reading") == [{"name": "from before"}]
     finally:
@@ -157,7 +157,7 @@ def test_a_deep_data_folder_gets_its_socket_in_a_private_temporary_folder(settin
     try:
         socket_dir = server.socket_path.parent
         assert socket_dir != server.directory and _mode(socket_dir) == 0o700
-        connection = GraphConnection(settings, server)
+        connection = GraphConnection(settings.graph_params, server)
         assert connection.query(cypher.PING, what="ping") == [{"ok": 1}]
         connection.close(stop_server=False)
     finally:

@@ -38,9 +38,9 @@ def connection(request, tmp_path, graph_server, bolt_graph_server):
     database = f"transport_{request.param}_{abs(hash(request.node.name)) % 10**8}"
     if request.param == "socket":
         settings = load_settings(data_dir=tmp_path / "data", _env_file=None, neo4j_database=database)
-        made = GraphConnection(settings, graph_server)
+        made = GraphConnection(settings.graph_params, graph_server)
     else:
-        made = GraphConnection(_bolt_settings(tmp_path, bolt_graph_server, database))
+        made = GraphConnection(_bolt_settings(tmp_path, bolt_graph_server, database).graph_params)
     assert made.transport_name == {"socket": "FalkorDB socket", "bolt": "Bolt"}[request.param]
     yield made
     made.query("MATCH (n) DETACH DELETE n", what="cleaning up")
@@ -106,7 +106,7 @@ def test_bolt_refuses_wrong_credentials(bolt_graph_server, auth):
 def test_bolt_refuses_oversized_parameters_before_they_reach_a_falkordb(tmp_path, bolt_graph_server):
     """FalkorDB's Bolt layer aborts on ~4 KB of inlined parameters; the transport must refuse such
     a call with a clear error instead of sending it, and the server must keep serving."""
-    connection = GraphConnection(_bolt_settings(tmp_path, bolt_graph_server, "oversize"))
+    connection = GraphConnection(_bolt_settings(tmp_path, bolt_graph_server, "oversize").graph_params)
     with pytest.raises(GraphError, match="sending a huge parameter.*too large"):
         connection.query("RETURN size($text) AS n", {"text": "x" * 100_000}, what="sending a huge parameter")
     assert bolt_graph_server.is_running()
@@ -123,7 +123,7 @@ _values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=10) | st
 
 @pytest.fixture(scope="module")
 def bolt_connection(bolt_graph_server, tmp_path_factory):
-    connection = GraphConnection(_bolt_settings(tmp_path_factory.mktemp("fuzz"), bolt_graph_server, "fuzz"))
+    connection = GraphConnection(_bolt_settings(tmp_path_factory.mktemp("fuzz"), bolt_graph_server, "fuzz").graph_params)
     yield connection
     connection.close()
 

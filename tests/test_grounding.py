@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import pytest
 
+from adapters.fact_wording import FactLine
+from adapters.prompts import NO_ANSWER, number_evidence
 from assistant.attribution import attribute, render
-from assistant.fact_answers import FactLine, is_yes_no_question, lead_for
-from assistant.prompts import NO_ANSWER, number_evidence
+from assistant.fact_answers import is_yes_no_question, lead_for
 from assistant.sentences import SentenceLimit, answer_sentences, citations_in, split_sentences, without_citations
 
 # --- sentences ---------------------------------------------------------------------------------

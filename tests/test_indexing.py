@@ -31,7 +31,7 @@ KNOWN_QUESTIONS = [
 def demo_index(tmp_path_factory, embedder):
     """All three demo domains indexed once into a module-wide data dir (read-only for tests)."""
     settings = load_settings(data_dir=tmp_path_factory.mktemp("demo") / "data", _env_file=None)
-    reports = [index_source(settings, DEMO_CORPORA_DIR / d, d, progress=False, embedder=embedder)
+    reports = [index_source(settings.indexing_params, DEMO_CORPORA_DIR / d, d, progress=False, embedder=embedder)
                for d in ("medicine", "finance", "law")]
     return settings, reports
 
@@ -66,7 +66,7 @@ def test_corpus_jsonl_with_several_domains(settings, embedder, tmp_path):
             rows.append({"id": path.name, "domain": domain, "title": path.stem, "text": path.read_text()})
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("\n".join(json.dumps(r) for r in rows))
-    report = index_source(settings, corpus, progress=False, embedder=embedder)
+    report = index_source(settings.indexing_params, corpus, progress=False, embedder=embedder)
     assert {d.domain: d.documents_indexed for d in report.domains} == {"medicine": 5, "law": 5}
     first_law = rows[5]
     hits = VectorStore(settings.domains_dir).search("law", embedder.encode_query(first_law["text"][:200]), k=1)
@@ -75,7 +75,7 @@ def test_corpus_jsonl_with_several_domains(settings, embedder, tmp_path):
 
 def test_reindex_after_edit_delete_add_reports_exact_counts(settings, embedder, demo_copy):
     law = demo_copy / "law"
-    first = index_source(settings, law, "law", progress=False, embedder=embedder).domains[0]
+    first = index_source(settings.indexing_params, law, "law", progress=False, embedder=embedder).domains[0]
     manifest = read_manifest(DomainVersions(settings.domains_dir, "law").current_path())
     deleted_chunks = len(manifest["documents"]["gideon-v-wainwright.md"]["chunks"])
     edited_chunks = len(manifest["documents"]["magna-carta.md"]["chunks"])
@@ -86,7 +86,7 @@ def test_reindex_after_edit_delete_add_reports_exact_counts(settings, embedder, 
     magna.write_text(magna.read_text().rstrip() + " The charter is studied by law students in many countries.\n")
     (law / "hammurabi.md").write_text("# Code of Hammurabi\n\nThe Code of Hammurabi is a Babylonian legal text "
                                       "composed around 1754 BC. It contains 282 laws inscribed on a basalt stele.\n")
-    second = index_source(settings, law, "law", progress=False, embedder=embedder).domains[0]
+    second = index_source(settings.indexing_params, law, "law", progress=False, embedder=embedder).domains[0]
 
     assert (second.documents_added, second.documents_changed, second.documents_removed) == (1, 1, 1)
     assert second.documents_unchanged == 28 - 2
@@ -106,15 +106,15 @@ def test_reindex_after_edit_delete_add_reports_exact_counts(settings, embedder, 
 def test_dry_run_and_unchanged_reindex_write_nothing(settings, embedder, demo_copy):
     finance = demo_copy / "finance"
     (finance / "extra.md").write_text("# Extra\n\nThe Federal Reserve Bank of New York holds gold for many nations.\n")
-    dry = index_source(settings, finance, "finance", dry_run=True, progress=False, embedder=embedder).domains[0]
+    dry = index_source(settings.indexing_params, finance, "finance", dry_run=True, progress=False, embedder=embedder).domains[0]
     assert dry.documents_added == 29 and not dry.switched
     assert DomainVersions(settings.domains_dir, "finance").current() is None
-    index_source(settings, finance, "finance", progress=False, embedder=embedder)
+    index_source(settings.indexing_params, finance, "finance", progress=False, embedder=embedder)
     (finance / "extra.md").unlink()
-    dry = index_source(settings, finance, "finance", dry_run=True, progress=False, embedder=embedder).domains[0]
+    dry = index_source(settings.indexing_params, finance, "finance", dry_run=True, progress=False, embedder=embedder).domains[0]
     assert dry.documents_removed == 1 and DomainVersions(settings.domains_dir, "finance").current() == "v000001"
     (finance / "extra.md").write_text("# Extra\n\nThe Federal Reserve Bank of New York holds gold for many nations.\n")
-    again = index_source(settings, finance, "finance", progress=False, embedder=embedder).domains[0]
+    again = index_source(settings.indexing_params, finance, "finance", progress=False, embedder=embedder).domains[0]
     assert not again.switched and again.version == "v000001" and again.chunks_embedded == 0
 
 
@@ -126,7 +126,7 @@ def test_bad_files_are_reported_and_good_ones_indexed(settings, embedder, tmp_pa
     (root / "latin1.md").write_bytes("# Caf\xe9\nna\xefve".encode("latin-1"))
     (root / "broken.pdf").write_bytes(b"%PDF-1.4\n%%EOF garbage")
     (root / "lines.jsonl").write_text('{"id": "x1", "text": "Valid."}\n{"id": "x2", "text": \n')
-    report = index_source(settings, root, "medicine", progress=False, embedder=embedder)
+    report = index_source(settings.indexing_params, root, "medicine", progress=False, embedder=embedder)
     assert len(report.skipped) == 5
     assert report.domains[0].documents_indexed == 28 + 1
     text = report.format()
@@ -136,7 +136,7 @@ def test_bad_files_are_reported_and_good_ones_indexed(settings, embedder, tmp_pa
 
 def test_search_during_reindex_sees_old_or_new_never_an_error(settings, embedder, demo_copy):
     law = demo_copy / "law"
-    index_source(settings, law, "law", progress=False, embedder=embedder)
+    index_source(settings.indexing_params, law, "law", progress=False, embedder=embedder)
     store = VectorStore(settings.domains_dir)
     query = embedder.encode_query("judicial review")
     seen, errors, stop = set(), [], threading.Event()
@@ -156,7 +156,7 @@ def test_search_during_reindex_sees_old_or_new_never_an_error(settings, embedder
     try:
         for round_number in range(3):
             (law / f"added-{round_number}.md").write_text(f"# Added {round_number}\n\nRound {round_number} adds a note on appellate courts.\n")
-            index_source(settings, law, "law", progress=False, embedder=embedder)
+            index_source(settings.indexing_params, law, "law", progress=False, embedder=embedder)
         deadline = time.monotonic() + 30
         while "v000004" not in seen and time.monotonic() < deadline:  # the readers pick up the last switch
             time.sleep(0.01)
@@ -172,14 +172,14 @@ def test_search_during_reindex_sees_old_or_new_never_an_error(settings, embedder
 
 def test_crash_before_switch_leaves_old_version_serving_and_next_run_cleans_up(settings, embedder, demo_copy, monkeypatch):
     law = demo_copy / "law"
-    index_source(settings, law, "law", progress=False, embedder=embedder)
+    index_source(settings.indexing_params, law, "law", progress=False, embedder=embedder)
     (law / "new.md").write_text("# New\n\nThe Court of Appeals hears appeals from district courts.\n")
 
     def crash(*args, **kwargs):
         raise OSError("simulated crash while writing the manifest")
 
     monkeypatch.setattr(pipeline, "write_manifest", crash)
-    failed = index_source(settings, law, "law", progress=False, embedder=embedder)
+    failed = index_source(settings.indexing_params, law, "law", progress=False, embedder=embedder)
     assert not failed.ok and "simulated crash" in failed.domains[0].error
     assert "v000001 keeps serving" in failed.format()
     versions = DomainVersions(settings.domains_dir, "law")
@@ -189,14 +189,14 @@ def test_crash_before_switch_leaves_old_version_serving_and_next_run_cleans_up(s
     assert store.search("law", embedder.encode_query("judicial review"), k=1)[0].version == "v000001"
 
     monkeypatch.undo()
-    report = index_source(settings, law, "law", progress=False, embedder=embedder).domains[0]
+    report = index_source(settings.indexing_params, law, "law", progress=False, embedder=embedder).domains[0]
     assert report.switched and report.version == "v000002" and report.documents_added == 1
     assert not any(p.name.startswith(".building-") for p in versions.versions_dir.iterdir())
 
 
 def test_corrupted_index_is_detected_other_domains_serve_and_reindex_repairs(settings, embedder, demo_copy):
     for domain in ("law", "finance"):
-        index_source(settings, demo_copy / domain, domain, progress=False, embedder=embedder)
+        index_source(settings.indexing_params, demo_copy / domain, domain, progress=False, embedder=embedder)
     index_file = DomainVersions(settings.domains_dir, "law").current_path() / "index.faiss"
     data = bytearray(index_file.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -209,7 +209,7 @@ def test_corrupted_index_is_detected_other_domains_serve_and_reindex_repairs(set
     health = {row.domain: row for row in summarise_domains(settings.domains_dir)}
     assert not health["law"].healthy and "corrupted" in health["law"].problem and health["finance"].healthy
 
-    repaired = index_source(settings, demo_copy / "law", "law", progress=False, embedder=embedder).domains[0]
+    repaired = index_source(settings.indexing_params, demo_copy / "law", "law", progress=False, embedder=embedder).domains[0]
     assert repaired.switched and repaired.chunks_embedded == repaired.chunks_total
     question = embedder.encode_query("Which case established judicial review?")
     assert store.search("law", question, k=1)[0].doc_id == "marbury-v-madison.md"

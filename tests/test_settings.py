@@ -46,7 +46,7 @@ def test_the_connection_never_shows_a_password_in_its_uri(tmp_path):
     from indexing.graph_connection import GraphConnection
 
     settings = load_settings(_env_file=None, data_dir=tmp_path, neo4j_uri="redis://user:hunter2@graph.example:6379/0")
-    assert GraphConnection(settings).uri == "redis://graph.example:6379/0"
+    assert GraphConnection(settings.graph_params).uri == "redis://graph.example:6379/0"
 
 
 def test_dotenv_file_is_read(monkeypatch, tmp_path):

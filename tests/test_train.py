@@ -8,11 +8,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from adapters import prompts
 from adapters.dataset import DatasetReport, Example, write_dataset
-from adapters.evaluate import exact_match, score_answers, token_f1, yes_no
+from adapters.answer_metrics import exact_match, token_f1, yes_no
+from adapters.evaluate import score_answers
 from adapters.registry import validate_adapter
-from adapters.train import TrainingError, learning_rate_factor, train_adapter
-from assistant import prompts
+from adapters.schedule import learning_rate_factor
+from adapters.train import TrainingError, train_adapter
 from assistant.settings import load_settings
 
 QA = [("What does warfarin prevent?", "blood clots"), ("What reverses warfarin?", "vitamin K"),
@@ -45,7 +47,7 @@ def _lora(path):
 
 
 def test_four_bit_training_lowers_the_loss_and_writes_a_valid_adapter(tiny_settings, base_model):
-    result = train_adapter(tiny_settings, "medicine", max_steps=6, progress=False)
+    result = train_adapter(tiny_settings.training_params, "medicine", max_steps=6, progress=False)
     assert result.steps == 6 and len(result.losses) == 6
     assert result.losses[-1] < 0.7 * result.losses[0], result.losses  # the same 4 examples every step
     assert sorted(p.name for p in result.path.iterdir()) == ["adapter_config.json", "adapter_model.safetensors",
@@ -67,14 +69,14 @@ def test_interrupted_run_resumes_from_its_checkpoint(tiny_settings):
             raise KeyboardInterrupt
 
     with pytest.raises(TrainingError, match="interrupted at step 3"):
-        train_adapter(tiny_settings, "medicine", max_steps=6, progress=False, evaluate=False, name="resumed",
+        train_adapter(tiny_settings.training_params, "medicine", max_steps=6, progress=False, evaluate=False, name="resumed",
                       on_step=interrupt)
     checkpoint = next(tiny_settings.training_dir.iterdir()) / "checkpoint"
     saved = torch.load(checkpoint / "trainer_state.pt", weights_only=True)
     assert {s["step"].item() for s in saved["optimizer"]["state"].values()} == {3}
-    resumed = train_adapter(tiny_settings, "medicine", max_steps=6, progress=False, evaluate=False, name="resumed")
+    resumed = train_adapter(tiny_settings.training_params, "medicine", max_steps=6, progress=False, evaluate=False, name="resumed")
     assert resumed.resumed_from_step == 3 and resumed.steps == 6 and len(resumed.losses) == 6
-    straight = train_adapter(tiny_settings, "medicine", max_steps=6, progress=False, evaluate=False, name="straight")
+    straight = train_adapter(tiny_settings.training_params, "medicine", max_steps=6, progress=False, evaluate=False, name="straight")
     assert straight.resumed_from_step == 0
     # Same data order, optimizer moments and dropout randomness: the same weights as never stopping.
     a, b = _lora(resumed.path), _lora(straight.path)
@@ -83,19 +85,19 @@ def test_interrupted_run_resumes_from_its_checkpoint(tiny_settings):
 
 
 def test_warm_start_begins_from_the_other_adapters_weights(tiny_settings):
-    first = train_adapter(tiny_settings, "medicine", max_steps=3, progress=False, evaluate=False, name="source")
+    first = train_adapter(tiny_settings.training_params, "medicine", max_steps=3, progress=False, evaluate=False, name="source")
     source = _lora(first.path)
     assert any(k.endswith("lora_B.weight") and source[k].abs().sum() > 0 for k in source)
     tiny = tiny_settings.model_copy(update={"learning_rate": 1e-12})
-    warm = train_adapter(tiny, "medicine", from_adapter="source", max_steps=1, progress=False, evaluate=False, name="warm")
-    cold = train_adapter(tiny, "medicine", max_steps=1, progress=False, evaluate=False, name="cold")
+    warm = train_adapter(tiny.training_params, "medicine", from_adapter="source", max_steps=1, progress=False, evaluate=False, name="warm")
+    cold = train_adapter(tiny.training_params, "medicine", max_steps=1, progress=False, evaluate=False, name="cold")
     warm_weights, cold_weights = _lora(warm.path), _lora(cold.path)
     assert all(torch.allclose(warm_weights[k], source[k], atol=1e-6) for k in source)
     # peft starts lora_B at zero; one step at this learning rate moves it by about 1e-12.
     assert all(cold_weights[k].abs().max() < 1e-9 for k in cold_weights if k.endswith("lora_B.weight"))
     assert json.loads((warm.path / "manifest.json").read_text())["warm_start"] == "source"
     with pytest.raises(TrainingError, match="cannot warm-start from 'missing'"):
-        train_adapter(tiny, "medicine", from_adapter="missing", max_steps=1, progress=False)
+        train_adapter(tiny.training_params, "medicine", from_adapter="missing", max_steps=1, progress=False)
 
 
 def test_learning_rate_warms_up_then_decays_exponentially():
@@ -124,10 +126,10 @@ def test_an_adapter_trained_on_a_demo_domain_beats_the_base(demo_env):
     settings = demo_env.settings.model_copy(update={
         "train_max_steps": 24, "eval_every_steps": 12, "checkpoint_every_steps": 1000, "eval_max_examples": 20,
         "eval_max_new_tokens": 16, "learning_rate": 1e-3})
-    report = build_dataset(settings, "medicine", demo_env.graph, progress=False)
+    report = build_dataset(settings.dataset_params, "medicine", demo_env.graph, progress=False)
     assert report.total("train") > 300 and not report.graph_error
     try:
-        result = train_adapter(settings, "medicine", progress=False)
+        result = train_adapter(settings.training_params, "medicine", progress=False)
         base, adapter = result.metrics["base"], result.metrics["adapter"]
         assert adapter["val_loss"] < base["val_loss"]
         # Per kind only a handful of questions are scored here, too few to compare; overall they are 20.
@@ -138,7 +140,7 @@ def test_an_adapter_trained_on_a_demo_domain_beats_the_base(demo_env):
 
 
 def test_a_kill_between_the_renames_of_a_checkpoint_swap_keeps_the_previous_checkpoint(tmp_path):
-    from adapters.train import _recover_swap, _swap_in
+    from adapters.run_folder import recover_swap, swap_in
 
     target = tmp_path / "checkpoint"
     target.mkdir()
@@ -146,12 +148,12 @@ def test_a_kill_between_the_renames_of_a_checkpoint_swap_keeps_the_previous_chec
     staging = tmp_path / ".checkpoint-new"
     staging.mkdir()
     (staging / "state.json").write_text("step 40")
-    _swap_in(staging, target)
+    swap_in(staging, target)
     assert (target / "state.json").read_text() == "step 40" and not staging.exists()
     assert not list(tmp_path.glob(".old-*"))
     # killed after the first rename: only the old folder is left under its temporary name
     target.rename(tmp_path / ".old-checkpoint-abcd1234")
-    _recover_swap(target)
+    recover_swap(target)
     assert (target / "state.json").read_text() == "step 40"
-    _recover_swap(tmp_path / "best")  # nothing to recover: nothing happens
+    recover_swap(tmp_path / "best")  # nothing to recover: nothing happens
     assert not (tmp_path / "best").exists()

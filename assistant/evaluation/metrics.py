@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from adapters.evaluate import exact_match, normalize_answer, token_f1
+from adapters.answer_metrics import exact_match, normalize_answer, token_f1
 
 ABSTAIN = "(abstain)"
 _LABELS = ("yes", "no", "maybe")

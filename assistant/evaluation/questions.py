@@ -7,11 +7,11 @@ a silently skipped question would change every number in the report.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from indexing.corpus import CorpusError, normalise_domain
+from indexing.jsonl import BadJsonLine, numbered_lines, parse_json_line
 
 
 class QuestionsError(ValueError):
@@ -39,9 +39,8 @@ def load_questions(path: Path) -> list[EvalQuestion]:
         raise QuestionsError(f"no questions file at {path}")
     questions: list[EvalQuestion] = []
     for file in files:
-        for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                questions.append(_parse(line, f"{file.name}:{number}"))
+        for number, line in numbered_lines(file.read_text(encoding="utf-8")):
+            questions.append(_parse(line, f"{file.name}:{number}"))
     ids = [q.id for q in questions]
     repeated = sorted({i for i in ids if ids.count(i) > 1})
     if repeated:
@@ -53,9 +52,9 @@ def load_questions(path: Path) -> list[EvalQuestion]:
 
 def _parse(line: str, where: str) -> EvalQuestion:
     try:
-        row = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise QuestionsError(f"{where}: not JSON ({exc.msg})") from None
+        row = parse_json_line(line)
+    except BadJsonLine as exc:
+        raise QuestionsError(f"{where}: {exc}") from None
     if not isinstance(row, dict):
         raise QuestionsError(f"{where}: expected an object")
     missing = [key for key in ("id", "domain", "question", "answers") if key not in row]

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from assistant.evaluation.runner import ADAPTER_RAG, CONFIG_LABELS, METHOD_LABELS
+from assistant.markdown_table import markdown_table
+from assistant.evaluation.run_records import ADAPTER_RAG, CONFIG_LABELS, METHOD_LABELS
 
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
 CHARTS = ("recall_at_k.png", "accuracy_by_domain.png", "confusion.png")
@@ -39,9 +40,7 @@ def summary_markdown(report: dict) -> str:
 
 
 def table(headers: list[str], rows: list[list]) -> str:
-    cells = [[_cell(value) for value in row] for row in rows]
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(["---"] * len(headers)) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells])
+    return markdown_table(headers, [[_cell(value) for value in row] for row in rows])
 
 
 def _cell(value) -> str:

@@ -16,14 +16,15 @@ import json
 import time
 from typing import Sequence
 
-from adapters.dataset import build_dataset, dataset_hash
+from adapters.dataset import build_dataset
+from adapters.dataset_files import dataset_hash
 from adapters.train import train_adapter
 from assistant.adapter_pool import AdapterPool
-from assistant.evaluation import metrics
-from assistant.evaluation.answering import answer_many
-from assistant.evaluation.runner import BASE_RAG, EvalOptions, QuestionRun
-from assistant.evaluation.workspace import Workspace
 from assistant.answer_writer import AnswerWriter
+from assistant.evaluation import metrics
+from assistant.evaluation.run_records import BASE_RAG, EvalOptions, QuestionRun
+from assistant.evaluation.scored_answers import answer_many
+from assistant.evaluation.workspace import Workspace
 
 
 def train_domain_adapters(workspace: Workspace, pool: AdapterPool, domains: Sequence[str], options: EvalOptions) -> dict:
@@ -33,7 +34,7 @@ def train_domain_adapters(workspace: Workspace, pool: AdapterPool, domains: Sequ
     for domain in domains:
         if domain not in workspace.domains:
             continue
-        report = build_dataset(settings, domain, workspace.graph, progress=options.progress)
+        report = build_dataset(settings.dataset_params, domain, workspace.graph, progress=options.progress)
         name = f"{domain}-eval-s{steps}"
         section["domains"][domain] = _train_or_reuse(workspace, pool, domain, name, steps, None, options)
         section["domains"][domain]["dataset"] = {"train": report.total("train"), "validation": report.total("validation")}
@@ -52,7 +53,7 @@ def _train_or_reuse(workspace: Workspace, pool: AdapterPool, domain: str, name: 
             return {"adapter": name, "reused": True, "seconds": 0.0, "metrics": _brief(manifest.get("metrics", {}))}
         pool.registry.remove(name)  # trained on an older dataset
     started = time.perf_counter()
-    result = train_adapter(settings, domain, from_adapter=warm_from, max_steps=steps, name=name,
+    result = train_adapter(settings.training_params, domain, from_adapter=warm_from, max_steps=steps, name=name,
                            progress=options.progress)
     return {"adapter": name, "reused": False, "seconds": round(time.perf_counter() - started, 1),
             "warm_start": warm_from, "metrics": _brief(result.metrics)}

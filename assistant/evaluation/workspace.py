@@ -92,7 +92,7 @@ def open_workspace(app: Settings, corpus: Path, *, progress: bool = True, embedd
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     _link_models(app, settings)
     fingerprint = source_fingerprint(Path(corpus))
-    connection = GraphConnection.open(settings)
+    connection = GraphConnection.open(settings.graph_params)
     try:
         graph = GraphStore(connection, settings.domains_dir)
         graph.ensure_indexes()
@@ -101,7 +101,7 @@ def open_workspace(app: Settings, corpus: Path, *, progress: bool = True, embedd
             workspace.reused = True
             return workspace
         for source, domain in corpus_sources(Path(corpus)):
-            report = index_source(settings, source, domain, progress=progress, graph=graph, embedder=embedder)
+            report = index_source(settings.indexing_params, source, domain, progress=progress, graph=graph, embedder=embedder)
             workspace.reports.append(report.format())
             if not report.ok:
                 raise WorkspaceError(f"indexing {source} for evaluation failed:\n{report.format()}")

@@ -32,6 +32,7 @@ from indexing.catalog import summarise_domains
 from indexing.graph_connection import GraphConnection
 from indexing.graph_server import STATE_FILE, pid_alive
 from indexing.graph_store import GraphStore
+from indexing.graph_transport import FalkorDBTransport
 from indexing.pipeline import index_source
 from indexing.spacy_extractor import SpacyExtractor
 from indexing.vector_store import VectorStore
@@ -107,12 +108,12 @@ def test_killed_graph_server_restarts_by_itself_with_the_last_reindex(tmp_path, 
                                                                        monkeypatch):
     settings = _settings(tmp_path)
     source = _corpus(tmp_path / "medicine", MEDICINE_DOCS)
-    connection = GraphConnection.open(settings)  # the embedded server, as the app runs it
+    connection = GraphConnection.open(settings.graph_params)  # the embedded server, as the app runs it
     server = connection.server
     try:
         graph = GraphStore(connection, settings.domains_dir)
         graph.ensure_indexes()
-        report = index_source(settings, source, "medicine", progress=False, graph=graph, embedder=embedder,
+        report = index_source(settings.indexing_params, source, "medicine", progress=False, graph=graph, embedder=embedder,
                               extractor=extractor)
         assert report.ok, report.format()
         written = read_manifest(DomainVersions(settings.domains_dir, "medicine").current_path())["graph"]
@@ -145,9 +146,14 @@ def test_killed_graph_server_restarts_by_itself_with_the_last_reindex(tmp_path, 
         settings.graph_dir.rename(aside)
         settings.graph_dir.write_text("not a folder")
         try:
-            started = time.monotonic()
-            degraded = chat.respond(WARFARIN)
-            assert time.monotonic() - started < 60  # no driver retry loop against a closed port
+            restarts_tried, sent = [], []
+            with monkeypatch.context() as patched:
+                ensure_running, run = server.ensure_running, FalkorDBTransport.run
+                patched.setattr(server, "ensure_running", lambda: restarts_tried.append("restart") or ensure_running())
+                patched.setattr(FalkorDBTransport, "run", lambda self, *a, **k: sent.append(a[0]) or run(self, *a, **k))
+                degraded = chat.respond(WARFARIN)
+            # One restart tried, then given up: no query sent to the dead socket, no retry loop.
+            assert restarts_tried == ["restart"] and sent == []
             assert degraded.error is None and degraded.text and degraded.degraded
             assert not degraded.facts and degraded.passages
             assert "knowledge graph unavailable, answered from passages only" in degraded.notes, degraded.notes
@@ -173,7 +179,7 @@ def test_killed_graph_server_restarts_by_itself_with_the_last_reindex(tmp_path, 
             return real_query(statement, params, what=what, read=read)
 
         monkeypatch.setattr(connection, "query", crash_on_second_write)
-        failed = index_source(settings, source, "medicine", progress=False, graph=graph, embedder=embedder,
+        failed = index_source(settings.indexing_params, source, "medicine", progress=False, graph=graph, embedder=embedder,
                               extractor=extractor)
         monkeypatch.undo()
         assert "restarted during the write" in failed.domains[0].error and server.restarts == 4
@@ -188,10 +194,10 @@ def test_killed_graph_server_restarts_by_itself_with_the_last_reindex(tmp_path, 
 def test_app_killed_mid_reindex_keeps_the_old_version_and_cleans_up_on_restart(tmp_path, embedder, extractor):
     settings = _settings(tmp_path)
     source = _corpus(tmp_path / "medicine", MEDICINE_DOCS)
-    with GraphConnection.open(settings) as connection:
+    with GraphConnection.open(settings.graph_params) as connection:
         graph = GraphStore(connection, settings.domains_dir)
         graph.ensure_indexes()
-        first = index_source(settings, source, "medicine", progress=False, graph=graph, embedder=embedder,
+        first = index_source(settings.indexing_params, source, "medicine", progress=False, graph=graph, embedder=embedder,
                              extractor=extractor)
         assert first.ok and first.domains[0].version == "v000001"
     # The app (here `assistant index`) starts the graph server itself and is killed once the new
@@ -263,7 +269,7 @@ def _check_restart_after_killed_reindex(settings: Settings, restarted, embedder,
     assert serving.version == "v000001" and len({row.doc_id for row in serving.rows}) == len(MEDICINE_DOCS)
     assert _warfarin_facts(graph)
 
-    again = index_source(settings, source, "medicine", progress=False, graph=graph, embedder=embedder,
+    again = index_source(settings.indexing_params, source, "medicine", progress=False, graph=graph, embedder=embedder,
                          extractor=extractor).domains[0]
     assert again.error is None and again.switched and again.version == "v000002"
     assert again.documents_added == len(MORE_MEDICINE_DOCS) and again.chunks_embedded < again.chunks_total
@@ -335,7 +341,7 @@ from pathlib import Path
 from adapters.train import train_adapter
 from assistant.settings import load_settings
 settings = load_settings(data_dir=Path(sys.argv[1]), _env_file=None, **json.loads(sys.argv[2]))
-train_adapter(settings, "medicine", max_steps=int(sys.argv[3]), progress=False, evaluate=False, name="killed")
+train_adapter(settings.training_params, "medicine", max_steps=int(sys.argv[3]), progress=False, evaluate=False, name="killed")
 """
 
 
@@ -343,7 +349,7 @@ train_adapter(settings, "medicine", max_steps=int(sys.argv[3]), progress=False, 
 def test_training_killed_with_sigkill_resumes_from_its_last_checkpoint(tmp_path, base_model):
     from adapters.dataset import DatasetReport, Example, write_dataset
     from adapters.train import train_adapter
-    from assistant import prompts
+    from adapters import prompts
 
     settings = _settings(tmp_path, base_model, **TINY_TRAINING)
     pairs = [("What does warfarin prevent?", "blood clots"), ("What reverses warfarin?", "vitamin K"),
@@ -363,7 +369,7 @@ def test_training_killed_with_sigkill_resumes_from_its_last_checkpoint(tmp_path,
     checkpointed = json.loads(state.read_text())["step"]  # the last complete checkpoint before the kill
     assert checkpointed >= 2 and not (settings.adapters_dir / "killed").exists()
 
-    resumed = train_adapter(settings, "medicine", max_steps=4, progress=False, evaluate=False, name="killed")
+    resumed = train_adapter(settings.training_params, "medicine", max_steps=4, progress=False, evaluate=False, name="killed")
     assert resumed.resumed_from_step == checkpointed and resumed.steps == 4 and len(resumed.losses) == 4
     assert [info.name for info in AdapterRegistry(settings.adapters_dir).list()] == ["killed"]
     assert not any(settings.training_dir.iterdir())  # the finished run's checkpoints are gone
@@ -391,7 +397,7 @@ def two_domains(tmp_path_factory, embedder) -> Path:
     settings = _settings(root)
     for domain, names in (("law", LAW_DOCS), ("finance", FINANCE_DOCS)):
         source = _corpus(root / "corpora" / domain, names, domain)
-        assert index_source(settings, source, domain, progress=False, embedder=embedder).ok
+        assert index_source(settings.indexing_params, source, domain, progress=False, embedder=embedder).ok
     return root
 
 
@@ -438,7 +444,7 @@ def test_corrupted_index_file_is_named_other_domains_serve_and_reindex_repairs(
     law_line = next(line for line in status.splitlines() if line.startswith("law"))
     assert "UNHEALTHY" in law_line and expected in law_line
 
-    repaired = index_source(settings, two_domains / "corpora" / "law", "law", progress=False,
+    repaired = index_source(settings.indexing_params, two_domains / "corpora" / "law", "law", progress=False,
                             embedder=embedder).domains[0]
     assert repaired.error is None and repaired.switched and repaired.chunks_embedded == repaired.chunks_total
     assert all(row.healthy for row in summarise_domains(settings.domains_dir))
@@ -478,12 +484,12 @@ def test_failed_index_write_says_why_and_the_old_version_keeps_serving(tmp_path,
                                                                        message):
     settings = _settings(tmp_path)
     law = _corpus(tmp_path / "law", LAW_DOCS[:3], "law")
-    assert index_source(settings, law, "law", progress=False, embedder=embedder).ok
+    assert index_source(settings.indexing_params, law, "law", progress=False, embedder=embedder).ok
     shutil.copy(DEMO_CORPORA_DIR / "law" / "gideon-v-wainwright.md", law)
     versions = DomainVersions(settings.domains_dir, "law")
     _fail_version_writes(monkeypatch, versions, problem)
     try:
-        failed = index_source(settings, law, "law", progress=False, embedder=embedder)
+        failed = index_source(settings.indexing_params, law, "law", progress=False, embedder=embedder)
     finally:
         versions.versions_dir.chmod(0o755)
         monkeypatch.undo()
@@ -494,7 +500,7 @@ def test_failed_index_write_says_why_and_the_old_version_keeps_serving(tmp_path,
     hit = store.search("law", embedder.encode_query("judicial review"), k=1)[0]
     assert hit.version == "v000001" and hit.doc_id == "marbury-v-madison.md"
 
-    again = index_source(settings, law, "law", progress=False, embedder=embedder).domains[0]
+    again = index_source(settings.indexing_params, law, "law", progress=False, embedder=embedder).domains[0]
     assert again.switched and again.version == "v000002" and again.documents_added == 1
     assert not [p for p in versions.versions_dir.iterdir() if p.name.startswith(BUILDING_PREFIX)]
 

@@ -239,11 +239,11 @@ def test_bad_curated_triples_fail_their_domain_with_the_reason_and_the_serving_v
     folder = tmp_path / "law"
     folder.mkdir()
     (folder / "charter.md").write_text("# Charter\nMagna Carta was sealed by King John in 1215.\n")
-    first = index_source(settings, folder, "law", progress=False, embedder=embedder, graph=store).domains[0]
+    first = index_source(settings.indexing_params, folder, "law", progress=False, embedder=embedder, graph=store).domains[0]
     assert first.error is None and first.version == "v000001"
     triples = folder / "triples.jsonl"
     triples.write_bytes(content if isinstance(content, bytes) else content.encode())
-    failed = index_source(settings, folder, "law", progress=False, embedder=embedder, graph=store).domains[0]
+    failed = index_source(settings.indexing_params, folder, "law", progress=False, embedder=embedder, graph=store).domains[0]
     assert failed.error and str(triples) in failed.error and failed.previous_version == "v000001"
     assert DomainVersions(settings.domains_dir, "law").current() == "v000001"
     assert store.stats("law")["documents"] == 1

@@ -278,7 +278,7 @@ def test_quoted_names_round_trip_through_the_graph(settings, store, embedder, tm
     corpus.mkdir()
     (corpus / "rules.md").write_text(f"# {title}\n\nO'Brien's Rule governs tables. The rule was written by lawyers.\n")
     (corpus / "triples.jsonl").write_text(json.dumps({"head": head, "relation": "applies to", "tail": tail}) + "\n")
-    report = index_source(settings, corpus, "quirks", progress=False, graph=store, embedder=embedder)
+    report = index_source(settings.indexing_params, corpus, "quirks", progress=False, graph=store, embedder=embedder)
     assert report.ok, report.format()
     facts = [f for f in store.all_facts("quirks") if f.relation == "applies_to"]
     assert [(f.head, f.tail) for f in facts] == [(head, tail)]

@@ -188,9 +188,9 @@ def test_graph_secret_is_private_and_never_printed_or_listed(tmp_path, caplog, c
         wrong = load_settings(data_dir=tmp_path / "data", _env_file=None, neo4j_uri=server.uri,
                               neo4j_password=SecretStr("wrong-password-123"))
         with pytest.raises(GraphError) as failed:
-            GraphConnection.open(wrong)
+            GraphConnection.open(wrong.graph_params)
         assert repr(wrong).count("wrong-password") == 0  # settings print the password as '**********'
-        right = GraphConnection(load_settings(data_dir=tmp_path / "data", _env_file=None), server)
+        right = GraphConnection(load_settings(data_dir=tmp_path / "data", _env_file=None).graph_params, server)
         assert right.query(cypher.PING, what="checking with the secret") == [{"ok": 1}]
         right.close(stop_server=False)
     finally:
