@@ -15,7 +15,7 @@ import threading
 
 from assistant.bootstrap import bootstrap, demo_sources
 from assistant.settings import load_settings
-from indexing.catalog import summarise_domains
+from indexing.domain_summary import summarise_domains
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from datasketch import MinHashLSH
 from tqdm import tqdm
 
 from adapters import prompts
@@ -37,8 +36,9 @@ from adapters.params import DatasetParams
 from adapters.user_examples import read_user_examples
 from indexing.atomic_files import write_text_atomic
 from indexing.chunking import split_sentences
-from indexing.clean import minhash, normalise_text
+from indexing.clean import normalise_text
 from indexing.graph_store import Fact, GraphStore
+from indexing.near_duplicates import NearDuplicateFilter
 from indexing.vector_store import ChunkRow, VectorStore
 
 # Co-occurrence is a statistical link, not a statement a question can be asked about.
@@ -254,16 +254,9 @@ def drop_duplicates(examples: Sequence[Example], threshold: float = 0.9, permuta
             continue
         seen.add(example.dedup_key)
         kept.append(example)
-    lsh = MinHashLSH(threshold=threshold, num_perm=permutations)
-    unique, near = [], 0
-    for index, example in enumerate(kept):
-        signature = minhash(example.dedup_key, _QA_SHINGLE_WORDS, permutations)
-        if lsh.query(signature):
-            near += 1
-            continue
-        lsh.insert(str(index), signature)
-        unique.append(example)
-    return unique, exact, near
+    near_filter = NearDuplicateFilter(threshold, permutations, _QA_SHINGLE_WORDS, confirm=False)
+    unique = [example for index, example in enumerate(kept) if near_filter.keep(str(index), example.dedup_key) is None]
+    return unique, exact, len(kept) - len(unique)
 
 
 def split_examples(examples: Sequence[Example], validation_percent: int) -> None:

@@ -16,6 +16,7 @@ from tqdm import tqdm
 from adapters.answer_metrics import exact_match, token_f1, yes_no
 from adapters.batches import answer_loss
 from adapters.example import Example
+from adapters.round_robin import round_robin
 
 EVAL_BATCH = 8
 
@@ -44,13 +45,7 @@ def pick_for_evaluation(examples: Sequence[Example], limit: int) -> list[Example
     by_kind: dict[str, list[Example]] = defaultdict(list)
     for example in sorted(examples, key=lambda e: e.id):
         by_kind[example.kind].append(example)
-    picked: list[Example] = []
-    queues = [list(v) for _, v in sorted(by_kind.items())]
-    while len(picked) < limit and any(queues):
-        for queue in queues:
-            if queue and len(picked) < limit:
-                picked.append(queue.pop(0))
-    return picked
+    return round_robin((by_kind[kind] for kind in sorted(by_kind)), limit)
 
 
 def generate_answers(model, tokenizer, examples: Sequence[Example], max_new_tokens: int, progress: bool = True,

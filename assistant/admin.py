@@ -28,8 +28,8 @@ from assistant.admin_sessions import AdminSessions, SessionRefused
 from assistant.admin_uploads import receive_adapter, receive_corpus
 from assistant.pipeline import ChatPipeline
 from assistant.settings import Settings
-from indexing.catalog import summarise_domains
 from indexing.domain_name import DOMAIN_NAME
+from indexing.domain_summary import summarise_domains
 from indexing.graph_store import GraphStore
 from indexing.process_memory import resident_mb
 

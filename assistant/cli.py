@@ -50,7 +50,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from indexing.catalog import summarise_domains
+    from indexing.domain_summary import summarise_domains
 
     settings = load_settings()
     print(f"data dir: {settings.data_dir}")

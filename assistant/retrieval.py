@@ -30,8 +30,9 @@ import numpy as np
 
 from assistant.settings import Settings
 from indexing.embedding import Embedder
+from indexing.entity_linking import EntityLink
 from indexing.graph_connection import GraphError
-from indexing.graph_store import EntityLink, Fact, GraphStore
+from indexing.graph_store import Fact, GraphStore
 from indexing.graph_walk import WalkNode, WalkParams
 from indexing.vector_store import DomainIndex, Hit, IndexUnavailable, VectorStore
 

@@ -40,6 +40,7 @@ from dataclasses import dataclass  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from adapters.round_robin import round_robin  # noqa: E402
 from assistant.settings import DEMO_CORPORA_DIR  # noqa: E402
 from bench.results import print_table, record  # noqa: E402
 
@@ -74,13 +75,7 @@ def demo_questions() -> list[dict]:
 
 def spread_over_domains(questions: list[dict], count: int) -> list[dict]:
     """``count`` questions taken round-robin from each domain's list, in file order."""
-    by_domain = {d: [q for q in questions if q["domain"] == d] for d in DOMAINS}
-    picked = []
-    for i in range(max(len(qs) for qs in by_domain.values())):
-        for domain in DOMAINS:
-            if i < len(by_domain[domain]) and len(picked) < count:
-                picked.append(by_domain[domain][i])
-    return picked
+    return round_robin(([q for q in questions if q["domain"] == domain] for domain in DOMAINS), count)
 
 
 # --- the indexed demo -------------------------------------------------------------------------

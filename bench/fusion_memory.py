@@ -1,7 +1,7 @@
-"""Time and memory of fuzzy entity matching (``indexing.fusion._fuzzy_pairs``): every key x key
-pair scored in row blocks of at most ``FUZZY_BLOCK_CELLS`` cells (what fusion did from issue 15
-to issue 18) vs the segment filter that proposes candidates and scores only those. Prints a
-table; asserts nothing.
+"""Time and memory of fuzzy entity matching (``indexing.entity_resolution._fuzzy_pairs``):
+every key x key pair scored in row blocks of at most ``FUZZY_BLOCK_CELLS`` cells (what fusion did
+from issue 15 to issue 18) vs the segment filter that proposes candidates and scores only
+those. Prints a table; asserts nothing.
 
 Run from the repository root (``make bench`` does)::
 
@@ -80,7 +80,7 @@ def all_pairs(keys: list[str], params) -> tuple[list[tuple[str, str]], int]:
     import numpy as np
     from rapidfuzz import fuzz, process
 
-    from indexing.fusion import _may_be_same
+    from indexing.entity_resolution import _may_be_same
 
     pairs, cells, start, n = [], 0, 0, len(keys)
     while start < n - 1:
@@ -98,7 +98,7 @@ def all_pairs(keys: list[str], params) -> tuple[list[tuple[str, str]], int]:
 
 
 def measure(variant: str, n: int) -> dict:
-    from indexing.fusion import FusionParams, FuzzyStats, _fuzzy_pairs
+    from indexing.entity_resolution import FusionParams, FuzzyStats, _fuzzy_pairs
 
     keys = entity_keys(n)
     params = FusionParams()

@@ -94,7 +94,7 @@ def synthetic_graph(n_entities: int, n_relations: int, seed: int):
     ``n_relations`` distinct (head, relation, tail) facts whose endpoints are drawn with
     power-law weights, so a few entities are hubs. Returns (graph, degree Counter)."""
     from indexing.entity_keys import canonical_key
-    from indexing.fusion import DomainGraph, EntityRecord, FactRecord
+    from indexing.entity_resolution import DomainGraph, EntityRecord, FactRecord
 
     rng = random.Random(seed)
     graph = DomainGraph()

@@ -19,8 +19,8 @@ FAISS, BM25, extract (in a thread beside embed, so the stages add up to more tha
 extract wait (what was left of it after BM25), fuse, graph write, walk. Then, at each size:
 
 - embedding alone: ``embedder.encode`` on the same chunks, the baseline of indexing speed;
-- fusion's peak memory: ``fusion.fuse`` run again on the version's saved extractions under
-  ``tracemalloc`` (Python and NumPy allocations; timed by the pipeline, not here, because tracing
+- fusion's peak memory: ``entity_resolution.fuse`` run again on the version's saved extractions
+  under ``tracemalloc`` (Python and NumPy allocations; timed by the pipeline, not here, because tracing
   slows Python code down).
 
 The largest size is then re-indexed with one sentence added to one document: what an admin's
@@ -181,7 +181,7 @@ def index_size(work: Path, documents: list[dict], size: int, embedder, reindex: 
 
 
 def saved_chunks_and_extractions(version_dir: Path):
-    from indexing.graph_build import EXTRACTIONS_FILE, load_extractions
+    from indexing.version_reuse import EXTRACTIONS_FILE, load_extractions
     from indexing.vector_store import CHUNKS_FILE
 
     with open(version_dir / CHUNKS_FILE, encoding="utf-8") as f:
@@ -193,7 +193,7 @@ def saved_chunks_and_extractions(version_dir: Path):
 def fusion_memory(extractions, embedder, settings) -> tuple[int, float]:
     """(distinct mention keys, peak traced MB) of fusing the saved extractions as the pipeline does."""
     from indexing.cooccurrence import cooccurrence_relations
-    from indexing.fusion import FusionParams, fuse
+    from indexing.entity_resolution import FusionParams, fuse
 
     keys = {m.key for e in extractions for m in e.entities if m.key}
     params = FusionParams(settings.fusion_fuzzy_min_ratio, settings.fusion_embedding_min_cosine)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 from indexing.entity_keys import canonical_key
-from indexing.mention_spans import PATTERN_CONFIDENCE, _Rel, _Span
+from indexing.mention_spans import PATTERN_CONFIDENCE, MentionSpan, SpanRelation
 
 _PARENS = re.compile(r"\(([^()]{1,80})\)")
 
@@ -41,7 +41,7 @@ def _long_form(short: str, candidate: str) -> str | None:
     return found if len(found) > len(short) + 1 else None
 
 
-def _abbreviations(sent_text: str) -> list[tuple[str, str]]:
+def find_abbreviations(sent_text: str) -> list[tuple[str, str]]:
     """(ABBR, long form) pairs from "long form (ABBR)" and "ABBR (long form)"."""
     pairs = []
     for match in _PARENS.finditer(sent_text):
@@ -60,11 +60,13 @@ def _abbreviations(sent_text: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def _abbreviation_relations(sent_text: str) -> list[_Rel]:
+def abbreviation_relations(sent_text: str) -> list[SpanRelation]:
     rels = []
-    for short, long in _abbreviations(sent_text):
+    for short, long in find_abbreviations(sent_text):
         long = re.sub(r"^(the|a|an)\s+", "", long, flags=re.IGNORECASE)
-        head, tail = _Span(short, canonical_key(short), "CONCEPT"), _Span(long, canonical_key(long), "CONCEPT")
+        head = MentionSpan(short, canonical_key(short), "CONCEPT")
+        tail = MentionSpan(long, canonical_key(long), "CONCEPT")
         if head.key and tail.key and head.key != tail.key:
-            rels.append(_Rel(head, "abbreviation_of", tail, "abbreviation", PATTERN_CONFIDENCE["abbreviation"]))
+            confidence = PATTERN_CONFIDENCE["abbreviation"]
+            rels.append(SpanRelation(head, "abbreviation_of", tail, "abbreviation", confidence))
     return rels

@@ -5,8 +5,8 @@ agent, verb + preposition, and "is_a" from a copula ("X is a Y") or an appositio
 from __future__ import annotations
 
 from indexing.entity_keys import normalise_relation
-from indexing.mention_spans import PATTERN_CONFIDENCE, _DocIndex, _Rel
-from indexing.spacy_model import _verb_lemma
+from indexing.mention_spans import PATTERN_CONFIDENCE, DocIndex, SpanRelation
+from indexing.spacy_model import verb_lemma
 
 # A relation whose prepositional object is only a time ("signed ... on July 21") describes the
 # event, not a link between two things, so verb_prep skips these labels.
@@ -55,25 +55,25 @@ def _has_letter(key: str) -> bool:
     return any(c.isalpha() for c in key)  # "1882", "2006": a bare number is no end of a relation
 
 
-def _pairs(index: _DocIndex, heads: list, relation: str, tails: list, pattern: str,
-           confidence: float | None = None) -> list[_Rel]:
+def _pairs(index: DocIndex, heads: list, relation: str, tails: list, pattern: str,
+           confidence: float | None = None) -> list[SpanRelation]:
     rels = []
     for h in heads:
         head = index.span(h)
         for t in tails:
             tail = index.span(t)
             if head and tail and head.key != tail.key and _has_letter(head.key) and _has_letter(tail.key):
-                rels.append(_Rel(head, relation, tail, pattern, confidence or PATTERN_CONFIDENCE[pattern]))
+                rels.append(SpanRelation(head, relation, tail, pattern, confidence or PATTERN_CONFIDENCE[pattern]))
     return rels
 
 
 def _doubtful_verb(verb) -> bool:
     """A base-form "verb" that no English verb lemma explains is a misparsed noun
     ("Aspirin irreversibly inhibits cyclooxygenase" parses "cyclooxygenase" as the verb)."""
-    return verb.tag_ in ("VB", "VBP") and verb.lemma_ != "be" and _verb_lemma(verb.lower_) is None
+    return verb.tag_ in ("VB", "VBP") and verb.lemma_ != "be" and verb_lemma(verb.lower_) is None
 
 
-def _is_clause(verb) -> bool:
+def is_clause(verb) -> bool:
     """A verb with a subject, itself not in a noun's slot (a "verb" parsed as a subject or
     object is a misparse: "Aspirin irreversibly inhibits ..." makes "inhibits" a subject)."""
     if verb.pos_ not in ("VERB", "AUX") or _doubtful_verb(verb) or verb.dep_ in _NOMINAL_DEPS:
@@ -81,7 +81,7 @@ def _is_clause(verb) -> bool:
     return any(c.dep_ in ("nsubj", "nsubjpass", "csubj") for c in verb.children)
 
 
-def _verb_relations(index: _DocIndex, verb) -> list[_Rel]:
+def verb_relations(index: DocIndex, verb) -> list[SpanRelation]:
     if _negated(verb) or _doubtful_verb(verb):
         return []
     children = list(verb.children)
@@ -101,7 +101,7 @@ def _verb_relations(index: _DocIndex, verb) -> list[_Rel]:
     return rels
 
 
-def _passive(index: _DocIndex, verb, label: str, children: list) -> list[_Rel]:
+def _passive(index: DocIndex, verb, label: str, children: list) -> list[SpanRelation]:
     """"Insulin is produced by the pancreas" -> (pancreas, produce, insulin); also a participle
     modifying a noun: "an infection caused by the Epstein-Barr virus"."""
     agents = [o for c in children if c.dep_ == "agent" for p in c.children if p.dep_ == "pobj"
@@ -114,7 +114,7 @@ def _passive(index: _DocIndex, verb, label: str, children: list) -> list[_Rel]:
     return _pairs(index, agents, label, patients, "passive")
 
 
-def _appositions(index: _DocIndex, sent) -> list[_Rel]:
+def appositions(index: DocIndex, sent) -> list[SpanRelation]:
     """"Angioedema, a swelling of the face," -> (angioedema, is_a, swelling of the face)."""
     rels = []
     for tok in sent:
@@ -123,7 +123,7 @@ def _appositions(index: _DocIndex, sent) -> list[_Rel]:
     return rels
 
 
-def _is_apposition(index: _DocIndex, tok) -> bool:
+def _is_apposition(index: DocIndex, tok) -> bool:
     """A determined common noun set off by a comma right after its head's phrase. Excludes
     "(IMF)" (an abbreviation), "Ayrshire, Scotland" (a place), lists the parser reads as
     appositions ("the US dollar, the euro, the yen") and heads attached across the sentence."""

@@ -21,7 +21,7 @@ class EntityMention:
     chunk_id: str
     doc_id: str
     name: str  # as written, leading determiners removed ("the pancreas" -> "pancreas")
-    key: str  # indexing.fusion.canonical_key(name)
+    key: str  # indexing.entity_keys.canonical_key(name)
     type: str  # spaCy NER label (PERSON, ORG, LAW, DATE, ...) or "CONCEPT" for recurring noun-chunk terms
     sentence: int  # index of the sentence within the chunk
 

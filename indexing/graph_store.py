@@ -4,6 +4,7 @@ Writes: a complete domain version (documents, chunks, entities, mentions, facts)
 ``UNWIND`` statements, tagged with the version; the domain's CURRENT file (versions.py) decides
 which version readers see, so the FAISS index and the graph switch together. Reads always
 target the serving version. Every statement is in cypher.py; every value travels as a parameter.
+Finding a question's entities in the version's alias table is entity_linking.py's work.
 """
 
 from __future__ import annotations
@@ -13,13 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from rapidfuzz import fuzz, process
-from spacy.lang.en.stop_words import STOP_WORDS
-
 from indexing import cypher
 from indexing.chunking import Chunk
-from indexing.entity_keys import canonical_key, name_spans
-from indexing.fusion import DomainGraph
+from indexing.entity_linking import AliasTable, EntityLink, link_entities
+from indexing.entity_resolution import DomainGraph
 from indexing.graph_connection import GraphConnection, GraphError
 from indexing.versions import DomainVersions
 
@@ -49,35 +47,17 @@ class Fact:
         return f"{self.head} {self.relation.replace('_', ' ')} {self.tail}"
 
 
-@dataclass(frozen=True)
-class EntityLink:
-    key: str
-    name: str
-    type: str
-    score: float  # 1.0 exact name or alias, lower for fuzzy matches
-    matched_text: str
-
-
 @dataclass
 class Subgraph:
     nodes: list[dict] = field(default_factory=list)  # {key, name, type}
     edges: list[dict] = field(default_factory=list)  # {head, relation, tail, confidence}
 
 
-@dataclass
-class _Catalog:
-    """A domain version's entity names and aliases, for linking question text to entities."""
-
-    by_alias: dict[str, str]  # canonical alias key -> entity key
-    names: dict[str, tuple[str, str]]  # entity key -> (name, type)
-    alias_keys: list[str]
-
-
 class GraphStore:
     def __init__(self, connection: GraphConnection, domains_dir: Path):
         self.connection = connection
         self.domains_dir = Path(domains_dir)
-        self._catalogs: dict[tuple[str, str], _Catalog] = {}
+        self._alias_tables: dict[tuple[str, str], AliasTable] = {}
         self._lock = threading.Lock()
         self._indexed_at_restart: int | None = None  # server_restarts when ensure_indexes last ran
 
@@ -183,27 +163,9 @@ class GraphStore:
         return counts
 
     def link_entities(self, domain: str, text: str, limit: int = 10, min_score: float = 0.88) -> list[EntityLink]:
-        """Entities named in ``text``: exact name/alias matches of its word n-grams, then fuzzy ones.
-        Longer matches win over the shorter ones inside them ("type 2 diabetes" over "diabetes")."""
-        catalog = self._catalog(domain)
-        spans = name_spans(text)
-        links: dict[str, EntityLink] = {}
-        taken: list[tuple[int, int]] = []
-        for start, end, surface, key, fuzzy_ok in spans:  # longest first
-            if any(s <= start and end <= e for s, e in taken):
-                continue
-            entity_key, score = catalog.by_alias.get(key), 1.0
-            if entity_key is None and fuzzy_ok and len(key) >= 5:
-                match = process.extractOne(key, catalog.alias_keys, scorer=fuzz.ratio, score_cutoff=min_score * 100)
-                if match:
-                    entity_key, score = catalog.by_alias[match[0]], match[1] / 100.0
-            if entity_key is None:
-                continue
-            taken.append((start, end))
-            name, entity_type = catalog.names[entity_key]
-            if entity_key not in links or links[entity_key].score < score:
-                links[entity_key] = EntityLink(entity_key, name, entity_type, round(score, 3), surface)
-        return sorted(links.values(), key=lambda link: (-link.score, -len(link.matched_text)))[:limit]
+        """Entities of the serving version named in ``text`` (entity_linking.py); the question
+        is matched here, against the version's alias table, and never sent to the server."""
+        return link_entities(self._alias_table(domain), text, limit, min_score)
 
     def facts(self, domain: str, entity_keys: Sequence[str], hops: int = 1, limit: int = 20) -> list[Fact]:
         """Facts within ``hops`` (1 or 2) of the given entities, best first, with provenance."""
@@ -236,10 +198,10 @@ class GraphStore:
 
     def subgraph(self, domain: str, entity_keys: Sequence[str], hops: int = 1, limit: int = 50) -> Subgraph:
         facts = self.facts(domain, entity_keys, hops, limit)
-        catalog = self._catalog(domain)
+        names = self._alias_table(domain).names
         keys = list(dict.fromkeys(list(entity_keys) + [k for f in facts for k in (f.head_key, f.tail_key)]))
-        nodes = [{"key": k, "name": catalog.names.get(k, (k, ""))[0], "type": catalog.names.get(k, ("", "CONCEPT"))[1]}
-                 for k in keys if k in catalog.names]
+        nodes = [{"key": k, "name": names.get(k, (k, ""))[0], "type": names.get(k, ("", "CONCEPT"))[1]}
+                 for k in keys if k in names]
         edges = [{"head": f.head_key, "relation": f.relation, "tail": f.tail_key, "confidence": f.confidence}
                  for f in facts]
         return Subgraph(nodes, edges)
@@ -273,27 +235,19 @@ class GraphStore:
                 rows += self.connection.query(statement, {**scope, "keys": batch}, what=f"reading facts of {domain}", read=True)
         return [_fact_from_row(r, hop) for r in rows]
 
-    def _catalog(self, domain: str) -> _Catalog:
+    def _alias_table(self, domain: str) -> AliasTable:
+        """The serving version's entity names and aliases, read once per version."""
         version = self.serving_version(domain)
-        cached = self._catalogs.get((domain, version))
+        cached = self._alias_tables.get((domain, version))
         if cached is not None:
             return cached
         rows = self.connection.query(cypher.ENTITY_CATALOG, {"domain": domain, "version": version},
                                      what=f"loading the entity catalog of {domain}", read=True)
-        by_alias: dict[str, str] = {}
-        names: dict[str, tuple[str, str]] = {}
-        for row in sorted(rows, key=lambda r: -(r["mentions"] or 0)):  # frequent entities win alias clashes
-            names[row["key"]] = (row["name"], row["type"])
-            for alias in [row["name"], *(row["aliases"] or [])]:
-                alias_key = canonical_key(alias)
-                if alias_key and alias_key not in STOP_WORDS:
-                    by_alias.setdefault(alias_key, row["key"])
-            by_alias.setdefault(row["key"], row["key"])
-        catalog = _Catalog(by_alias, names, sorted(by_alias))
+        table = AliasTable.from_rows(rows)
         with self._lock:
-            self._catalogs = {k: v for k, v in self._catalogs.items() if k[0] != domain}
-            self._catalogs[(domain, version)] = catalog
-        return catalog
+            self._alias_tables = {k: v for k, v in self._alias_tables.items() if k[0] != domain}
+            self._alias_tables[(domain, version)] = table
+        return table
 
 
 def _fact_from_row(r: dict, hop: int) -> Fact:

@@ -28,9 +28,9 @@ from scipy import sparse
 
 from indexing.versions import sha256_file
 
-if TYPE_CHECKING:  # only for types: loading a walk file needs neither spaCy's nor fusion's imports
+if TYPE_CHECKING:  # only for types: loading a walk file needs neither spaCy's nor entity resolution's imports
     from indexing.chunking import Chunk
-    from indexing.fusion import DomainGraph
+    from indexing.entity_resolution import DomainGraph
 
 WALK_FILE = "walk.npz"
 

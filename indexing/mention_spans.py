@@ -1,7 +1,8 @@
-"""Mention spans: the name, key and label of a thing named in a parsed sentence (``_Span``),
-found from a token through its named entity, noun chunk or subtree, trimmed of determiners and
-quantifiers and extended by "of X" attachments (``_DocIndex``). Also ``_Rel``, a relation between
-two spans with the pattern that found it and its confidence, which every relation module returns.
+"""Mention spans: the name, key and label of a thing named in a parsed sentence
+(``MentionSpan``), found from a token through its named entity, noun chunk or subtree, trimmed of
+determiners and quantifiers and extended by "of X" attachments (``DocIndex``). Also
+``SpanRelation``, a relation between two spans with the pattern that found it and its
+confidence, which every relation module returns.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from indexing.entity_keys import canonical_key
-from indexing.spacy_model import _stop_words
+from indexing.spacy_model import stop_words
 
 # Numbers on their own are not entities; everything else spaCy labels is kept as its label.
 DROPPED_LABELS = frozenset({"CARDINAL", "ORDINAL"})
@@ -30,21 +31,21 @@ _QUANTIFIER_POS = frozenset({"ADJ", "DET", "ADV", "PRON", "NUM"})
 _MODIFIER_DEPS = frozenset({"compound", "amod", "nummod", "nmod", "npadvmod", "punct", "poss", "case"})
 
 
-class _Span(NamedTuple):
+class MentionSpan(NamedTuple):
     name: str
     key: str
     label: str  # NER label, or CONCEPT
 
 
-class _Rel(NamedTuple):
-    head: _Span
+class SpanRelation(NamedTuple):
+    head: MentionSpan
     relation: str
-    tail: _Span
+    tail: MentionSpan
     pattern: str
     confidence: float
 
 
-# A _Rel's confidence by the dependency or abbreviation pattern that found it.
+# A SpanRelation's confidence by the dependency or abbreviation pattern that found it.
 PATTERN_CONFIDENCE = {"copula": 0.8, "apposition": 0.8, "abbreviation": 0.8,
                       "svo": 0.7, "passive": 0.7, "verb_prep": 0.5}
 
@@ -78,19 +79,19 @@ def _usable_name(name: str, key: str) -> bool:
         return False
     if name.isupper():
         return True
-    return name.lower() not in PRONOUNS and not all(word in _stop_words() for word in key.split())
+    return name.lower() not in PRONOUNS and not all(word in stop_words() for word in key.split())
 
 
-def _make_span(tokens: list, label: str) -> _Span | None:
+def make_span(tokens: list, label: str) -> MentionSpan | None:
     tokens = _trim(tokens)
     if not tokens or all(t.pos_ == "PRON" for t in tokens):
         return None
     name = _text(tokens)
     key = canonical_key(name)
-    return _Span(name, key, label) if _usable_name(name, key) else None
+    return MentionSpan(name, key, label) if _usable_name(name, key) else None
 
 
-class _DocIndex:
+class DocIndex:
     """Which named entity and which noun chunk each token belongs to, computed once per doc."""
 
     def __init__(self, doc):
@@ -116,11 +117,11 @@ class _DocIndex:
             end = token.i + 1
         return start, end, "CONCEPT"
 
-    def span(self, token) -> _Span | None:
+    def span(self, token) -> MentionSpan | None:
         token = self._through_quantifier(token)
         start, end, label = self.bounds(token)
         start, end = self._extend(start, end)
-        return _make_span(list(self.doc[start:end]), label)
+        return make_span(list(self.doc[start:end]), label)
 
     def _through_quantifier(self, token):
         """'one of the antibiotics', 'most of the banks': the thing is the prepositional object."""

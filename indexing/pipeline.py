@@ -27,10 +27,8 @@ from indexing.cooccurrence import cooccurrence_relations
 from indexing.corpus import CURATED_TRIPLES_FILES, SUPPORTED_SUFFIXES, Document, Skipped, read_corpus
 from indexing.document_diff import count_changes, document_entries
 from indexing.embedding import Embedder, get_embedder
+from indexing.entity_resolution import FusionParams, fuse
 from indexing.extraction import CuratedTriplesError, Extractor, read_curated_triples
-from indexing.fusion import FusionParams, fuse
-from indexing.graph_build import (EXTRACTIONS_FILE, GRAPH_SUMMARY_FILE, NameEncoder, diff_graph, extract_with_reuse,
-                                  load_graph_summary, save_extractions, save_graph_summary)
 from indexing.graph_connection import GraphError
 from indexing.graph_store import GraphStore
 from indexing.graph_walk import WALK_FILE, build_walk_graph, write_walk_file
@@ -40,6 +38,8 @@ from indexing.params import IndexingParams
 from indexing.spacy_extractor import SpacyExtractor
 from indexing.stage_times import StageTimes
 from indexing.vector_store import DomainIndex, IndexParams, IndexUnavailable, verify_files, write_vector_files
+from indexing.version_reuse import (EXTRACTIONS_FILE, GRAPH_SUMMARY_FILE, NameEncoder, diff_graph, extract_with_reuse,
+                                    load_graph_summary, save_extractions, save_graph_summary)
 from indexing.versions import CURRENT_FILE, DomainVersions, IndexBusy, read_manifest, write_manifest
 
 MANIFEST_SCHEMA = 1

@@ -14,49 +14,49 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from indexing.abbreviations import _abbreviation_relations
+from indexing.abbreviations import abbreviation_relations
 from indexing.chunking import Chunk
-from indexing.dependency_relations import _appositions, _is_clause, _verb_relations
+from indexing.dependency_relations import appositions, is_clause, verb_relations
 from indexing.extraction import ChunkExtraction, EntityMention, RelationMention
-from indexing.mention_spans import _DocIndex, _make_span, _Rel, _Span
+from indexing.mention_spans import DocIndex, MentionSpan, SpanRelation, make_span
 from indexing.spacy_model import load_spacy
-from indexing.surface_relations import _surface_relation
+from indexing.surface_relations import surface_relation
 
 SPACY_EXTRACTOR_NAME = "spacy-en_core_web_sm-v1"
 
 
-def _sentence_relations(index: _DocIndex, sent) -> list[_Rel]:
+def _sentence_relations(index: DocIndex, sent) -> list[SpanRelation]:
     rels = []
     for tok in sent:
         if tok.pos_ in ("VERB", "AUX"):
-            rels += _verb_relations(index, tok)
-    rels += _appositions(index, sent)
-    if not any(_is_clause(tok) for tok in sent):  # the parser found no verb with a subject
-        rels += _surface_relation(index, sent)
-    rels += _abbreviation_relations(sent.text)
+            rels += verb_relations(index, tok)
+    rels += appositions(index, sent)
+    if not any(is_clause(tok) for tok in sent):  # the parser found no verb with a subject
+        rels += surface_relation(index, sent)
+    rels += abbreviation_relations(sent.text)
     unique = {}
     for r in rels:  # one mention per (head, relation, tail) per sentence, first pattern wins
         unique.setdefault((r.head.key, r.relation, r.tail.key), r)
     return list(unique.values())
 
 
-def _sentence_entities(index: _DocIndex, sent) -> list[_Span]:
+def _sentence_entities(index: DocIndex, sent) -> list[MentionSpan]:
     spans = []
     for ent in index.ents:
         if sent.start <= ent.start < sent.end:
-            spans.append(_make_span(list(ent), ent.label_))
+            spans.append(make_span(list(ent), ent.label_))
     for chunk in index.chunks:
         swallowed_verb = any(t.i in index.surface_verbs for t in chunk)
         if sent.start <= chunk.start < sent.end and chunk.root.pos_ != "PRON" and not swallowed_verb:
-            span = _make_span(list(chunk), "CONCEPT")
+            span = make_span(list(chunk), "CONCEPT")
             if span and not span.key.replace(" ", "").isdigit():
                 spans.append(span)
     return [s for s in spans if s]
 
 
-def _one_per_key(spans: list[_Span]) -> list[_Span]:
+def _one_per_key(spans: list[MentionSpan]) -> list[MentionSpan]:
     """One mention per key in a sentence, first seen wins, but an NER label beats CONCEPT."""
-    seen: dict[str, _Span] = {}
+    seen: dict[str, MentionSpan] = {}
     for span in spans:
         if span.key not in seen or (seen[span.key].label == "CONCEPT" and span.label != "CONCEPT"):
             seen[span.key] = span
@@ -100,7 +100,7 @@ class SpacyExtractor:
         return [self._extract_one(chunk, doc) for chunk, doc in zip(chunks, parsed)]
 
     def _extract_one(self, chunk: Chunk, doc) -> ChunkExtraction:
-        index = _DocIndex(doc)
+        index = DocIndex(doc)
         result = ChunkExtraction(chunk.id, chunk.doc_id)
         for number, sent in enumerate(doc.sents):
             rels = _sentence_relations(index, sent)

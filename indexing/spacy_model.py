@@ -17,7 +17,7 @@ def load_spacy():
 
 
 @lru_cache(maxsize=1)
-def _stop_words() -> frozenset[str]:
+def stop_words() -> frozenset[str]:
     return frozenset(load_spacy().Defaults.stop_words)
 
 
@@ -28,7 +28,7 @@ def _verb_lexicon() -> tuple[frozenset[str], dict, list]:
     return index, dict(lookups.get_table("lemma_exc")["verb"]), list(lookups.get_table("lemma_rules")["verb"])
 
 
-def _verb_lemma(word: str) -> str | None:
+def verb_lemma(word: str) -> str | None:
     index, exceptions, rules = _verb_lexicon()
     if word in exceptions:
         return exceptions[word][0]

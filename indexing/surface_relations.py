@@ -7,8 +7,8 @@ agrees in number with the noun before it, and sits between two noun phrases.
 from __future__ import annotations
 
 from indexing.entity_keys import normalise_relation
-from indexing.mention_spans import MAX_SPAN_WORDS, _DocIndex, _make_span, _Rel
-from indexing.spacy_model import _verb_lemma
+from indexing.mention_spans import MAX_SPAN_WORDS, DocIndex, SpanRelation, make_span
+from indexing.spacy_model import verb_lemma
 
 # svo found by the surface fallback (parser missed the verb): less sure than a parsed one.
 SURFACE_CONFIDENCE = 0.6
@@ -41,7 +41,7 @@ def _agrees(verb, lemma: str, subject_last) -> bool:
     return third_singular != plural
 
 
-def _surface_relation(index: _DocIndex, sent) -> list[_Rel]:
+def surface_relation(index: DocIndex, sent) -> list[SpanRelation]:
     tokens = list(sent)
     for k in range(1, len(tokens) - 1):
         verb = tokens[k]
@@ -49,15 +49,15 @@ def _surface_relation(index: _DocIndex, sent) -> list[_Rel]:
             continue
         if tokens[k - 1].text == "-" or tokens[k + 1].text == "-":
             continue
-        lemma = _verb_lemma(verb.lower_)
+        lemma = verb_lemma(verb.lower_)
         left = list(reversed(tokens[:k]))
         while left and left[0].pos_ == "ADV":  # "Aspirin irreversibly inhibits"
             left = left[1:]
         if not lemma or not left or not _agrees(verb, lemma, left[0]):
             continue
-        head = _make_span(list(reversed(_phrase(left))), "CONCEPT")
-        tail = _make_span(_phrase(tokens[k + 1:]), "CONCEPT")
+        head = make_span(list(reversed(_phrase(left))), "CONCEPT")
+        tail = make_span(_phrase(tokens[k + 1:]), "CONCEPT")
         if head and tail and head.key != tail.key:
             index.surface_verbs.add(verb.i)  # noun chunks that swallowed it are not names
-            return [_Rel(head, normalise_relation(lemma), tail, "svo", SURFACE_CONFIDENCE)]
+            return [SpanRelation(head, normalise_relation(lemma), tail, "svo", SURFACE_CONFIDENCE)]
     return []

@@ -16,14 +16,13 @@ from pathlib import Path
 import pytest
 
 from assistant.settings import DEMO_CORPORA_DIR
-from indexing.abbreviations import _abbreviations
+from indexing.abbreviations import find_abbreviations
 from indexing.chunking import Chunk, chunk_document
-from indexing.corpus import read_corpus
 from indexing.cooccurrence import cooccurrence_relations
-from indexing.corpus import CURATED_TRIPLES_FILES
+from indexing.corpus import CURATED_TRIPLES_FILES, read_corpus
+from indexing.entity_keys import canonical_key
 from indexing.extraction import ChunkExtraction, EntityMention, RelationMention, read_curated_triples
 from indexing.spacy_extractor import SpacyExtractor
-from indexing.entity_keys import canonical_key
 
 GOLD_DIR = Path(__file__).parent / "data" / "gold_triples"
 DOMAINS = ("medicine", "finance", "law")
@@ -116,14 +115,14 @@ def test_abbreviation_long_form_first_and_short_form_first(extractor):
 
 
 def test_abbreviation_finder():
-    assert _abbreviations("Macrophages swallow oxidized low-density lipoprotein (LDL).") == [
+    assert find_abbreviations("Macrophages swallow oxidized low-density lipoprotein (LDL).") == [
         ("LDL", "low-density lipoprotein")]
-    assert _abbreviations("The National Association of Securities Dealers (NASD) created Nasdaq.") == [
+    assert find_abbreviations("The National Association of Securities Dealers (NASD) created Nasdaq.") == [
         ("NASD", "National Association of Securities Dealers")]
     # Not abbreviations: a lower-case word, a year, letters that do not spell the phrase before.
-    assert _abbreviations("High doses cause ringing in the ears (tinnitus).") == []
-    assert _abbreviations("The FDA approved captopril (1981).") == []
-    assert _abbreviations("The drug was approved (XYZ).") == []
+    assert find_abbreviations("High doses cause ringing in the ears (tinnitus).") == []
+    assert find_abbreviations("The FDA approved captopril (1981).") == []
+    assert find_abbreviations("The drug was approved (XYZ).") == []
 
 
 def test_pronouns_and_negation_give_no_relations(extractor):

@@ -8,14 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 from assistant.settings import DEMO_CORPORA_DIR
-from indexing.catalog import summarise_domains
-from indexing.graph_build import NAME_VECTORS_FILE
+from indexing.domain_summary import summarise_domains
 from indexing.graph_connection import GraphConnection, GraphError
 from indexing.graph_store import GraphStore
 from indexing.pipeline import index_source
 from indexing.vector_store import VectorStore
+from indexing.version_reuse import NAME_VECTORS_FILE
 from indexing.versions import DomainVersions
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from indexing.chunking import Chunk
-from indexing.extraction import ChunkExtraction, EntityMention, RelationMention
 from indexing.entity_keys import canonical_key
-from indexing.fusion import fuse
+from indexing.entity_resolution import fuse
+from indexing.extraction import ChunkExtraction, EntityMention, RelationMention
 from indexing.graph_connection import GraphError
 from indexing.versions import DomainVersions, write_manifest
 

@@ -9,9 +9,10 @@ import pytest
 
 from indexing import cypher
 from indexing.chunking import Chunk
-from indexing.fusion import DomainGraph, EntityRecord, FactRecord
+from indexing.entity_linking import EntityLink
+from indexing.entity_resolution import DomainGraph, EntityRecord, FactRecord
 from indexing.graph_connection import GraphError
-from indexing.graph_store import DELETE_BATCH, WRITE_BATCH, EntityLink, Fact, GraphStore
+from indexing.graph_store import DELETE_BATCH, WRITE_BATCH, Fact, GraphStore
 from indexing.versions import DomainVersions, write_manifest
 
 HOSTILE = "O'Brien's \"law\" })-[:X]->(n) DETACH DELETE n //"

@@ -11,7 +11,7 @@ import pytest
 
 from assistant.retrieval import Passage, RankedFact, fuse_rankings, has_lexical_cue, merge_evidence
 from indexing.chunking import Chunk
-from indexing.fusion import DomainGraph, EntityRecord, FactRecord
+from indexing.entity_resolution import DomainGraph, EntityRecord, FactRecord
 from indexing.graph_store import Fact
 from indexing.graph_walk import WALK_FILE, WalkParams, build_walk_graph, read_walk_file, write_walk_file
 from indexing.vector_store import Hit, IndexUnavailable, VectorStore

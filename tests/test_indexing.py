@@ -11,7 +11,7 @@ import pytest
 
 from assistant.settings import DEMO_CORPORA_DIR, load_settings
 from indexing import pipeline
-from indexing.catalog import summarise_domains
+from indexing.domain_summary import summarise_domains
 from indexing.pipeline import index_source
 from indexing.vector_store import IndexUnavailable, VectorStore
 from indexing.versions import DomainVersions, read_manifest

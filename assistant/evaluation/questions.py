@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from adapters.round_robin import round_robin
 from indexing.corpus import CorpusError, normalise_domain
 from indexing.jsonl import BadJsonLine, numbered_lines, parse_json_line
 
@@ -81,10 +82,4 @@ def spread_over_domains(questions: list[EvalQuestion], limit: int | None) -> lis
     by_domain: dict[str, list[EvalQuestion]] = {}
     for question in questions:
         by_domain.setdefault(question.domain, []).append(question)
-    picked: list[EvalQuestion] = []
-    queues = [list(qs) for _, qs in sorted(by_domain.items())]
-    while len(picked) < limit:
-        for queue in queues:
-            if queue and len(picked) < limit:
-                picked.append(queue.pop(0))
-    return picked
+    return round_robin((by_domain[domain] for domain in sorted(by_domain)), limit)

@@ -21,14 +21,14 @@ import pytest
 from adapters import registry as registry_module
 from adapters.registry import AdapterRegistry
 from assistant.adapter_pool import AdapterLoadError
-from assistant.engine import Engine
 from assistant.admin import AdminService
 from assistant.bootstrap import bootstrap
 from assistant.cli import main as cli_main
+from assistant.engine import Engine
 from assistant.pipeline import ChatPipeline
 from assistant.settings import DEMO_CORPORA_DIR, PROJECT_ROOT, Settings, load_settings
 from indexing import vector_store
-from indexing.catalog import summarise_domains
+from indexing.domain_summary import summarise_domains
 from indexing.graph_connection import GraphConnection
 from indexing.graph_server import STATE_FILE, pid_alive
 from indexing.graph_store import GraphStore
@@ -347,9 +347,9 @@ train_adapter(settings.training_params, "medicine", max_steps=int(sys.argv[3]), 
 
 @pytest.mark.slow  # two loads of the 4-bit base and four training steps
 def test_training_killed_with_sigkill_resumes_from_its_last_checkpoint(tmp_path, base_model):
+    from adapters import prompts
     from adapters.dataset import DatasetReport, Example, write_dataset
     from adapters.train import train_adapter
-    from adapters import prompts
 
     settings = _settings(tmp_path, base_model, **TINY_TRAINING)
     pairs = [("What does warfarin prevent?", "blood clots"), ("What reverses warfarin?", "vitamin K"),

@@ -1,5 +1,6 @@
-"""Building a domain's graph for a new index version: extract (reusing unchanged chunks),
-fuse, and compare with the previous version.
+"""What a new index version reuses from the previous one, and how its graph differs from it:
+saved extractions, saved entity-name vectors, and the graph summary the next version is
+compared with. (Entity resolution itself is in entity_resolution.py, the run in pipeline.py.)
 
 Extraction results are saved per chunk in the version folder (``extractions.jsonl``), so a
 re-index runs the extractor only on chunks it has not seen; fusion then runs over the whole
@@ -22,8 +23,8 @@ import numpy as np
 from tqdm import tqdm
 
 from indexing.chunking import Chunk
+from indexing.entity_resolution import DomainGraph
 from indexing.extraction import ChunkExtraction, EntityMention, Extractor, RelationMention
-from indexing.fusion import DomainGraph
 
 EXTRACTIONS_FILE = "extractions.jsonl"
 GRAPH_SUMMARY_FILE = "graph.json"

@@ -12,9 +12,9 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from rapidfuzz import fuzz, process
 
-from indexing.extraction import ChunkExtraction, EntityMention, RelationMention
 from indexing.entity_keys import canonical_key
-from indexing.fusion import FusionParams, FuzzyStats, _fuzzy_pairs, _may_be_same, fuse, max_edits
+from indexing.entity_resolution import FusionParams, FuzzyStats, _fuzzy_pairs, _may_be_same, fuse, max_edits
+from indexing.extraction import ChunkExtraction, EntityMention, RelationMention
 
 
 def entity(chunk, doc, name, type_="CONCEPT"):
@@ -214,8 +214,8 @@ def test_fuse_merges_the_same_spelling_variants_whatever_the_block_size():
 def test_the_demo_corpora_merge_exactly_as_with_all_pairs(demo_env, monkeypatch):
     """The segment filter changes which pairs are scored, never which merge: on each demo domain's
     saved extractions, fusion gives the same entities as scoring every pair."""
-    from indexing import fusion
-    from indexing.graph_build import EXTRACTIONS_FILE, load_extractions
+    from indexing import entity_resolution
+    from indexing.version_reuse import EXTRACTIONS_FILE, load_extractions
     from indexing.versions import DomainVersions
 
     for domain in ("finance", "law", "medicine"):
@@ -223,7 +223,7 @@ def test_the_demo_corpora_merge_exactly_as_with_all_pairs(demo_env, monkeypatch)
         extractions = list(load_extractions(version_dir / EXTRACTIONS_FILE).values())
         filtered = fuse(extractions)
         with monkeypatch.context() as patched:
-            patched.setattr(fusion, "_fuzzy_pairs", lambda keys, params, stats=None: full_matrix_pairs(keys, params))
+            patched.setattr(entity_resolution, "_fuzzy_pairs", lambda keys, params, stats=None: full_matrix_pairs(keys, params))
             everything = fuse(extractions)
         assert filtered.key_map == everything.key_map and len(filtered.entities) > 500
         assert [f.triple for f in filtered.facts] == [f.triple for f in everything.facts]
@@ -232,7 +232,7 @@ def test_the_demo_corpora_merge_exactly_as_with_all_pairs(demo_env, monkeypatch)
 def test_name_neighbours_from_hnsw_match_the_exact_search():
     """Above embedding_exact_max_keys the paraphrase candidates come from HNSW: on planted
     near-duplicate vectors it finds what the flat search finds."""
-    from indexing.fusion import _embedding_pairs
+    from indexing.entity_resolution import _embedding_pairs
 
     keys = entity_keys(3000)
     rng = np.random.default_rng(18)
