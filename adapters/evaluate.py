@@ -1,7 +1,10 @@
 """How much an adapter adds: the same held-out questions answered by the base and by the adapter.
 
 Scored with adapters/answer_metrics.py (exact match, token F1, yes/no accuracy), plus the loss /
-perplexity of the gold answers.
+perplexity of the gold answers. And fact recall: closed-book answers to the dataset's fact
+questions, those whose facts the adapter was trained on (how much knowledge moved into the
+weights) beside held-out ones (how much of it generalises; the split is by fact group, so a
+held-out fact was never seen in any form).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Sequence
 
 from tqdm import tqdm
 
-from adapters.answer_metrics import exact_match, token_f1, yes_no
+from adapters.answer_metrics import contains_answer, exact_match, token_f1, yes_no
 from adapters.batches import answer_loss
 from adapters.example import Example
 from adapters.round_robin import round_robin
@@ -84,6 +87,37 @@ def compare_base_and_adapter(peft_model, tokenizer, examples: Sequence[Example],
         scores["samples"] = [{"question": e.question[-200:], "gold": e.answer, "answer": p}
                              for e, p in list(zip(examples, predictions))[:5]]
         results[label] = scores
+    return results
+
+
+FACT_KIND = "fact"  # adapters/dataset.py: a question about one graph fact, answered without evidence
+
+
+def closed_book_facts(examples: Sequence[Example], limit: int) -> list[Example]:
+    """Up to ``limit`` closed-book fact questions, in id order (ids are hashes: an even spread)."""
+    return sorted((e for e in examples if e.kind == FACT_KIND), key=lambda e: e.id)[:limit]
+
+
+def score_recall(examples: Sequence[Example], predictions: Sequence[str]) -> dict:
+    """Recalled: the gold object is in the answer (contains-gold); exact match and F1 beside it."""
+    pairs = list(zip(examples, predictions, strict=True))
+    return {"n": len(pairs),
+            "recalled": _mean(contains_answer(p, [e.answer]) for e, p in pairs),
+            "exact_match": _mean(exact_match(p, e.answer) for e, p in pairs),
+            "f1": _mean(token_f1(p, e.answer) for e, p in pairs)}
+
+
+def fact_recall(peft_model, tokenizer, trained: Sequence[Example], held_out: Sequence[Example], max_new_tokens: int,
+                progress: bool = True) -> dict:
+    """Closed-book recall of trained and of held-out facts, with the adapter off (base) and on."""
+    sets = {"trained": list(trained), "held_out": list(held_out)}
+    results: dict = {}
+    for label, context in (("base", peft_model.disable_adapter), ("adapter", nullcontext)):
+        with context():
+            results[label] = {
+                name: score_recall(examples, generate_answers(peft_model, tokenizer, examples, max_new_tokens,
+                                                              progress, f"recall {label} {name}"))
+                for name, examples in sets.items() if examples}
     return results
 
 

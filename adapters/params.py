@@ -37,7 +37,8 @@ class TrainingParams:
     train_quantization: Literal["nf4", "none"]
     train_batch_size: int
     train_max_tokens: int
-    train_max_steps: int
+    train_epochs: float
+    train_max_steps: int | None
     learning_rate: float
     warmup_steps: int
     lr_decay_gamma: float

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from adapters.base_model import BaseModel, load_model, load_tokenizer, resolve_base_model, training_device
 from adapters.batches import Batch, TrainingError, answer_loss, completion_loss, make_batches
 from adapters.dataset_files import dataset_hash, load_split
-from adapters.evaluate import compare_base_and_adapter, pick_for_evaluation
+from adapters.evaluate import closed_book_facts, compare_base_and_adapter, fact_recall, pick_for_evaluation
 from adapters.example import Example
 from adapters.params import TrainingParams
 from adapters.registry import (CONFIG_FILE, MANIFEST_FILE, WEIGHTS_FILE, AdapterInvalid, AdapterRegistry,
@@ -70,6 +70,15 @@ def run_id(params: TrainingParams, domain: str, data_hash: str, base: BaseModel,
     return f"{domain}-{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
 
 
+def planned_steps(params: TrainingParams, train_examples: int, max_steps: int | None = None) -> int:
+    """``max_steps`` when given; else ``train_epochs`` passes over the training set (a fixed step
+    count is less than one epoch on one dataset and many on another), capped by ``train_max_steps``."""
+    if max_steps:
+        return max_steps
+    steps = max(1, math.ceil(params.train_epochs * math.ceil(train_examples / params.train_batch_size)))
+    return min(steps, params.train_max_steps) if params.train_max_steps else steps
+
+
 def train_adapter(params: TrainingParams, domain: str, *, from_adapter: str | None = None, max_steps: int | None = None,
                   name: str | None = None, dataset_dir: Path | None = None, progress: bool = True,
                   evaluate: bool = True, on_step: Callable[[int, float], None] | None = None) -> TrainResult:
@@ -80,7 +89,7 @@ def train_adapter(params: TrainingParams, domain: str, *, from_adapter: str | No
     if not train_set:
         raise TrainingError(f"{dataset_dir} has no training examples")
     data_hash = dataset_hash(dataset_dir)
-    max_steps = max_steps or params.train_max_steps
+    max_steps = planned_steps(params, len(train_set), max_steps)
     registry = AdapterRegistry(params.adapters_dir)
     source = _warm_start_source(registry, from_adapter, base)
     if name is not None and registry.path(name).exists():
@@ -94,7 +103,8 @@ def train_adapter(params: TrainingParams, domain: str, *, from_adapter: str | No
             staging = params.adapters_dir / f".staging-{uuid.uuid4().hex[:8]}"
             try:
                 loop.save_final(staging)
-                result.metrics = evaluate_adapter(params, base, staging, validation, loop.tokenizer, progress) if evaluate else {}
+                result.metrics = (evaluate_adapter(params, base, staging, train_set, validation, loop.tokenizer, progress)
+                                  if evaluate else {})
                 manifest = adapter_manifest(domain, base, data_hash=data_hash, dataset=str(dataset_dir),
                                             warm_start=from_adapter, settings=loop.recorded_settings(),
                                             training=loop.summary(result), metrics=result.metrics)
@@ -108,9 +118,10 @@ def train_adapter(params: TrainingParams, domain: str, *, from_adapter: str | No
     return result
 
 
-def evaluate_adapter(params: TrainingParams, base: BaseModel, adapter_dir: Path, validation: Sequence[Example],
-                     tokenizer, progress: bool = True) -> dict:
-    """Base vs adapter on held-out questions, on the full-precision base the server uses."""
+def evaluate_adapter(params: TrainingParams, base: BaseModel, adapter_dir: Path, train_set: Sequence[Example],
+                     validation: Sequence[Example], tokenizer, progress: bool = True) -> dict:
+    """Base vs adapter on held-out questions, and closed-book recall of trained and held-out
+    facts, on the full-precision base the server uses."""
     from peft import PeftModel
 
     examples = pick_for_evaluation(validation, params.eval_max_examples)
@@ -119,7 +130,11 @@ def evaluate_adapter(params: TrainingParams, base: BaseModel, adapter_dir: Path,
     model = PeftModel.from_pretrained(load_model(base, "none", training_device()), str(adapter_dir))
     model.eval()
     batches = make_batches(tokenizer, examples, params.train_batch_size, params.train_max_tokens)
-    return compare_base_and_adapter(model, tokenizer, examples, batches, params.eval_max_new_tokens, progress)
+    metrics = compare_base_and_adapter(model, tokenizer, examples, batches, params.eval_max_new_tokens, progress)
+    metrics["fact_recall"] = fact_recall(model, tokenizer, closed_book_facts(train_set, params.eval_max_examples),
+                                         closed_book_facts(validation, params.eval_max_examples),
+                                         params.eval_max_new_tokens, progress)
+    return metrics
 
 
 def _warm_start_source(registry: AdapterRegistry, from_adapter: str | None, base: BaseModel) -> Path | None:
@@ -184,6 +199,8 @@ class _TrainingLoop:
         with tqdm(total=self.max_steps, initial=step, desc=f"train {domain}", unit="step",
                   disable=not self.progress) as bar:
             try:
+                if step == 0 and not self.state["val_losses"]:
+                    self._validate(0)  # where the run starts: a warm start's head start shows here
                 while step < self.max_steps and not self.state["stopped_early"]:
                     batch = self._batch_for(step)
                     loss, _ = completion_loss(self.model, batch)

@@ -211,11 +211,11 @@ class AdminService:
 
     def _run_training(self, job: Job, domain: str, max_steps: int | None) -> str:
         from adapters.dataset import build_dataset
-        from adapters.train import train_adapter
+        from adapters.train import planned_steps, train_adapter
 
         job.report(0.02, "building the dataset")
         report = build_dataset(self.settings.dataset_params, domain, self.graph, progress=False)
-        steps = max_steps or self.settings.train_max_steps
+        steps = planned_steps(self.settings.training_params, report.total("train"), max_steps)
         job.report(0.1, f"training ({report.total('train')} examples)")
         def on_step(step: int, loss: float) -> None:
             job.report(0.1 + 0.75 * step / steps, f"step {step}/{steps}, loss {loss:.3f}")

@@ -126,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.choices["train"]
     train.add_argument("--domain", required=True)
     train.add_argument("--from-adapter", help="warm-start from this registered adapter (e.g. another domain's)")
-    train.add_argument("--max-steps", type=int, help="optimizer steps (default: the train_max_steps setting)")
+    train.add_argument("--max-steps", type=int,
+                       help="optimizer steps (default: train_epochs passes over the data, capped by train_max_steps)")
     train.add_argument("--name", help="adapter name (default: <domain>-vN)")
     train.add_argument("--rebuild-dataset", action="store_true", help="build the dataset again first")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -145,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-generate", action="store_true", help="routing and retrieval only; no answers")
     evaluate.add_argument("--train-adapters", action="store_true",
                           help="train an adapter per domain from its corpus, plus the transfer rows")
-    evaluate.add_argument("--train-steps", type=int, help="steps per trained adapter (default: train_max_steps)")
+    evaluate.add_argument("--train-steps", type=int,
+                          help="steps per trained adapter (default: train_epochs passes, capped by train_max_steps)")
     evaluate.add_argument("--no-served-adapters", action="store_true",
                           help="do not use the app's adapters for domains of the same name")
     evaluate.add_argument("--max-new-tokens", type=int, default=None,

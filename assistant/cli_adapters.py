@@ -119,4 +119,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             yes_no = "-" if m["yesno_accuracy"] is None else f"{m['yesno_accuracy']:.3f}"
             print(f"  {label:<8} EM {m['exact_match']:.3f}  F1 {m['f1']:.3f}  yes/no acc {yes_no}  "
                   f"val loss {m['val_loss']:.3f}  perplexity {m['perplexity']:.2f}  (n={m['n']})")
+    for label, sets in result.metrics.get("fact_recall", {}).items():
+        recalled = "  ".join(f"{name.replace('_', '-')} facts {r['recalled']:.3f} (F1 {r['f1']:.3f}, n={r['n']})"
+                             for name, r in sets.items())
+        print(f"  {label:<8} closed-book recall: {recalled}")
     return 0

@@ -7,6 +7,8 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
+
 from assistant import cli
 from assistant.evaluation import metrics
 from assistant.evaluation.report import CHARTS, REPORT_JSON, REPORT_MD
@@ -77,9 +79,9 @@ def test_eval_scores_what_the_product_answers_with_citations_and_support(demo_en
     """A small generating run: every configuration reports faithfulness beside EM/F1, under each
     strict_grounding setting, each row lists the numbered evidence the model was given, and the
     answer scored is the one the chat pipeline (what /ask runs) gives for the same question."""
+    from adapters.prompts import NO_ANSWER
     from assistant.engine import Engine
     from assistant.pipeline import ChatPipeline
-    from adapters.prompts import NO_ANSWER
 
     monkeypatch.setenv("ASSISTANT_DATA_DIR", str(demo_env.settings.data_dir))
     out = tmp_path / "report"
@@ -118,3 +120,41 @@ def test_eval_scores_what_the_product_answers_with_citations_and_support(demo_en
     assert [s.as_json() for s in answer.sentences] == [
         {key: s[key] for key in ("text", "citations", "supported", "score", "claim")}
         for s in row["answers"]["base_rag"]["sentences"]]
+
+
+@pytest.mark.slow  # five short training runs and their answers: minutes of CPU, in `make test-all`
+def test_eval_with_trained_adapters_reports_fact_recall_transfer_and_the_mixed_adapter(demo_env, tmp_path, monkeypatch):
+    """`--train-adapters` on the demo set with 2 steps per adapter: each domain's adapter with its
+    training cost and closed-book recall of trained and held-out facts; the transfer rows with a
+    warm start and a mixed adapter, and the convergence line. The numbers are not judged here
+    (2 steps teach nothing); that each is measured, on the right questions, is."""
+    monkeypatch.setenv("ASSISTANT_DATA_DIR", str(demo_env.settings.data_dir))
+    for name, value in (("EVAL_MAX_EXAMPLES", "2"), ("EVAL_MAX_NEW_TOKENS", "4"), ("EVAL_EVERY_STEPS", "1"),
+                        ("LORA_TARGET_MODULES", '["q_proj", "v_proj"]')):
+        monkeypatch.setenv(f"ASSISTANT_{name}", value)
+    out = tmp_path / "report"
+    code = cli.main(["eval", "--corpus", str(DEMO_CORPORA_DIR), "--questions", str(DEMO_QUESTIONS), "--limit", "6",
+                     "--train-adapters", "--train-steps", "2", "--no-served-adapters", "--max-new-tokens", "8",
+                     "--quiet", "--out", str(out)])
+    assert code == 0
+    report = json.loads((out / REPORT_JSON).read_text())
+    domains = report["training"]["domains"]
+    assert set(domains) == {"finance", "law", "medicine"}
+    for domain, entry in domains.items():
+        assert entry["adapter"] == f"{domain}-eval-s2" and entry["training"]["steps"] == 2
+        assert [step for step, _ in entry["training"]["val_losses"]] == [0, 1, 2]
+        assert entry["training"]["tokens_per_second"] > 0
+        for label in ("base", "adapter"):
+            assert {s: r["n"] for s, r in entry["metrics"]["fact_recall"][label].items()} == {"trained": 2, "held_out": 2}
+    transfer = report["transfer"]
+    assert (transfer["source"], transfer["target"]) == ("finance", "law")
+    assert transfer["warm_start_training"]["adapter"] == "law-from-finance-s2"
+    assert transfer["mixed_training"]["adapter"] == "mixed-finance-law-s4"  # twice the steps for twice the data
+    assert transfer["convergence"]["scratch_steps"] in (0, 1, 2)
+    settings = [row["setting"] for row in transfer["rows"]]
+    assert "mixed adapter (finance + law) on finance" in settings and "law's adapter, warm-started from finance's" in settings
+    law_questions = sum(1 for row in report["per_question"] if row["domain"] == "law")
+    assert all(row["n"] == law_questions for row in transfer["rows"] if row["setting"].endswith("on law")
+               or row["setting"].startswith("law's"))
+    text = (out / REPORT_MD).read_text()
+    assert "### What the weights and the retrieval each add" in text and "Convergence on law's validation loss" in text

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from adapters.answer_metrics import contains_answer
 from assistant.evaluation import metrics
 from assistant.evaluation.questions import QuestionsError, load_questions, spread_over_domains
 
@@ -90,11 +91,11 @@ def test_questions_are_validated_and_spread(tmp_path):
 
 
 def test_contains_answer_matches_whole_words_only():
-    assert metrics.contains_answer("Marbury v. Madison was decided in 1803 [2].", ["1803"]) == 1.0
-    assert metrics.contains_answer("It was decided in 18031.", ["1803"]) == 0.0
-    assert metrics.contains_answer("The answer is James Madison.", ["James Madison", "Madison"]) == 1.0
-    assert metrics.contains_answer("Madisonian", ["Madison"]) == 0.0
-    assert metrics.contains_answer("anything", ["the"]) == 0.0  # a gold answer that normalises to nothing
+    assert contains_answer("Marbury v. Madison was decided in 1803 [2].", ["1803"]) == 1.0
+    assert contains_answer("It was decided in 18031.", ["1803"]) == 0.0
+    assert contains_answer("The answer is James Madison.", ["James Madison", "Madison"]) == 1.0
+    assert contains_answer("Madisonian", ["Madison"]) == 0.0
+    assert contains_answer("anything", ["the"]) == 0.0  # a gold answer that normalises to nothing
 
 
 def test_faithfulness_counts_citations_and_support_per_sentence():
@@ -113,10 +114,10 @@ def test_faithfulness_counts_citations_and_support_per_sentence():
 
 
 def test_answer_scores_per_configuration_and_the_paired_adapter_table():
-    from assistant.evaluation.scored_answers import score_config
     from assistant.evaluation.questions import EvalQuestion
     from assistant.evaluation.report import _paired
     from assistant.evaluation.run_records import ADAPTER_RAG, BASE_RAG, QuestionRun
+    from assistant.evaluation.scored_answers import score_config
 
     def run(qid, domain, answers, evidence=("a.md",)):
         question = EvalQuestion(qid, domain, "q?", ("1803",), tuple(evidence))

@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import load_file
 
 from adapters import prompts
-from adapters.dataset import DatasetReport, Example, write_dataset
 from adapters.answer_metrics import exact_match, token_f1, yes_no
+from adapters.dataset import DatasetReport, Example, write_dataset
 from adapters.evaluate import score_answers
 from adapters.registry import validate_adapter
 from adapters.schedule import learning_rate_factor
@@ -60,7 +60,20 @@ def test_four_bit_training_lowers_the_loss_and_writes_a_valid_adapter(tiny_setti
         metrics = manifest["metrics"][label]
         assert {"exact_match", "f1", "val_loss", "perplexity"} <= set(metrics) and metrics["n"] == 2
     assert manifest["training"]["val_losses"] and manifest["training"]["tokens_per_second"] > 0
+    # validated where it starts (step 0: the base, since lora_B starts at zero) and every 3 steps
+    assert [step for step, _ in manifest["training"]["val_losses"]] == [0, 3, 6]
+    recall = manifest["metrics"]["fact_recall"]
+    for label in ("base", "adapter"):  # 3 of the 4 trained fact questions (eval_max_examples), both held-out ones
+        assert recall[label]["trained"]["n"] == 3 and recall[label]["held_out"]["n"] == 2
+        assert 0.0 <= recall[label]["trained"]["recalled"] <= 1.0
     assert not (tiny_settings.training_dir).exists() or not any(tiny_settings.training_dir.iterdir())
+
+
+def test_without_a_step_count_a_run_takes_its_epochs_capped_by_max_steps(tiny_settings):
+    two_passes = tiny_settings.model_copy(update={"train_epochs": 2.0})  # 4 examples at batch 4: a step each
+    assert train_adapter(two_passes.training_params, "medicine", progress=False, evaluate=False, name="e2").steps == 2
+    capped = tiny_settings.model_copy(update={"train_epochs": 2.0, "train_max_steps": 1})
+    assert train_adapter(capped.training_params, "medicine", progress=False, evaluate=False, name="cap").steps == 1
 
 
 def test_interrupted_run_resumes_from_its_checkpoint(tiny_settings):

@@ -29,13 +29,6 @@ def best_match(prediction: str, answers: Sequence[str]) -> tuple[float, float]:
             max(token_f1(prediction, gold) for gold in answers))
 
 
-def contains_answer(prediction: str, answers: Sequence[str]) -> float:
-    """1.0 when a normalised gold answer occurs, as whole words, in the normalised prediction:
-    the lenient match for a generator that answers in a sentence ("It was decided in 1803.")."""
-    words = f" {normalize_answer(prediction)} "
-    return float(any(normalize_answer(gold) and f" {normalize_answer(gold)} " in words for gold in answers))
-
-
 def gold_label(answers: Sequence[str]) -> str | None:
     """'yes', 'no' or 'maybe' when the gold answers are that label (a yes/no/maybe question)."""
     labels = {normalize_answer(a) for a in answers}

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from assistant.evaluation.run_records import ADAPTER_RAG, BASE_RAG, CLOSED_BOOK, CONFIG_LABELS, METHOD_LABELS
 from assistant.markdown_table import markdown_table
-from assistant.evaluation.run_records import ADAPTER_RAG, CONFIG_LABELS, METHOD_LABELS
 
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
 CHARTS = ("recall_at_k.png", "accuracy_by_domain.png", "confusion.png")
@@ -32,7 +32,7 @@ def summary_markdown(report: dict) -> str:
         parts.append(_answers(report["answers"], report.get("adapters", {}), report.get("adapter_notes", [])))
         parts.append(_paired(report.get("adapter_vs_base", {})))
     if "training" in report:
-        parts.append(_training(report["training"]))
+        parts.append(_training(report["training"], report.get("answers", {})))
     if "transfer" in report:
         parts.append(_transfer(report["transfer"]))
     parts.append(_latency(report["latency"]))
@@ -122,25 +122,49 @@ def _paired(section: dict) -> str:
             + table(["configuration", "n", "EM", "F1", "contains gold"], rows))
 
 
-def _training(section: dict) -> str:
-    rows = []
+def _training(section: dict, answers: dict) -> str:
+    cost, added = [], []
     for domain, entry in section["domains"].items():
-        base, adapter = entry["metrics"].get("base", {}), entry["metrics"].get("adapter", {})
-        rows.append([domain, entry["adapter"], section["steps"], "reused" if entry["reused"] else f"{entry['seconds']} s",
-                     entry.get("dataset", {}).get("train"), base.get("f1"), adapter.get("f1"),
-                     base.get("val_loss"), adapter.get("val_loss")])
+        scores, run = entry["metrics"], entry.get("training", {})
+        base, adapter = scores.get("base", {}), scores.get("adapter", {})
+        cost.append([domain, entry["adapter"], run.get("steps", entry.get("steps")), run.get("best_step"),
+                     "yes" if run.get("stopped_early") else "no",
+                     "reused" if entry["reused"] else f"{entry['seconds']} s", run.get("tokens_per_second"),
+                     entry.get("dataset", {}).get("train"), base.get("val_loss"), adapter.get("val_loss")])
+        recall = scores.get("fact_recall", {})
+        by_config = {config: answers.get(config, {}).get("by_domain", {}).get(domain, {})
+                     for config in (CLOSED_BOOK, BASE_RAG, ADAPTER_RAG)}
+        added.append([domain, by_config[CLOSED_BOOK].get("contains"),
+                      *[recall.get(label, {}).get(name, {}).get("recalled")
+                        for name in ("trained", "held_out") for label in ("base", "adapter")],
+                      by_config[BASE_RAG].get("contains"), by_config[ADAPTER_RAG].get("contains"),
+                      by_config[BASE_RAG].get("f1"), by_config[ADAPTER_RAG].get("f1")])
     return ("## Adapters trained from each domain's corpus\n\n"
-            + table(["domain", "adapter", "steps", "time", "train examples", "held-out F1 base", "held-out F1 adapter",
-                     "answer loss base", "answer loss adapter"], rows)
-            + "\n\nHeld-out: the dataset's validation questions (generated from facts not used in training).")
+            + table(["domain", "adapter", "steps", "best step", "stopped early", "time", "tokens/s", "train examples",
+                     "held-out answer loss base", "held-out answer loss adapter"], cost)
+            + "\n\n### What the weights and the retrieval each add\n\n"
+            + table(["domain", "base closed-book (eval questions)", "trained facts base", "trained facts adapter",
+                     "held-out facts base", "held-out facts adapter", "base + retrieval", "adapter + retrieval",
+                     "F1 base + retrieval", "F1 adapter + retrieval"], added)
+            + "\n\nContains gold unless marked F1. Trained / held-out facts: closed-book answers to the dataset's "
+              "fact questions whose facts were in the adapter's training data / in no form of it (the split is by "
+              "subject and relation). Held-out answer loss: on the dataset's validation questions.")
 
 
 def _transfer(section: dict) -> str:
     if "rows" not in section:
         return "## Transfer\n\n" + section.get("note", "")
     rows = [[row["setting"], row["n"], row["exact_match"], row["f1"], row["contains"]] for row in section["rows"]]
-    return (f"## Transfer from {section['source']} to {section['target']}\n\n"
+    text = (f"## Transfer from {section['source']} to {section['target']}\n\n"
             + table(["setting", "n", "EM", "F1", "contains gold"], rows))
+    reach = section.get("convergence", {})
+    if "scratch_steps" in reach:
+        warm = ("never did" if reach["warm_steps"] is None
+                else f"took {reach['warm_steps']} steps ({_cell(reach['ratio'])}x)")
+        text += (f"\n\nConvergence on {section['target']}'s validation loss: from scratch, the best "
+                 f"({_cell(reach['scratch_best_val_loss'])}) came at step {reach['scratch_steps']}; the warm start "
+                 f"{warm} to reach it (its own best {_cell(reach['warm_best_val_loss'])}).")
+    return text
 
 
 def _latency(section: dict) -> str:

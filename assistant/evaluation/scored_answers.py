@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 from typing import Iterator, Sequence
 
+from adapters.answer_metrics import contains_answer
 from assistant.answer_writer import AnswerWriter, Draft, WrittenAnswer
 from assistant.evaluation import metrics
 from assistant.evaluation.run_records import CONFIG_LABELS, QuestionRun
@@ -65,7 +66,7 @@ def _text_scores(text: str, run: QuestionRun) -> dict:
     exact, f1 = metrics.best_match(text, run.question.answers)
     gold = metrics.gold_label(run.question.answers)
     label_ok = None if gold is None else float(metrics.predicted_label(text) == gold)
-    return {"text": text, "em": exact, "f1": round(f1, 4), "contains": metrics.contains_answer(text, run.question.answers),
+    return {"text": text, "em": exact, "f1": round(f1, 4), "contains": contains_answer(text, run.question.answers),
             "label_ok": label_ok}
 
 
