@@ -47,6 +47,7 @@ class TrainingParams:
     l1_penalty: float
     eval_every_steps: int
     early_stopping_patience: int
+    early_stopping_on_closed_book: bool
     checkpoint_every_steps: int
     train_seed: int
     eval_max_examples: int

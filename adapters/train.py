@@ -30,7 +30,7 @@ from tqdm import tqdm
 from adapters.base_model import BaseModel, load_model, load_tokenizer, resolve_base_model, training_device
 from adapters.batches import Batch, TrainingError, answer_loss, completion_loss, make_batches
 from adapters.dataset_files import dataset_hash, load_split
-from adapters.evaluate import closed_book_facts, compare_base_and_adapter, fact_recall, pick_for_evaluation
+from adapters.evaluate import FACT_KIND, closed_book_facts, compare_base_and_adapter, fact_recall, pick_for_evaluation
 from adapters.example import Example
 from adapters.params import TrainingParams
 from adapters.registry import (CONFIG_FILE, MANIFEST_FILE, WEIGHTS_FILE, AdapterInvalid, AdapterRegistry,
@@ -42,7 +42,7 @@ STATE_FILE, TRAINER_STATE_FILE = "state.json", "trainer_state.pt"
 TRAINING_SETTINGS = ("lora_rank", "lora_alpha", "lora_dropout", "lora_target_modules", "train_quantization",
                      "train_batch_size", "train_max_tokens", "learning_rate", "warmup_steps", "lr_decay_gamma",
                      "lr_decay_every", "weight_decay", "l1_penalty", "eval_every_steps", "early_stopping_patience",
-                     "train_seed")
+                     "early_stopping_on_closed_book", "train_seed")
 
 
 @dataclass
@@ -137,6 +137,17 @@ def evaluate_adapter(params: TrainingParams, base: BaseModel, adapter_dir: Path,
     return metrics
 
 
+def stopping_examples(params: TrainingParams, validation: Sequence[Example]) -> list[Example]:
+    """The held-out examples whose loss early stopping and the kept weights follow. Closed-book
+    questions about held-out facts are left out unless asked for: their answers are facts the
+    adapter never saw, so their loss only rises as it learns its own domain's facts, and stopping
+    on it stopped training before the facts were in the weights. All of them when nothing else is held out."""
+    if params.early_stopping_on_closed_book:
+        return list(validation)
+    others = [e for e in validation if e.kind != FACT_KIND]
+    return others or list(validation)
+
+
 def _warm_start_source(registry: AdapterRegistry, from_adapter: str | None, base: BaseModel) -> Path | None:
     if from_adapter is None:
         return None
@@ -160,7 +171,8 @@ class _TrainingLoop:
         torch.manual_seed(params.train_seed)
         self.tokenizer = load_tokenizer(base)
         self.train_set = sorted(train_set, key=lambda e: e.id)
-        self.val_batches = make_batches(self.tokenizer, pick_for_evaluation(validation, params.eval_max_examples),
+        self.val_batches = make_batches(self.tokenizer, pick_for_evaluation(stopping_examples(params, validation),
+                                                                             params.eval_max_examples),
                                         params.train_batch_size, params.train_max_tokens)
         self.model = self._build_model()
         trainable = [p for p in self.model.parameters() if p.requires_grad]

@@ -13,7 +13,7 @@ from adapters.dataset import DatasetReport, write_dataset
 from adapters.dataset_files import META_FILE, combine_datasets, dataset_hash, load_split
 from adapters.evaluate import closed_book_facts, score_recall
 from adapters.example import Example
-from adapters.train import planned_steps
+from adapters.train import planned_steps, stopping_examples
 from assistant.evaluation.report import summary_markdown
 from assistant.evaluation.transfer import convergence
 from assistant.settings import load_settings
@@ -111,3 +111,12 @@ def test_the_report_shows_what_the_weights_and_the_retrieval_each_add():
     assert cells == ["law", "0.100", "0.050", "0.550", "0.020", "0.070", "0.400", "0.600", "0.200", "0.300"]
     assert "| law | law-eval-s606 | 606 | 400 | no | 1900.0 s | 240.500 | 807 | 2.700 | 1.400 |" in text
     assert "the best (1.400) came at step 400; the warm start took 200 steps (0.500x)" in text
+
+
+def test_early_stopping_follows_held_out_questions_other_than_closed_book_facts(tmp_path):
+    params = load_settings(data_dir=tmp_path, _env_file=None).training_params
+    validation = [_example(1), _example(2, kind="grounded"), _example(3, kind="yesno"), _example(4)]
+    assert [e.id for e in stopping_examples(params, validation)] == ["id002", "id003"]
+    assert stopping_examples(replace(params, early_stopping_on_closed_book=True), validation) == validation
+    only_facts = [_example(1), _example(4)]
+    assert stopping_examples(params, only_facts) == only_facts  # nothing else is held out: all of them
