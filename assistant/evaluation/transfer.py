@@ -25,7 +25,7 @@ import time
 from typing import Sequence
 
 from adapters.dataset import build_dataset
-from adapters.dataset_files import combine_datasets, dataset_hash
+from adapters.dataset_files import META_FILE, combine_datasets, dataset_hash
 from adapters.train import planned_steps, train_adapter
 from assistant.adapter_pool import AdapterPool
 from assistant.answer_writer import AnswerWriter
@@ -117,7 +117,7 @@ def _train_mixed(workspace: Workspace, pool: AdapterPool, source: str, target: s
     folder_name = f"{MIXED}-{source}-{target}"
     combine_datasets(settings.datasets_dir / folder_name,
                      [settings.datasets_dir / source, settings.datasets_dir / target])
-    examples = json.loads((settings.datasets_dir / folder_name / "dataset.json").read_text())["counts"]["train"]
+    examples = json.loads((settings.datasets_dir / folder_name / META_FILE).read_text())["counts"]["train"]
     steps = planned_steps(settings.training_params, examples, 2 * options.train_steps if options.train_steps else None)
     return _train_or_reuse(workspace, pool, MIXED, f"{folder_name}-s{steps}", steps, None, options, folder_name)
 
