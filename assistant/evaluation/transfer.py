@@ -124,9 +124,7 @@ def _train_mixed(workspace: Workspace, pool: AdapterPool, source: str, target: s
 
 def _answer_scores(writer: AnswerWriter, runs: Sequence[QuestionRun], adapter: str, options: EvalOptions) -> dict:
     writer.engine.load_adapter(adapter)
-    answers = list(answer_many(writer, [(run, adapter, True) for run in runs], options.max_new_tokens))
-    return {"n": len(answers), "exact_match": metrics.mean(a["em"] for a in answers),
-            "f1": metrics.mean(a["f1"] for a in answers), "contains": metrics.mean(a["contains"] for a in answers)}
+    return _scores(list(answer_many(writer, [(run, adapter, True) for run in runs], options.max_new_tokens)))
 
 
 def convergence(scratch: Sequence[Sequence[float]], warm: Sequence[Sequence[float]]) -> dict:
@@ -142,7 +140,10 @@ def convergence(scratch: Sequence[Sequence[float]], warm: Sequence[Sequence[floa
 
 
 def _config_scores(runs: Sequence[QuestionRun], config: str) -> dict:
-    answers = [run.answers[config] for run in runs if config in run.answers]
+    return _scores([run.answers[config] for run in runs if config in run.answers])
+
+
+def _scores(answers: Sequence[dict]) -> dict:
     return {"n": len(answers), "exact_match": metrics.mean(a["em"] for a in answers),
             "f1": metrics.mean(a["f1"] for a in answers), "contains": metrics.mean(a["contains"] for a in answers)}
 
