@@ -16,6 +16,7 @@ from adapters.example import Example
 from adapters.train import planned_steps, stopping_examples
 from assistant.evaluation.report import summary_markdown
 from assistant.evaluation.transfer import convergence
+from assistant.evaluation.transfer_goals import goal_checks
 from assistant.settings import load_settings
 
 
@@ -99,12 +100,16 @@ def _report() -> dict:
             "transfer": transfer, "latency": {}}
 
 
-def test_the_report_shows_what_the_weights_and_the_retrieval_each_add():
-    report = _report()
+def _with_answer_totals(report: dict) -> dict:
+    """The overall answer scores the Answers table prints, beside the per-domain ones."""
     report["answers"] = {config: {**entry, "label": config, "n": 1, "exact_match": 0.0, "f1": 0.0, "contains": 0.0,
                                   "yesno_accuracy": None, "yesno_n": 0, "multi_hop": {"f1": 0.0}}
                          for config, entry in report["answers"].items()}
-    text = summary_markdown(report)
+    return report
+
+
+def test_the_report_shows_what_the_weights_and_the_retrieval_each_add():
+    text = summary_markdown(_with_answer_totals(_report()))
     row = next(line for line in text.splitlines() if line.startswith("| law | 0.100"))
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     # base closed-book, trained facts base / adapter, held-out base / adapter, contains with retrieval, F1 with it
@@ -120,3 +125,30 @@ def test_early_stopping_follows_held_out_questions_other_than_closed_book_facts(
     assert stopping_examples(replace(params, early_stopping_on_closed_book=True), validation) == validation
     only_facts = [_example(1), _example(4)]
     assert stopping_examples(params, only_facts) == only_facts  # nothing else is held out: all of them
+
+
+def test_the_goal_checks_say_which_transfer_goals_a_run_meets():
+    report = _report()
+    report["adapter_vs_base"] = {"base_rag": {"by_domain": {"law": {"n": 36, "contains": 0.40, "f1": 0.20}}},
+                                 "adapter_rag": {"by_domain": {"law": {"n": 36, "contains": 0.45, "f1": 0.31}}}}
+    checks = {check["goal"].split(":")[0]: check for check in goal_checks(report)}
+    assert (checks["contains gold"]["value"], checks["contains gold"]["met"]) == (0.05, False)  # +0.05 < +0.10
+    assert (checks["F1"]["value"], checks["F1"]["met"]) == (1.55, True)
+    assert checks["closed-book recall of trained facts, adapter"]["met"]  # 0.55 >= 0.5
+    assert (checks["warm start"]["value"], checks["warm start"]["met"], checks["warm start"]["domain"]) == (
+        0.5, True, "law")
+    report["transfer"]["convergence"]["ratio"] = None  # the warm start never reached it
+    report["adapter_vs_base"]["base_rag"]["by_domain"]["law"]["f1"] = 0.0
+    checks = {check["goal"].split(":")[0]: check for check in goal_checks(report)}
+    assert not checks["warm start"]["met"]
+    assert (checks["F1"]["value"], checks["F1"]["met"]) == (None, True)  # no ratio to a base at 0, but a gain
+    report["goals"] = goal_checks(report)
+    text = summary_markdown(_with_answer_totals(report))
+    assert "## Transfer goals: 2 of 4 met" in text
+    assert "| warm start: steps to the from-scratch best validation loss / the scratch run's | law | – | <= 0.7x | **no** |" in text
+
+
+def test_a_domain_without_adapter_answers_fails_its_answer_goal():
+    report = _report()  # no adapter_vs_base section: nothing was answered with the adapter
+    check = next(c for c in goal_checks(report) if c["domain"] == "law")
+    assert (check["value"], check["met"]) == (None, False)

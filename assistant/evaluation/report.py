@@ -35,6 +35,8 @@ def summary_markdown(report: dict) -> str:
         parts.append(_training(report["training"], report.get("answers", {})))
     if "transfer" in report:
         parts.append(_transfer(report["transfer"]))
+    if "goals" in report:
+        parts.append(_goals(report["goals"]))
     parts.append(_latency(report["latency"]))
     return "\n\n".join(parts) + "\n"
 
@@ -165,6 +167,16 @@ def _transfer(section: dict) -> str:
                  f"({_cell(reach['scratch_best_val_loss'])}) came at step {reach['scratch_steps']}; the warm start "
                  f"{warm} to reach it (its own best {_cell(reach['warm_best_val_loss'])}).")
     return text
+
+
+def _goals(checks: list[dict]) -> str:
+    rows = [[check["goal"], check["domain"], check["value"], check["target"], "yes" if check["met"] else "**no**"]
+            for check in checks]
+    met = sum(check["met"] for check in checks)
+    return (f"## Transfer goals: {met} of {len(checks)} met\n\n"
+            + table(["goal", "domain", "value", "target", "met"], rows)
+            + "\n\nPaired: the same questions of the domain answered by both. A ratio is blank where the base "
+              "scored 0.")
 
 
 def _latency(section: dict) -> str:

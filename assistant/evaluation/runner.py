@@ -28,6 +28,7 @@ from assistant.evaluation import metrics
 from assistant.evaluation.answering import answer_all
 from assistant.evaluation.questions import EvalQuestion, load_questions, spread_over_domains
 from assistant.evaluation.run_records import METHOD_LABELS, METHODS, EvalOptions, QuestionRun
+from assistant.evaluation.transfer_goals import goal_checks
 from assistant.evaluation.workspace import Workspace, open_workspace
 from assistant.retrieval import Passage, RankedFact, Retriever
 from assistant.router import Router
@@ -53,6 +54,8 @@ def run_evaluation(app: Settings, options: EvalOptions) -> dict:
         }
         if options.generate:
             report.update(answer_all(workspace, runs, options, app, embedder.encode))
+            if "training" in report:
+                report["goals"] = goal_checks(report)
         report["latency"] = latency_section(runs)
         report["per_question"] = [question_row(run, options.k) for run in runs]
         return report
