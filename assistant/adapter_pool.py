@@ -138,6 +138,14 @@ class AdapterPool:
         except OSError as exc:  # installing it failed (disk full, read-only): nothing changed
             raise AdapterLoadError(f"could not install {source}: {exc}") from exc
 
+    def forget_failed_install(self, source: str | Path, info: AdapterInfo) -> None:
+        """After a failed hot-load of a folder from outside the registry: remove the copy that
+        :meth:`resolve` installed as ``info.name``, so a refused adapter is not listed as one
+        that could serve (the source folder stays). File work only: any thread."""
+        copied = Path(source).is_dir() and Path(source).resolve() != info.path.resolve()
+        if copied and info.name not in self._loaded and info.path.is_dir():
+            self.registry.remove(info.name)
+
     # --- changes (the engine's thread only) ------------------------------------------------------
     def serve(self, info: AdapterInfo, smoke_test: SmokeTest, domain: str | None = None) -> ServingAdapter:
         """Load a resolved adapter (if it is not loaded), smoke-test it, and make it serve its domain."""

@@ -91,7 +91,11 @@ class EngineBase(ABC):
         """Hot-load a registered adapter (by name) or an adapter folder and make it serve its
         domain; validation and installation run here, the switch through :meth:`call`."""
         info = self._pool.resolve(source)
-        return self.call(lambda: self._pool.serve(info, self._smoke_test))
+        try:
+            return self.call(lambda: self._pool.serve(info, self._smoke_test))
+        except AdapterLoadError:  # serve() has removed the weights: drop the copy resolve() made too
+            self._pool.forget_failed_install(source, info)
+            raise
 
     def unload_adapter(self, name_or_domain: str) -> str:
         return self.call(lambda: self._pool.unload(name_or_domain))

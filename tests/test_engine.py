@@ -153,6 +153,9 @@ def test_bad_adapters_are_refused_and_the_old_one_keeps_serving(engine, adapters
     before = _alone(engine, adapter="medicine-v1")
     with pytest.raises(AdapterLoadError, match="not finite"):
         engine.load_adapter(adapters["poisoned"])
+    # the copy the hot-load installed (as medicine-v2) went with it; the uploaded folder stays
+    assert [info.name for info in engine.pool.registry.list()] == ["medicine-v1"]
+    assert (adapters["poisoned"] / "adapter_model.safetensors").is_file()
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "adapter_model.safetensors").write_bytes(b"not safetensors")
