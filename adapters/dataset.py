@@ -116,21 +116,51 @@ def build_dataset(params: DatasetParams, domain: str, graph: GraphStore | None, 
 def select_facts(facts: Iterable[Fact], chunks: dict[str, ChunkRow], params: DatasetParams) -> tuple[list[Fact], int]:
     """Facts worth asking about: a real relation, confident, a specific subject, a known source."""
     kept, skipped = [], 0
+    common_words = lowercase_words(chunks.values())
     for fact in sorted(facts, key=lambda f: (-f.curated, -f.confidence, -f.count, f.head_key, f.relation, f.tail_key)):
-        source = next((chunks[c] for c in fact.chunk_ids if c in chunks), None)
+        sources = [chunks[c] for c in fact.chunk_ids if c in chunks]
         if (fact.relation in UNASKABLE_RELATIONS or fact.confidence < params.dataset_min_fact_confidence
-                or source is None or not _specific(fact.head, source.title) or fact.head_key == fact.tail_key):
+                or not sources or not specific_subject(fact.head, sources, common_words)
+                or fact.head_key == fact.tail_key):
             skipped += 1
             continue
         kept.append(fact)
     return kept[:params.dataset_max_facts], skipped + max(0, len(kept) - params.dataset_max_facts)
 
 
-def _specific(name: str, title: str) -> bool:
-    """"Warfarin", "Paul Volcker", "type 2 diabetes" are specific; a bare "act" or "agency"
-    (the extractor's leftovers of "the act", "the agency") is not, unless it is the document's topic."""
+# Words that open a noun phrase pointing back into its passage ("the main remedy", "the usual
+# maximum dose"): without an "of ..." such a phrase names nothing a closed-book reader can know.
+VAGUE_MODIFIERS = frozenset("""common main typical usual rare official famous important major minor early late final
+original second third new old low primary other same such""".split())
+
+
+def specific_subject(name: str, sources: Sequence[ChunkRow], common_words: set[str]) -> bool:
+    """Whether a closed-book question about ``name`` can be understood without its passage.
+
+    "Paul Volcker", "Congress", "Basel III", "type 2 diabetes" and "federal funds rate" can;
+    "Member countries", "Critics" or "Annual inflation" (capitalised only because they open a
+    sentence), "Bank" or "Governors" (a common noun that also appears in lower case) and a bare
+    "act" or "committee" (the extractor's leftovers of "the act") cannot, unless the name is the
+    document's topic ("euro" in "Euro").
+    """
+    if any(name.lower() == source.title.lower() for source in sources) or any(ch.isdigit() for ch in name):
+        return True
     words = name.split()
-    return len(words) > 1 or name[:1].isupper() or name.lower() in title.lower()
+    if not name[:1].isupper():  # "usual maximum dose" needs its "of metformin"; "heart failure" does not
+        return len(words) > 1 and (words[0] not in VAGUE_MODIFIERS or "of" in words[1:-1])
+    if not any(_mid_sentence(name, source.text) for source in sources):
+        return False  # capitalised only where a sentence or a heading starts
+    return len(words) > 1 or name.lower() not in common_words
+
+
+def _mid_sentence(name: str, text: str) -> bool:
+    """``name`` occurs, as written, after a word, a comma or a bracket: capitalised by choice, not position."""
+    return re.search(r"(?<=[\w,;()] )" + re.escape(name) + r"\b", text) is not None
+
+
+def lowercase_words(rows: Iterable[ChunkRow]) -> set[str]:
+    """Every word the corpus writes in lower case: "bank" in "a central bank" makes "Bank" a common noun."""
+    return {word for row in rows for word in re.findall(r"\b[a-z][a-z-]+\b", row.text)}
 
 
 def fact_question(fact: Fact) -> str:

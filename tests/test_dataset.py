@@ -7,7 +7,8 @@ import json
 import pytest
 
 from adapters import prompts
-from adapters.dataset import build_dataset, drop_duplicates, fact_examples, split_examples
+from adapters.dataset import (build_dataset, drop_duplicates, fact_examples, lowercase_words, specific_subject,
+                              split_examples)
 from adapters.dataset_files import load_split
 from adapters.example import DatasetError, Example
 from adapters.user_examples import read_user_examples
@@ -119,3 +120,15 @@ def test_demo_domain_dataset_has_no_train_validation_overlap(settings, store, em
     assert again.data_hash == built.data_hash  # deterministic
     no_graph = build_dataset(settings.dataset_params, "medicine", None, progress=False)
     assert no_graph.graph_error and no_graph.counts["train"].get("fact", 0) == 0 and no_graph.total("train") > 0
+
+
+def test_closed_book_subjects_are_names_or_terms_not_sentence_openers():
+    chunk = ChunkRow("bank.md#1", "bank.md", "Bank of England",
+                     "Member countries pegged their currencies. In 1998 the Bank gained independence from Paul Volcker's "
+                     "peers, a central bank like no other. The main remedy was the writ that Congress passed in the act.")
+    subject = lambda name: specific_subject(name, [chunk], lowercase_words([chunk]))  # noqa: E731
+    assert subject("Paul Volcker") and subject("Congress") and subject("Bank of England")  # a name, or the topic
+    assert subject("central bank") and subject("type 2 diabetes") and subject("usual dose of warfarin")
+    assert not subject("Member countries")  # capitalised only because it opens the sentence
+    assert not subject("Bank")  # "bank" is written in lower case too: a common noun
+    assert not subject("act") and not subject("main remedy")  # points back into the passage
