@@ -132,25 +132,29 @@ def select_facts(facts: Iterable[Fact], chunks: dict[str, ChunkRow], params: Dat
 # maximum dose"): without an "of ..." such a phrase names nothing a closed-book reader can know.
 VAGUE_MODIFIERS = frozenset("""common main typical usual rare official famous important major minor early late final
 original second third new old low primary other same such""".split())
+# The small words inside a title-case name: "Food and Drug Administration", "Mapp v. Ohio".
+NAME_JOINERS = frozenset({"of", "and", "the", "for", "in", "on", "to", "de", "v.", "v", "&"})
 
 
 def specific_subject(name: str, sources: Sequence[ChunkRow], common_words: set[str]) -> bool:
     """Whether a closed-book question about ``name`` can be understood without its passage.
 
-    "Paul Volcker", "Congress", "Basel III", "type 2 diabetes" and "federal funds rate" can;
-    "Member countries", "Critics" or "Annual inflation" (capitalised only because they open a
-    sentence), "Bank" or "Governors" (a common noun that also appears in lower case) and a bare
-    "act" or "committee" (the extractor's leftovers of "the act") cannot, unless the name is the
-    document's topic ("euro" in "Euro").
+    "Paul Volcker", "Brown v. Board of Education", "Omeprazole", "Basel III", "type 2 diabetes"
+    and "federal funds rate" can. "Member countries" or "Annual inflation" (capitalised only
+    because they open a sentence), "Bank" or "Governors" (a common noun the corpus also writes in
+    lower case) and a bare "act" or "main remedy" (pointing back into the passage) cannot, unless
+    the name is the document's topic ("euro" in "Euro").
     """
     if any(name.lower() == source.title.lower() for source in sources) or any(ch.isdigit() for ch in name):
         return True
     words = name.split()
     if not name[:1].isupper():  # "usual maximum dose" needs its "of metformin"; "heart failure" does not
         return len(words) > 1 and (words[0] not in VAGUE_MODIFIERS or "of" in words[1:-1])
-    if not any(_mid_sentence(name, source.text) for source in sources):
-        return False  # capitalised only where a sentence or a heading starts
-    return len(words) > 1 or name.lower() not in common_words
+    if len(words) == 1:
+        return name.lower() not in common_words
+    title_case = all(word[:1].isupper() or word.lower() in NAME_JOINERS for word in words)
+    return (title_case or words[0].lower() not in common_words
+            or any(_mid_sentence(name, source.text) for source in sources))
 
 
 def _mid_sentence(name: str, text: str) -> bool:

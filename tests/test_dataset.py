@@ -125,10 +125,12 @@ def test_demo_domain_dataset_has_no_train_validation_overlap(settings, store, em
 def test_closed_book_subjects_are_names_or_terms_not_sentence_openers():
     chunk = ChunkRow("bank.md#1", "bank.md", "Bank of England",
                      "Member countries pegged their currencies. In 1998 the Bank gained independence from Paul Volcker's "
-                     "peers, a central bank like no other. The main remedy was the writ that Congress passed in the act.")
+                     "peers, a central bank like no other. The main remedy was the writ that Congress passed in the act. "
+                     "Omeprazole blocks acid. Brown v. Board of Education ended it. Each member agreed.")
     subject = lambda name: specific_subject(name, [chunk], lowercase_words([chunk]))  # noqa: E731
     assert subject("Paul Volcker") and subject("Congress") and subject("Bank of England")  # a name, or the topic
     assert subject("central bank") and subject("type 2 diabetes") and subject("usual dose of warfarin")
+    assert subject("Omeprazole") and subject("Brown v. Board of Education")  # names, though they open sentences
     assert not subject("Member countries")  # capitalised only because it opens the sentence
     assert not subject("Bank")  # "bank" is written in lower case too: a common noun
     assert not subject("act") and not subject("main remedy")  # points back into the passage
