@@ -80,8 +80,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                           generate=not args.no_generate, train_adapters=args.train_adapters,
                           train_steps=args.train_steps, use_served_adapters=not args.no_served_adapters,
                           max_new_tokens=args.max_new_tokens, progress=not args.quiet)
-    report = run_evaluation(settings, options)
     out = Path(args.out) if args.out else workspace_settings(settings, options.corpus).data_dir / "report"
+    report = run_evaluation(settings, options, save=lambda partial: write_report(partial, out, charts=False))
     written = write_report(report, out)
     print(summary_markdown(report))
     print("Written: " + ", ".join(str(path) for path in written))

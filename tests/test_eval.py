@@ -55,7 +55,9 @@ def test_eval_without_generation_reports_routing_and_retrieval_and_touches_nothi
         assert row["recall_at_k"]["answer"] == metrics.evidence_recall(
             {d for item in row["answer_items"][:5] for d in item["documents"]}, row["evidence_doc_ids"])
     assert "answers" not in report
+    assert report["complete"] and report["stages_done"] == ["routing and retrieval"]
     printed = capsys.readouterr().out
+    assert "Partial report" not in printed
     assert "## Routing" in printed and "## Retrieval" in printed and "recall@5" in printed
 
     # a second run reuses the workspace's index; nothing served changed
@@ -75,6 +77,28 @@ def test_eval_refuses_a_broken_question_file(demo_env, tmp_path, monkeypatch, ca
     assert "questions.jsonl:1: missing answers" in capsys.readouterr().err
 
 
+def test_a_run_that_fails_half_way_leaves_the_stages_it_finished(demo_env, tmp_path, monkeypatch, capsys):
+    """Generation dies after routing and retrieval: the command says why and exits 2, and the
+    report on disk holds the finished stage, marked partial (hours of a --train-adapters run
+    are not lost to one failure late in it)."""
+    from assistant.evaluation import answering
+
+    def generation_dies(*args, **kwargs):
+        raise RuntimeError("the engine stopped")
+
+    monkeypatch.setattr(answering, "answer_many", generation_dies)
+    monkeypatch.setenv("ASSISTANT_DATA_DIR", str(demo_env.settings.data_dir))
+    out = tmp_path / "report"
+    code = cli.main(["eval", "--corpus", str(DEMO_CORPORA_DIR), "--questions", str(DEMO_QUESTIONS),
+                     "--limit", "3", "--quiet", "--out", str(out)])
+    assert code == 2 and "the engine stopped" in capsys.readouterr().err
+    report = json.loads((out / REPORT_JSON).read_text())
+    assert not report["complete"] and report["stages_done"] == ["routing and retrieval"]
+    assert report["n_questions"] == 3 and len(report["per_question"]) == 3 and "answers" not in report
+    assert report["routing"]["n"] == 3
+    assert "**Partial report**" in (out / REPORT_MD).read_text()
+
+
 def test_eval_scores_what_the_product_answers_with_citations_and_support(demo_env, embedder, tmp_path, monkeypatch):
     """A small generating run: every configuration reports faithfulness beside EM/F1, under each
     strict_grounding setting, each row lists the numbered evidence the model was given, and the
@@ -90,6 +114,7 @@ def test_eval_scores_what_the_product_answers_with_citations_and_support(demo_en
                      "--out", str(out)])
     assert code == 0
     report = json.loads((out / REPORT_JSON).read_text())
+    assert report["complete"] and report["stages_done"] == ["routing and retrieval", "answers"]
     wanted = {"exact_match", "f1", "contains", "yesno_accuracy", "citation_rate", "supported_sentence_rate",
               "citation_precision"}
     for config in ("base_closed_book", "base_rag"):
@@ -138,6 +163,7 @@ def test_eval_with_trained_adapters_reports_fact_recall_transfer_and_the_mixed_a
                      "--quiet", "--out", str(out)])
     assert code == 0
     report = json.loads((out / REPORT_JSON).read_text())
+    assert report["stages_done"] == ["routing and retrieval", "adapters trained", "answers", "transfer"]
     domains = report["training"]["domains"]
     assert set(domains) == {"finance", "law", "medicine"}
     for domain, entry in domains.items():

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Sequence
+from typing import Callable, Sequence
 
 from tqdm import tqdm
 
@@ -30,19 +30,23 @@ from assistant.settings import Settings
 log = logging.getLogger(__name__)
 
 
+Checkpoint = Callable[[str, dict], None]  # (the stage just done, the report's sections so far)
+
+
 def answer_all(workspace: Workspace, runs: Sequence[QuestionRun], options: EvalOptions, app: Settings,
-               encode) -> dict:
-    """``encode``: the retrieval's embedder (attribution compares sentences with it)."""
+               encode, checkpoint: Checkpoint) -> None:
+    """``encode``: the retrieval's embedder (attribution compares sentences with it);
+    ``checkpoint`` is called after training, after the answers and after the transfer rows."""
     settings = workspace.settings
     engine = Engine(settings, load_registered=False)
     try:
-        return _answer_all(AnswerWriter(settings, engine, encode), workspace, runs, options, app)
+        _answer_all(AnswerWriter(settings, engine, encode), workspace, runs, options, app, checkpoint)
     finally:
         engine.close()
 
 
 def _answer_all(writer: AnswerWriter, workspace: Workspace, runs: Sequence[QuestionRun], options: EvalOptions,
-                app: Settings) -> dict:
+                app: Settings, checkpoint: Checkpoint) -> None:
     engine = writer.engine
     pool = engine.pool
     domains = sorted({run.question.domain for run in runs})
@@ -52,6 +56,7 @@ def _answer_all(writer: AnswerWriter, workspace: Workspace, runs: Sequence[Quest
     if options.train_adapters:
         section["training"] = train_domain_adapters(workspace, pool, domains, options)
         section["adapters"].update(section["training"]["adapters"])
+        checkpoint("adapters trained", section)
     for name in section["adapters"].values():
         engine.load_adapter(name)
     work = []
@@ -67,9 +72,10 @@ def _answer_all(writer: AnswerWriter, workspace: Workspace, runs: Sequence[Quest
     section["answers"] = {config: score_config(runs, config) for config in CONFIG_LABELS}
     paired = [run for run in runs if ADAPTER_RAG in run.answers]  # the adapter's questions only
     section["adapter_vs_base"] = {config: score_config(paired, config) for config in (BASE_RAG, ADAPTER_RAG)}
+    checkpoint("answers", section)
     if options.train_adapters:
         section["transfer"] = transfer_section(workspace, writer, runs, section["training"], options)
-    return section
+        checkpoint("transfer", section)
 
 
 def copy_served_adapters(app: Settings, workspace: Workspace, pool: AdapterPool, domains: list[str],

@@ -8,17 +8,19 @@ from pathlib import Path
 
 from assistant.evaluation.run_records import ADAPTER_RAG, BASE_RAG, CLOSED_BOOK, CONFIG_LABELS, METHOD_LABELS
 from assistant.markdown_table import markdown_table
+from indexing.atomic_files import write_text_atomic
 
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
 CHARTS = ("recall_at_k.png", "accuracy_by_domain.png", "confusion.png")
 
 
-def write_report(report: dict, out: Path) -> list[Path]:
+def write_report(report: dict, out: Path, charts: bool = True) -> list[Path]:
+    """``charts`` off: the JSON and the tables only (the checkpoints of a run in progress)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / REPORT_JSON).write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
-    (out / REPORT_MD).write_text(summary_markdown(report), encoding="utf-8")
-    return [out / REPORT_JSON, out / REPORT_MD, *draw_charts(report, out)]
+    write_text_atomic(out / REPORT_JSON, json.dumps(report, indent=2, ensure_ascii=False))
+    write_text_atomic(out / REPORT_MD, summary_markdown(report))
+    return [out / REPORT_JSON, out / REPORT_MD, *(draw_charts(report, out) if charts else [])]
 
 
 # --- tables ------------------------------------------------------------------------------------
@@ -28,6 +30,9 @@ def summary_markdown(report: dict) -> str:
              f"{report['n_questions']} questions from {report['questions_file']}; workspace {report['workspace']}"
              f" ({'index reused' if report['reused_index'] else 'indexed in this run'}).",
              _routing(report["routing"]), _retrieval(report["retrieval"])]
+    if not report.get("complete", True):
+        done = ", ".join(report.get("stages_done", [])) or "none"
+        parts.insert(2, f"**Partial report**: the run has not finished (or was stopped); stages done: {done}.")
     if "answers" in report:
         parts.append(_answers(report["answers"], report.get("adapters", {}), report.get("adapter_notes", [])))
         parts.append(_paired(report.get("adapter_vs_base", {})))

@@ -13,6 +13,11 @@ Stage 2 answers from three configurations: the base model without retrieval (clo
 base model with the product's prompt of facts and passages, and the routed domain's adapter with
 the same prompt (when that domain has one). Answers use the product's evidence budget
 (``facts_per_answer``, ``passages_per_answer``), not ``k``.
+
+A run of ``--train-adapters`` takes hours on a CPU, so the report is handed to ``save`` after
+each stage (routing and retrieval, the domain adapters, the answers, the transfer rows), with
+``complete`` false and the stages done so far: a run killed or failed half-way leaves what it
+measured.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from tqdm import tqdm
 
@@ -37,8 +42,8 @@ from indexing.embedding import get_embedder
 from indexing.vector_store import IndexUnavailable, VectorStore
 
 
-def run_evaluation(app: Settings, options: EvalOptions) -> dict:
-    """Everything the report holds, as one JSON-ready dict."""
+def run_evaluation(app: Settings, options: EvalOptions, save: Callable[[dict], object] | None = None) -> dict:
+    """Everything the report holds, as one JSON-ready dict; ``save`` gets it after each stage."""
     questions = spread_over_domains(load_questions(options.questions), options.limit)
     embedder = get_embedder(app.embedder, app.embed_batch_size)
     workspace = open_workspace(app, options.corpus, progress=options.progress, embedder=embedder)
@@ -51,16 +56,33 @@ def run_evaluation(app: Settings, options: EvalOptions) -> dict:
             "k": options.k, "n_questions": len(runs), "domains": workspace.describe(),
             "routing": routing_section(runs),
             "retrieval": retrieval_section(runs, options.k),
+            "complete": False, "stages_done": [],
         }
+
+        def checkpoint(stage: str, section: dict) -> None:
+            report.update(section)
+            report["stages_done"].append(stage)
+            _add_run_tables(report, runs, options.k)
+            if save:
+                save(report)
+
+        checkpoint("routing and retrieval", {})
         if options.generate:
-            report.update(answer_all(workspace, runs, options, app, embedder.encode))
-            if "training" in report:
-                report["goals"] = goal_checks(report)
-        report["latency"] = latency_section(runs)
-        report["per_question"] = [question_row(run, options.k) for run in runs]
+            answer_all(workspace, runs, options, app, embedder.encode, checkpoint)
+        report["complete"] = True
+        _add_run_tables(report, runs, options.k)
         return report
     finally:
         workspace.close()
+
+
+def _add_run_tables(report: dict, runs: Sequence[QuestionRun], k: int) -> None:
+    """What is read off the questions' runs as they stand: the goals (once answers exist), the
+    latencies and the per-question rows."""
+    if "training" in report and "adapter_vs_base" in report:
+        report["goals"] = goal_checks(report)
+    report["latency"] = latency_section(runs)
+    report["per_question"] = [question_row(run, k) for run in runs]
 
 
 # --- stage 1: routing and retrieval -------------------------------------------------------------
