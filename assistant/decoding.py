@@ -1,8 +1,9 @@
 """Decoding of many requests at once on one model: a batch of rows that share one KV cache.
 
-A newcomer is prefilled alone (its prompt in one forward pass, no padding, so its first token is
-what it would be on an idle server) and then merged into the running batch, its cache padded on
-the left to the batch's length; each decode step is one forward pass for every row, each row
+A newcomer is prefilled alone (its prompt through the model in chunks of a few hundred tokens, no
+padding, so its first token is what it would be on an idle server; between chunks the engine may
+stop it) and then merged into the running batch, its cache padded on the left to the batch's
+length; each decode step is one forward pass for every row, each row
 with its own LoRA adapter (PEFT's mixed-adapter batches: ``adapter_names=[...]``, ``"__base__"``
 for a row without one). Finished rows leave at once and the columns no remaining row uses are
 cut from the front of the cache, so the cache is as long as the longest row alive, not the
@@ -11,12 +12,16 @@ longest the batch ever saw.
 Padding is masked out and every row has its own positions, so a row's tokens do not depend on
 the other rows (up to floating-point ties; tests/test_engine.py compares with each request alone).
 
+Merging and dropping rows build the new cache first and then swap it in, so a failure there
+(out of memory merging a long prompt's cache) leaves the batch as it was.
+
 Nothing here is thread-safe, by design: only the engine's thread (assistant/engine.py) calls it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -121,13 +126,11 @@ class _GrowingLayer:
         return self._used if self.is_initialized else 0
 
     def assign(self, keys: torch.Tensor, values: torch.Tensor) -> None:
-        """Replace the contents (after rows joined or left): copied into a new buffer."""
-        self._used, self._buffers = 0, None
-        self._reserve(keys, values, keys.shape[2])
-        self._buffers[0][:, :, :keys.shape[2]] = keys
-        self._buffers[1][:, :, :keys.shape[2]] = values
-        self._used = keys.shape[2]
-        self.keys, self.values = self._buffers[0][:, :, :self._used], self._buffers[1][:, :, :self._used]
+        """Replace the contents (after rows joined or left) with tensors the caller no longer
+        uses. Nothing is allocated here, so swapping every layer cannot fail halfway; the next
+        step's update copies them into a buffer with spare room."""
+        self._buffers, self._used = (keys, values), keys.shape[2]
+        self.keys, self.values = keys, values
 
 
 def new_cache(model):
@@ -154,15 +157,28 @@ class Prefilled:
     logits_finite: bool
 
 
+PREFILL_CHUNK_TOKENS = 512
+
+
 def prefill(model, prompt_ids: list[int], adapter: str | None, vocabulary: int,
-            first_token_choices: tuple[int, ...] = (), temperature: float = 0.0) -> Prefilled:
-    """The prompt in one forward pass; the first token is chosen as in :func:`next_tokens`, or
-    is the likeliest of ``first_token_choices`` when given (a yes/no question's "Yes", "No" or
-    "Maybe")."""
+            first_token_choices: tuple[int, ...] = (), temperature: float = 0.0, *,
+            chunk_tokens: int = PREFILL_CHUNK_TOKENS, keep_going: Callable[[], bool] = lambda: True
+            ) -> Prefilled | None:
+    """The prompt through the model, ``chunk_tokens`` at a time into one growing cache (each
+    chunk attends to the ones before it: a prompt of one chunk is exactly one forward pass, a
+    longer one the same up to floating-point rounding). ``keep_going()`` is asked before each
+    chunk; False stops there and returns None (the partial cache goes with it). The first token
+    is chosen as in :func:`next_tokens`, or is the likeliest of ``first_token_choices`` when
+    given (a yes/no question's "Yes", "No" or "Maybe")."""
     device = model.device
     ids = torch.tensor([prompt_ids], dtype=torch.long, device=device)
     cache = new_cache(model)
-    logits = forward(model, ids, torch.ones_like(ids), cache, [adapter])
+    for start in range(0, len(prompt_ids), chunk_tokens):
+        if not keep_going():
+            return None
+        end = min(start + chunk_tokens, len(prompt_ids))
+        positions = torch.arange(start, end, dtype=torch.long, device=device)[None]
+        logits = forward(model, ids[:, start:end], ids.new_ones((1, end)), cache, [adapter], positions)
     seen = torch.zeros((1, vocabulary), dtype=torch.bool, device=device)
     seen[0, ids[0]] = True
     if first_token_choices:
@@ -200,21 +216,22 @@ class DecodeBatch:
         return 0 if self.mask is None else int(self.mask.shape[1])
 
     def add(self, row: Row, prefilled: Prefilled) -> None:
-        """Merge a prefilled newcomer into the batch (shorter side padded on the left)."""
+        """Merge a prefilled newcomer into the batch (shorter side padded on the left). Raises
+        with the batch unchanged when the merged cache cannot be built."""
         mask = torch.ones((1, prefilled.length), dtype=torch.long, device=prefilled.seen.device)
         if not self.rows:
             self.rows, self.cache, self.mask, self.seen = [row], prefilled.cache, mask, prefilled.seen
             return
         width = max(self.columns, prefilled.length)
-        for mine, theirs in zip(self.cache.layers, prefilled.cache.layers):
-            mine.assign(torch.cat([_pad_left(mine.keys, width - self.columns, -2),
-                                   _pad_left(theirs.keys, width - prefilled.length, -2)], dim=0),
-                        torch.cat([_pad_left(mine.values, width - self.columns, -2),
-                                   _pad_left(theirs.values, width - prefilled.length, -2)], dim=0))
-        self.mask = torch.cat([_pad_left(self.mask, width - self.columns, 1),
-                               _pad_left(mask, width - prefilled.length, 1)], dim=0)
-        self.seen = torch.cat([self.seen, prefilled.seen], dim=0)
-        self.rows.append(row)
+        merged = [(torch.cat([_pad_left(mine.keys, width - self.columns, -2),
+                              _pad_left(theirs.keys, width - prefilled.length, -2)], dim=0),
+                   torch.cat([_pad_left(mine.values, width - self.columns, -2),
+                              _pad_left(theirs.values, width - prefilled.length, -2)], dim=0))
+                  for mine, theirs in zip(self.cache.layers, prefilled.cache.layers)]
+        mask = torch.cat([_pad_left(self.mask, width - self.columns, 1),
+                          _pad_left(mask, width - prefilled.length, 1)], dim=0)
+        seen = torch.cat([self.seen, prefilled.seen], dim=0)
+        self._swap_in(merged, mask, seen, self.rows + [row])
 
     def step(self, model) -> list[int]:
         """One forward pass for every row; returns each row's new token (also its next input).
@@ -242,9 +259,13 @@ class DecodeBatch:
         index = torch.tensor(keep, dtype=torch.long, device=self.mask.device)
         mask = self.mask.index_select(0, index)
         start = int(mask.any(dim=0).nonzero()[0, 0])  # the first column some remaining row uses
-        for layer in self.cache.layers:
-            layer.assign(layer.keys.index_select(0, index)[:, :, start:, :],
-                         layer.values.index_select(0, index)[:, :, start:, :])
-        self.mask = mask[:, start:]
-        self.seen = self.seen.index_select(0, index)
-        self.rows = [self.rows[i] for i in keep]
+        kept = [(layer.keys[:, :, start:, :].index_select(0, index),
+                 layer.values[:, :, start:, :].index_select(0, index)) for layer in self.cache.layers]
+        self._swap_in(kept, mask[:, start:], self.seen.index_select(0, index), [self.rows[i] for i in keep])
+
+    def _swap_in(self, layers: list[tuple[torch.Tensor, torch.Tensor]], mask: torch.Tensor, seen: torch.Tensor,
+                 rows: list[Row]) -> None:
+        """Install a cache built beside the old one; allocates nothing, so it cannot fail halfway."""
+        for layer, (keys, values) in zip(self.cache.layers, layers):
+            layer.assign(keys, values)
+        self.mask, self.seen, self.rows = mask, seen, rows

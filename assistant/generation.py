@@ -24,8 +24,18 @@ class EngineBusy(RuntimeError):
     """The engine's waiting queue is full: the request was refused at once; try again."""
 
 
+class EngineStopped(EngineBusy):
+    """The serving engine is not running (closed, or its thread died): refused at once, never
+    queued to wait for an engine that will not come back."""
+
+
 class GenerationFailed(RuntimeError):
     """The model failed on this request (the engine goes on with the others)."""
+
+
+class RequestRejected(ValueError):
+    """The request can never run as asked (prompt plus max_new_tokens beyond the model's context,
+    a token id outside the vocabulary): the caller's mistake, refused at submission (HTTP 400)."""
 
 
 @dataclass
@@ -44,6 +54,10 @@ class GenerationRequest:
     first_token_choices: tuple[int, ...] = ()  # the first token is the likeliest of these (empty: any)
     temperature: float = 0.0  # 0: greedy
     messages: list[dict] = field(default_factory=list)  # what prompt_ids encode (a remote backend sends these)
+
+    def ended(self, now: float | None = None) -> bool:
+        """Cancelled, or past its deadline: nothing more is wanted of it."""
+        return self.cancel.is_set() or (time.monotonic() if now is None else now) > self.deadline
 
 
 @dataclass
@@ -95,10 +109,11 @@ _END = object()
 class GenerationHandle:
     """One submitted request: iterate for its text pieces; ``result`` is complete afterwards."""
 
-    def __init__(self, request: GenerationRequest, tokenizer, engine_alive: Callable[[], bool]):
+    def __init__(self, request: GenerationRequest, tokenizer, engine_alive: Callable[[], bool],
+                 wake_engine: Callable[[], None] = lambda: None):
         self.request = request
         self.result = GenerationResult(prompt_tokens=len(request.prompt_ids))
-        self._tokenizer, self._engine_alive = tokenizer, engine_alive
+        self._tokenizer, self._engine_alive, self._wake_engine = tokenizer, engine_alive, wake_engine
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._finished = threading.Event()
 
@@ -113,7 +128,18 @@ class GenerationHandle:
 
     # --- the caller's side ---------------------------------------------------------------------
     def cancel(self) -> None:
+        """Free the request's place: at once in the waiting count, at the next step in the batch."""
         self.request.cancel.set()
+        self._wake_engine()  # an idle engine would otherwise notice only at its next wake-up
+
+    @property
+    def done(self) -> bool:
+        """The engine has finished the request (what it produced may still be unread)."""
+        return self._finished.is_set()
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Wait until the engine has finished the request (without reading it); True if it has."""
+        return self._finished.wait(timeout_s)
 
     def __iter__(self) -> Iterator[str]:
         decoder = TextDecoder(self._tokenizer)

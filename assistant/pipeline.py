@@ -19,7 +19,7 @@ from assistant.adapter_pool import AdapterLoadError
 from assistant.answer_writer import AnswerOptions, AnswerWriter
 from assistant.attribution import AnswerSentence
 from assistant.engine_base import EngineBase
-from assistant.generation import EngineBusy, GenerationFailed
+from assistant.generation import EngineBusy, EngineStopped, GenerationFailed, RequestRejected
 from assistant.grounded_stream import GroundedStream
 from assistant.remote_engine import serving_engine
 from assistant.retrieval import Passage, RankedFact, Retriever
@@ -153,11 +153,18 @@ class ChatPipeline:
                                       domain=None if options.base_model else answer.domain,
                                       adapter=options.adapter, max_new_tokens=options.max_new_tokens,
                                       temperature=options.temperature)
+        except EngineStopped as exc:  # not a wait-and-retry: the engine will not come back by itself
+            answer.text = "The assistant's model is not running; please tell the administrator (the app needs a restart)."
+            answer.error, answer.refused = f"stopped: {exc}", "busy"
+            return
         except EngineBusy as exc:
             answer.text, answer.error, answer.refused = BUSY_TEXT, f"busy: {exc}", "busy"
             return
         except AdapterLoadError as exc:
             answer.text, answer.error, answer.refused = str(exc), str(exc), "adapter"
+            return
+        except RequestRejected as exc:  # the request itself can never run as asked (HTTP 400)
+            answer.text, answer.error, answer.refused = str(exc), str(exc), "invalid"
             return
         pieces = GroundedStream(self.writer, draft, options.stop) if grounded_pieces else draft
         try:

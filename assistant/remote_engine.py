@@ -11,9 +11,11 @@ differently:
   smoke-tests it *through the server*, so an adapter the server does not serve is refused and
   the previous one keeps serving.
 - Each request streams from the server on a worker thread (``generation_max_concurrent`` at
-  once, ``engine_max_waiting`` more may wait, the rest are refused with EngineBusy); the server
-  batches them. Cancelling (a closed tab) or the deadline closes the stream, which tells the
-  server to stop.
+  once, ``engine_max_waiting`` more may wait, the rest are refused with EngineBusy; a waiting
+  request that was cancelled or expired stops counting at once); the server batches them.
+  Cancelling (a closed tab) or the deadline closes the stream, which tells the server to stop.
+- The context window a request must fit is the ``generation_context_window`` setting, else the
+  base model's; token ids are checked against the base model's vocabulary.
 - The reply's opening, already written (a graph fact, a quote), is sent as a final assistant
   message with vLLM's ``continue_final_message``; a yes/no question's first token comes from a
   one-token request restricted with vLLM's ``allowed_token_ids``; ``stop_when`` (the sentence
@@ -33,8 +35,8 @@ from typing import Callable, TypeVar
 from adapters.base_model import BaseModel
 from assistant.adapter_pool import AdapterLoadError, AdapterPool
 from assistant.engine import EngineStats
-from assistant.engine_base import SMOKE_NEW_TOKENS, SMOKE_QUESTION, EngineBase
-from assistant.generation import EngineBusy, GenerationHandle, GenerationRequest
+from assistant.engine_base import SMOKE_NEW_TOKENS, SMOKE_QUESTION, STOPPED, EngineBase, context_window_of
+from assistant.generation import EngineBusy, EngineStopped, GenerationHandle, GenerationRequest
 from assistant.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,10 +55,15 @@ class RemoteEngine(EngineBase):
                                               if settings.generation_api_key else "none"),
                                      timeout=settings.generation_timeout_s)
         self._pool = AdapterPool(settings, base, load_weights=False)
+        self._config = _base_config(self._pool)
         self._workers = ThreadPoolExecutor(settings.generation_max_concurrent, thread_name_prefix="remote-generation")
-        self._lock = threading.Lock()  # guards the counts and the running set below
+        self._lock = threading.Lock()  # guards the two sets below and _closed
         self._changes = threading.Lock()  # one adapter-pool change at a time (the local engine's thread does that)
-        self._pending, self._running, self._closed = 0, set(), False
+        # Submitted, not yet started / at the server now: a place each, but a waiting one that was
+        # cancelled or expired gives its place back at once (its worker still finishes it).
+        self._waiting: set[GenerationHandle] = set()
+        self._running: set[GenerationHandle] = set()
+        self._closed = False
         self._base_name: str | None = settings.generation_base_model
         if load_registered:
             for name in self._pool.startup_choices():
@@ -70,27 +77,50 @@ class RemoteEngine(EngineBase):
     def alive(self) -> bool:
         return not self._closed
 
+    @property
+    def context_window(self) -> int:
+        return self.settings.generation_context_window or context_window_of(self._config)
+
+    @property
+    def vocabulary_size(self) -> int:
+        return self._config.vocab_size
+
     def call(self, command: Callable[[], T], timeout_s: float | None = None) -> T:
-        with self._changes:
+        timeout_s = timeout_s or self.settings.engine_call_timeout_s
+        if not self._changes.acquire(timeout=timeout_s):
+            raise TimeoutError(f"another adapter change did not end within {timeout_s:g} s; "
+                               "this one was not made")
+        try:
             return command()
+        finally:
+            self._changes.release()
 
     def _enqueue(self, handle: GenerationHandle) -> None:
         """The model is chosen when the request starts (a hot-load may come first)."""
         limit = self.settings.generation_max_concurrent + self.settings.engine_max_waiting
         with self._lock:
             if self._closed:
-                raise EngineBusy("the serving engine has stopped")
-            if self._pending >= limit:
+                raise EngineStopped(STOPPED)
+            self._waiting = {waiting for waiting in self._waiting if not waiting.request.ended()}
+            held = len(self._waiting) + len(self._running)
+            if held >= limit:
                 self.stats.refused += 1
-                raise EngineBusy(f"the assistant is busy ({self._pending} requests at the generation server or "
+                raise EngineBusy(f"the assistant is busy ({held} requests at the generation server or "
                                  "waiting for it); try again")
-            self._pending += 1
+            self._waiting.add(handle)
             self.stats.requests += 1
-        self._workers.submit(self._generate, handle)
+        try:
+            self._workers.submit(self._generate, handle)
+        except RuntimeError:  # closed since the check above: the workers take nothing more
+            with self._lock:
+                self._waiting.discard(handle)
+            raise EngineStopped(STOPPED) from None
 
     def occupancy(self) -> dict:
         with self._lock:
-            return {"running": len(self._running), "waiting": self._pending - len(self._running)}
+            return {"running": len(self._running),
+                    "waiting": sum(1 for waiting in self._waiting if not waiting.request.ended()),
+                    "recoveries": self.stats.recoveries}
 
     def close(self) -> None:
         with self._lock:
@@ -105,11 +135,12 @@ class RemoteEngine(EngineBase):
     def _generate(self, handle: GenerationHandle) -> None:
         request, result = handle.request, handle.result
         with self._lock:
+            self._waiting.discard(handle)
             self._running.add(handle)
         stopped, error = "error", ""
         try:
             result.queued_s = time.monotonic() - request.submitted
-            if request.cancel.is_set() or time.monotonic() > request.deadline:
+            if request.ended():
                 stopped = "cancelled" if request.cancel.is_set() else "timeout"
                 return
             result.adapter = request.adapter or self._pool.adapter_for(request.domain)
@@ -129,7 +160,6 @@ class RemoteEngine(EngineBase):
             self.stats.finished[stopped] = self.stats.finished.get(stopped, 0) + 1
             with self._lock:
                 self._running.discard(handle)
-                self._pending -= 1
             handle.finish()
 
     def _stream(self, handle: GenerationHandle, messages: list[dict], model: str) -> str:
@@ -213,6 +243,13 @@ class RemoteEngine(EngineBase):
                                    f"cannot be reached: {exc}") from None
         if not (reply.choices and (reply.choices[0].message.content or "").strip()):
             raise AdapterLoadError("it generates empty text on the generation server")
+
+
+def _base_config(pool: AdapterPool):
+    """The base model's config (its context window and vocabulary), read from its folder."""
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(str(pool.base.path))
 
 
 def _message(exc) -> str:

@@ -54,6 +54,11 @@ class Settings(BaseSettings):
         description="Server folders an admin may index from the admin tab or API (their sub-folders too; a symlink "
                     "that leaves them is refused). Empty: the data dir's corpora/ and the demo corpora folder.",
     )
+    adapter_roots: list[Path] = Field(
+        default_factory=list,
+        description="Server folders an admin may hot-load an adapter folder from (their sub-folders too; symlinks are "
+                    "resolved first). Empty: the data dir's adapters/ and uploads/. A registered adapter's name is always fine.",
+    )
 
     # --- graph connection --------------------------------------------------------------
     neo4j_uri: str | None = Field(
@@ -184,6 +189,8 @@ class Settings(BaseSettings):
     engine_max_batch: int = Field(default=8, ge=1, description="Requests the serving engine decodes together, one forward pass per token for all of them (assistant/engine.py).")
     engine_max_waiting: int = Field(default=32, ge=1, description="Requests that may wait for a place in the engine's batch; more are refused at once with 'busy, try again'.")
     engine_prefill_tokens_per_step: int = Field(default=1024, ge=1, description="Prompt tokens the engine prefills between two decode steps (at least one prompt): bounds how long running answers pause while newcomers start.")
+    engine_prefill_chunk_tokens: int = Field(default=512, ge=16, description="A long prompt is prefilled in chunks of this many tokens; between chunks the engine checks the request's cancellation and deadline.")
+    engine_call_timeout_s: float = Field(default=300.0, gt=0, description="An adapter command (hot-load, unload, rollback) that the serving engine has not run within this long fails with a timeout (a stuck engine never hangs the admin tab); one not yet started is withdrawn.")
     serve_quantization: Literal["none", "nf4"] = Field(default="none", description="none: full-precision base (fastest on CPU); nf4: 4-bit base, less memory.")
 
     # --- the app (launch.py, assistant/ui.py, assistant/admin.py) --------------------------------
@@ -193,8 +200,10 @@ class Settings(BaseSettings):
     admin_password: SecretStr | None = Field(default=None, description="Unset: a random one is generated on first run into data/admin_password (mode 0600). Set: at least 12 characters.")
     admin_session_s: float = Field(default=12 * 3600, gt=0, description="An admin session ends this long after its login.")
     admin_idle_timeout_s: float = Field(default=1800, gt=0, description="...or after this long without an admin action (the status polling does not count).")
-    admin_login_failures_allowed: int = Field(default=5, ge=1, description="Failed admin logins in a row (all callers together) before logins pause.")
+    admin_login_failures_allowed: int = Field(default=5, ge=1, description="Failed admin logins in a row from one client address before that address's logins pause (other addresses are not held).")
     admin_login_backoff_s: float = Field(default=30, gt=0, description="The first pause; it doubles with each further failure, up to 15 minutes.")
+    admin_login_budget: int = Field(default=30, ge=1, description="Password checks per admin_login_budget_window_s from all addresses that have not logged in before, together (a right one gives its place back); past it they are refused unchecked until the window has room. Throttles guessing from many addresses (assistant/admin_sessions.py).")
+    admin_login_budget_window_s: float = Field(default=60, gt=0, description="The window of admin_login_budget.")
     max_upload_bytes: int = Field(default=50_000_000, ge=1, description="Largest corpus or adapter upload (unpacked).")
     max_request_bytes: int = Field(default=1_000_000, ge=10_000, description="Largest HTTP request body except file uploads (a chat request with its history); larger ones are refused (413).")
     history_max_turns: int = Field(default=8, ge=0, description="Only the last this many turns of the history a client sends are kept, each cut to the question length limit.")
@@ -204,15 +213,18 @@ class Settings(BaseSettings):
     ui_concurrency: int = Field(default=8, ge=1, description="Chat requests (/chat and /ask share one queue) worked on at once, and each other endpoint's limit. Each routes and retrieves on its own worker, then waits for the serving engine, which decodes them together (engine_max_batch), so this matches the batch.")
     ui_queue_max_size: int = Field(default=16, ge=1, description="Requests that may wait in Gradio's queue (all endpoints together); more are refused at once with 'busy, try again' (HTTP 503) instead of waiting minutes. With ui_concurrency 8 it lets 16 concurrent chat sessions in without errors (bench/load.py).")
     demo_adapter_steps: int = Field(default=20, ge=0, description="First run: train a quick adapter per demo domain in the background with this many steps (0: none).")
+    shutdown_wait_s: float = Field(default=180.0, gt=0, description="On Ctrl-C or SIGTERM, how long launch.py waits for a running admin job to stop: training stops after its current step (tens of seconds on 2 CPU cores) and checkpoints. Past this (or on a second Ctrl-C) the app exits without waiting; training then resumes from its last periodic checkpoint.")
 
     # --- the OpenAI-compatible API (assistant/openai_api.py) and remote generation ----------------
     api_keys: SecretStr | None = Field(default=None, description="Bearer keys for /v1 (comma-separated). Unset or empty: the API is off (404), never open.")
     api_max_concurrent: int = Field(default=24, ge=1, description="/v1/chat/completions requests worked on at once (routing, retrieval, generation); more are refused at once with HTTP 429. Beyond it the serving engine's own queue (engine_max_waiting) answers 503.")
+    api_max_tokens: int = Field(default=2048, ge=1, description="Largest max_tokens (max_completion_tokens) a /v1 request may ask for; more is refused with HTTP 400. The prompt and the answer must also fit the model's context (400 otherwise).")
     generation_backend: Literal["local", "openai"] = Field(default="local", description="local: the serving engine decodes on this machine. openai: generation goes to an OpenAI-compatible server (vLLM with --enable-lora, LoRAX, or another instance of this app's /v1) with the adapter's name as `model`; routing, retrieval, attribution and the UI stay here.")
     generation_base_url: str | None = Field(default=None, description="With generation_backend=openai: the server's base URL, e.g. http://127.0.0.1:8000/v1.")
     generation_api_key: SecretStr | None = Field(default=None, description="With generation_backend=openai: the bearer key the server wants (vLLM's --api-key).")
     generation_base_model: str | None = Field(default=None, description="With generation_backend=openai: the `model` name that means the base model without an adapter (vLLM: the served model name). Unset: the remote server's first listed model.")
     generation_max_concurrent: int = Field(default=16, ge=1, description="With generation_backend=openai: requests sent to the server at once; the rest wait (engine_max_waiting of them at most).")
+    generation_context_window: int | None = Field(default=None, ge=1, description="With generation_backend=openai: the server's context window in tokens (vLLM's --max-model-len); a prompt plus max_tokens beyond it is refused. Unset: the base model's max_position_embeddings.")
 
     # --- knowledge graph ---------------------------------------------------------------------
     fusion_fuzzy_min_ratio: float = Field(default=92.0, ge=0, le=100, description="rapidfuzz ratio above which two entity names are spelling variants.")
@@ -262,7 +274,7 @@ class Settings(BaseSettings):
     def _absolute(cls, path: Path) -> Path:
         return path.expanduser().resolve()
 
-    @field_validator("index_roots")
+    @field_validator("index_roots", "adapter_roots")
     @classmethod
     def _absolute_roots(cls, paths: list[Path]) -> list[Path]:
         return [path.expanduser().resolve() for path in paths]
@@ -296,6 +308,10 @@ class Settings(BaseSettings):
     @property
     def allowed_index_roots(self) -> list[Path]:
         return self.index_roots or [self.data_dir / "corpora", self.demo_corpora_dir]
+
+    @property
+    def allowed_adapter_roots(self) -> list[Path]:
+        return self.adapter_roots or [self.adapters_dir, self.data_dir / "uploads"]
 
     @property
     def api_key_list(self) -> list[str]:

@@ -120,7 +120,7 @@ def test_dropped_streams_never_wedge_the_server(small_app, browser_context, roun
                 outcome.result(WAIT_S)
             answer = client.predict(ASK, "auto", api_name="/ask")
             assert answer["domain"] == "finance" and answer["text"] and not answer["error"], (round_number, answer)
-    _until(lambda: engine.occupancy() == {"running": 0, "waiting": 0}, "the engine to be idle")
+    _until(lambda: engine.occupancy()["running"] == engine.occupancy()["waiting"] == 0, "the engine to be idle")
     _until(lambda: not _threads_waiting_on_a_stream(), "no thread waiting on a stream")
     cancelled = engine.stats.finished.get("cancelled", 0) - cancelled_before
     # Each dropped stream stops decoding at the engine's next step (none runs on to its token limit).
