@@ -16,7 +16,7 @@ from pydantic import SecretStr
 
 from adapters.registry import AdapterRegistry
 from assistant.adapter_pool import AdapterLoadError
-from assistant.openai_api import StopFilter
+from assistant.openai_raw import StopFilter
 from assistant.settings import load_settings
 from assistant.sentences import citations_in
 from conftest import served_app, write_lora_adapter
