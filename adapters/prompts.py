@@ -19,7 +19,8 @@ _SYSTEM = ("You are a careful {domain} assistant. Answer in at most {sentences}.
            "answer only from it, end each sentence with the numbers of the evidence it uses like [1], and say \""
            + NO_ANSWER + "\" if it does not answer. Start the answer to a yes/no question with Yes, No or Maybe.")
 _GENERAL = "general knowledge"
-_CITATION = re.compile(r"\s*\[\d+\]")
+# Tried where a run of spaces begins, not again from each space in it (that was quadratic).
+_CITATION = re.compile(r"(?<!\s)\s*\[\d+\]")
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from indexing.words import WORD
 
 DEFAULT_THRESHOLD = 0.55
 NUMBER_MISMATCH_CAP = 0.25  # the most a sentence scores against an item missing one of its numbers
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_NUMBER = re.compile(r"\d++(?:[.,]\d++)*+")  # possessive: a number never gives digits back
 _LABELS = {"yes", "no", "maybe"}
 _NUMBER_WORDS = {"one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
                  "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12", "first": "1",
@@ -212,7 +212,8 @@ def attribute_sentences(answer: Sequence[str], items: Sequence[EvidenceItem], en
     return sentences
 
 
-_LABEL_LEAD = re.compile(r"^\s*(yes|no|maybe)\s*(?:\[\d+\]\s*)*[,.;:!]\s*(.*)$", re.IGNORECASE | re.DOTALL)
+# Possessive citations: giving back a digit or a space could never reach the punctuation after them.
+_LABEL_LEAD = re.compile(r"^\s*(yes|no|maybe)\s*(?:\[\d++\]\s*+)*+[,.;:!]\s*(.*)$", re.IGNORECASE | re.DOTALL)
 
 
 def _pieces(answer: Sequence[str], question: str) -> list[tuple[str, str, bool]]:

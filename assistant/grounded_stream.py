@@ -15,17 +15,12 @@ generation behind it is cancelled at once.
 
 from __future__ import annotations
 
-import re
 from typing import Iterator, Sequence
 
 from adapters.prompts import NO_ANSWER
 from assistant.answer_writer import AnswerWriter, Draft, WrittenAnswer
 from assistant.attribution import AnswerSentence, attribute_sentences
-from assistant.sentences import answer_sentences
-
-# What may follow a finished sentence before the next one has shown a word: citations, complete
-# or on their way ("[2]", "[2][3", "[") belong to the sentence before them.
-_CITATIONS_SO_FAR = re.compile(r"^(?:\s*\[[\d,\s]*\]?)*\s*$")
+from assistant.sentences import CitationScan, answer_sentences
 
 
 class GroundedStream:
@@ -65,7 +60,9 @@ class GroundedStream:
         """The sentences a later one has begun after (so nothing more can join them)."""
         sentences = answer_sentences(self._text)
         complete = len(sentences) - 1
-        while complete > 0 and _CITATIONS_SO_FAR.match(sentences[complete]):
+        # What follows a finished sentence before the next one has shown a word: citations,
+        # complete or on their way ("[2]", "[2][3", "["), belong to the sentence before them.
+        while complete > 0 and CitationScan(sentences[complete]).marks() is not None:
             complete -= 1
         return sentences[:max(complete, 0)]
 

@@ -39,7 +39,10 @@ from indexing.vector_store import DomainIndex, Hit, IndexUnavailable, VectorStor
 log = logging.getLogger(__name__)
 
 # A number, or a code mixing letters with digits or capitals inside a word (HbA1c, eGFR, 10-K).
-_LEXICAL_CUE = re.compile(r"\d|\b[A-Za-z]+[A-Z0-9][A-Za-z0-9-]*\b")
+# A digit, or a word with a capital or digit after its first letter ("GDPR", "McCulloch", "H2O").
+# Atomic and possessive: whichever capital is taken, the word ends at the same place, so the
+# search never retries a word from each of its capitals (that made "aA" * 2000 + "_" quadratic).
+_LEXICAL_CUE = re.compile(r"\d|\b(?>[A-Za-z]+[A-Z0-9])[A-Za-z0-9]*+\b")
 WALK_NODES_SHOWN = 8
 
 

@@ -5,4 +5,5 @@ from __future__ import annotations
 
 import re
 
-WORD = re.compile(r"[A-Za-z0-9\u00c0-\u024f]+(?:['\u2019-][A-Za-z0-9\u00c0-\u024f]+)*")
+# Possessive: each part ends where the letters do, so nothing is ever given back (linear).
+WORD = re.compile(r"[A-Za-z0-9\u00c0-\u024f]++(?:['\u2019-][A-Za-z0-9\u00c0-\u024f]++)*+")
