@@ -4,13 +4,18 @@ picture, and a plain JSON form for API clients. No Gradio here and no model or d
 from __future__ import annotations
 
 import html
+import logging
 import re
 import string
+import uuid
 from pathlib import Path
+from typing import Sequence
 
 from assistant.pipeline import Answer
 from assistant.retrieval import Passage, RankedFact
 from indexing.graph_store import Subgraph
+
+log = logging.getLogger(__name__)
 
 SNIPPET_CHARS = 280
 
@@ -21,7 +26,21 @@ def answer_header(answer: Answer) -> str:
     line = f"**Domain:** {_md(where)} · **confidence** {answer.confidence:.2f} · **adapter:** {_md(adapter)}"
     if answer.degraded:
         line = "⚠️ **Degraded:** the knowledge graph is unavailable; this answer uses passages only.  \n" + line
-    return line
+    failure = failure_line(answer)
+    return failure + "  \n" + line if failure else line
+
+
+def failure_line(answer: Answer) -> str | None:
+    """A warning for an answer that failed after it began (part of it may have been streamed
+    already), with the reason; None for a complete answer or a plain refusal (busy, too long),
+    whose text says all."""
+    error = answer.error or ""
+    if error.startswith("generation failed"):
+        reason = error.removeprefix("generation failed").lstrip(": ") or "no reason given"
+        return f"⚠️ **The answer failed** while it was being written ({_md(reason)}); what is shown is incomplete."
+    if error.startswith("internal error"):
+        return "⚠️ **The answer failed:** something went wrong on the server (it is in the log); what is shown may be incomplete."
+    return None
 
 
 def for_chat(text: str) -> str:
@@ -31,7 +50,6 @@ def for_chat(text: str) -> str:
     return html.escape(text, quote=False)
 
 
-_TAG = re.compile(r"<[^>]*>")
 _CITATION_MARK = re.compile(r"\[(\d+)\]")
 UNSUPPORTED_TITLE = "No evidence item supports this sentence"
 
@@ -39,7 +57,54 @@ UNSUPPORTED_TITLE = "No evidence item supports this sentence"
 def from_chat(text: str) -> str:
     """What :func:`for_chat` or :func:`answer_html` showed, back as the text that was typed or
     answered (the history a client sends): the tags are ours (all other text was escaped)."""
-    return html.unescape(_TAG.sub("", text))
+    return html.unescape(TagStripper().strip(text))
+
+
+def chat_turns(history: Sequence, keep: int) -> list[dict]:
+    """The turns of a chat history a client sent that can reach the prompt, back as text: only the
+    last ``keep``, as pipeline.recent_turns keeps (and then cuts each), so that a long history is
+    not read at all; each turn kept is read in one linear pass."""
+    tail = list(history)[-keep:] if keep > 0 else []
+    return [{"role": turn.get("role"), "content": from_chat(message_text(turn.get("content")))}
+            for turn in tail if isinstance(turn, dict)]
+
+
+def message_text(content) -> str:
+    """A chat message's text (Gradio may hand content back as a list of typed parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
+    if isinstance(content, dict):
+        return str(content.get("text", ""))
+    return str(content)
+
+
+class TagStripper:
+    """Text with every span from a '<' to the first '>' after it removed, as
+    ``re.sub(r"<[^>]*>", "", text)`` did, in one forward pass.
+
+    The regex looked for a '>' again from every '<' it tried, so a run of '<' with no '>' after it
+    took quadratic time (80,000 '<': seconds, in a request anyone may send). Here each search starts
+    where the last one stopped, and once no '>' is left nothing further can be a tag, so every
+    character is examined once; ``examined`` counts them, so tests can bound the work without
+    timing it."""
+
+    def __init__(self) -> None:
+        self.examined = 0
+
+    def strip(self, text: str) -> str:
+        kept, start, size = [], 0, len(text)
+        while True:
+            lt = text.find("<", start)
+            gt = text.find(">", lt + 1) if lt != -1 else -1
+            if gt == -1:  # no '<', or no '>' after it: the rest is text
+                self.examined += size - start
+                kept.append(text[start:])
+                return "".join(kept)
+            self.examined += gt + 1 - start
+            kept.append(text[start:lt])
+            start = gt + 1
 
 
 def evidence_anchor(turn: int, number: int) -> str:
@@ -168,15 +233,24 @@ def facts_subgraph(answer: Answer) -> Subgraph:
 
 def facts_picture(answer: Answer, folder: Path, keep: int = 200) -> Path | None:
     """The answer's facts drawn as a PNG in ``folder``, which keeps only the newest ``keep``
-    pictures (Gradio serves a copy from its own cache, so an older one is never needed again)."""
+    pictures (Gradio serves a copy from its own cache, so an older one is never needed again).
+    Each picture has a name of its own (two users asking the same question get two files), and
+    a picture that cannot be drawn is left out (logged): the answer is shown without it."""
     if not answer.facts:
         return None
     from indexing.graph_render import draw_subgraph
 
-    folder.mkdir(parents=True, exist_ok=True)
-    out = folder / f"facts-{abs(hash((answer.text, len(answer.facts)))) % 10**12}.png"
-    drawn = draw_subgraph(facts_subgraph(answer), out, title=f"facts used ({answer.domain or 'all domains'})")
-    prune_pictures(folder, keep)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        drawn = draw_subgraph(facts_subgraph(answer), folder / f"facts-{uuid.uuid4().hex}.png",
+                              title=f"facts used ({answer.domain or 'all domains'})")
+    except Exception:  # a picture is an extra: never lose the answer over it
+        log.exception("drawing the facts picture failed; the answer is shown without it")
+        return None
+    try:
+        prune_pictures(folder, keep)
+    except OSError as exc:  # the next answer prunes again
+        log.warning("could not prune the facts pictures in %s: %s", folder, exc)
     return drawn
 
 

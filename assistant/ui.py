@@ -13,8 +13,8 @@ import gradio as gr
 
 from assistant.admin import AdminDenied, AdminError, AdminService
 from assistant.pipeline import Answer, ChatPipeline
-from assistant.presenter import (answer_header, answer_html, answer_json, evidence_markdown,
-                                 facts_picture, for_chat, from_chat, jobs_markdown)
+from assistant.presenter import (answer_header, answer_html, answer_json, chat_turns, evidence_markdown,
+                                 facts_picture, for_chat, jobs_markdown)
 from assistant.settings import Settings
 from assistant.web_guards import TICKET_COOKIE
 
@@ -55,7 +55,7 @@ def build_app(settings: Settings, pipeline: ChatPipeline, admin: AdminService) -
 
     def chat(message: str, history: list, domain: str):
         history = list(history or [])
-        turns = [{"role": m["role"], "content": from_chat(_text(m["content"]))} for m in history]
+        turns = chat_turns(history, settings.history_max_turns)  # only what can reach the prompt is read
         history += [{"role": "user", "content": for_chat(message)}, {"role": "assistant", "content": ""}]
         turn = sum(1 for m in history if m["role"] == "assistant")  # this answer's evidence anchors
         yield history, "", "*Thinking…*", gr.skip(), gr.skip()
@@ -146,9 +146,9 @@ def _admin_tab(admin: AdminService) -> None:
         status = gr.JSON(label="Status")
     timer = gr.Timer(3.0, active=False)
 
-    def do_login(user: str, secret: str):
+    def do_login(user: str, secret: str, request: gr.Request):
         try:
-            new_token = admin.login(user, secret)
+            new_token = admin.login(user, secret, client_address(request))
         except AdminDenied as exc:
             return ("", "", f"**{exc}**", gr.update(visible=False), gr.update(visible=False), gr.skip(), gr.skip(),
                     gr.skip(), gr.skip(), gr.Timer(active=False))
@@ -213,8 +213,8 @@ def _admin_tab(admin: AdminService) -> None:
 def _admin_api(admin: AdminService) -> None:
     """The admin functions for API clients; each raises a gr.Error without a valid token."""
 
-    def login(username: str, password: str) -> str:
-        return _call(admin.login, username, password)
+    def login(username: str, password: str, request: gr.Request) -> str:
+        return _call(admin.login, username, password, client_address(request))
 
     def logout(token: str) -> str:
         return _call(admin.logout, token)
@@ -265,14 +265,10 @@ def _table(rows: list[dict]):
     return pd.DataFrame(rows) if rows else pd.DataFrame({"": ["none yet"]})
 
 
-def _text(content) -> str:
-    """A chat message's text (Gradio may hand content back as a list of typed parts)."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
-    if isinstance(content, dict):
-        return str(content.get("text", ""))
-    return str(content)
+def client_address(request: gr.Request | None) -> str | None:
+    """The caller's address as the server saw it (behind a reverse proxy on this machine, the
+    address it forwards: uvicorn trusts X-Forwarded-For from loopback only); None if unknown."""
+    client = getattr(request, "client", None) if request is not None else None
+    return getattr(client, "host", None) or None
 
 

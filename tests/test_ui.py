@@ -88,7 +88,8 @@ def test_reindexing_a_changed_document_shows_in_the_next_answer(client, token, r
 
 
 def test_hot_loading_through_the_api_serves_the_next_answer(client, token, running_app, base_model, tmp_path):
-    folder = write_lora_adapter(base_model, tmp_path / "candidate", "medicine", seed=11)
+    drop = running_app.pipeline.settings.data_dir / "uploads" / tmp_path.name  # inside the adapter roots
+    folder = write_lora_adapter(base_model, drop / "candidate", "medicine", seed=11)
     message = client.predict(token, str(folder), api_name="/admin_load_adapter")
     name = message.split()[0]
     try:
@@ -97,7 +98,9 @@ def test_hot_loading_through_the_api_serves_the_next_answer(client, token, runni
         assert answer["adapter"] == name
         listed = {row["name"]: row for row in client.predict(token, api_name="/admin_adapters")}
         assert listed[name]["active"] and listed[name]["loaded"]
-        broken = tmp_path / "broken"
+        client.predict(token, name, api_name="/admin_unload")
+        assert client.predict(token, name, api_name="/admin_load_adapter") == message  # by its registered name
+        broken = drop / "broken"
         broken.mkdir()
         (broken / "adapter_model.bin").write_bytes(b"pickle")
         with pytest.raises(Exception, match="pickled weights are refused"):
@@ -107,6 +110,46 @@ def test_hot_loading_through_the_api_serves_the_next_answer(client, token, runni
         client.predict(token, name, api_name="/admin_unload")
         AdapterRegistry(running_app.pipeline.settings.adapters_dir).remove(name)
         (running_app.pipeline.settings.adapters_dir / "active.json").unlink(missing_ok=True)
+        shutil.rmtree(drop, ignore_errors=True)
+
+
+def test_an_answer_that_fails_while_it_is_written_says_so():
+    from assistant.pipeline import Answer
+    from assistant.presenter import answer_header
+
+    failed = Answer(text="Vitamin K\n\nSorry, the answer could not be written: RuntimeError: out of memory.",
+                    domain="medicine", confidence=0.9, error="generation failed: RuntimeError: out of memory")
+    header = answer_header(failed)
+    assert header.startswith("⚠️ **The answer failed** while it was being written (RuntimeError\\: out of memory)")
+    assert "what is shown is incomplete" in header and "**Domain:** medicine" in header
+    crashed = Answer(text="Sorry, something went wrong while answering. The error has been logged.",
+                     error="internal error (KeyError; the server log has the details)")
+    assert answer_header(crashed).startswith("⚠️ **The answer failed:** something went wrong on the server")
+    for fine in (Answer(text="Vitamin K reverses warfarin.", domain="medicine"),
+                 Answer(text="The assistant is busy right now; please try again in a moment.", error="busy: full")):
+        assert "failed" not in answer_header(fine)
+
+
+def test_a_stream_that_fails_mid_answer_shows_the_failure_in_the_chat(client, monkeypatch):
+    """The serving engine's decode step breaks once the first token has been streamed to the page."""
+    from assistant.decoding import DecodeBatch
+    from assistant.presenter import message_text
+
+    steps = []
+
+    def failing_step(self, model):
+        steps.append(model)
+        raise RuntimeError("the accelerator fell over")
+
+    monkeypatch.setattr(DecodeBatch, "step", failing_step)
+    job = client.submit("Tell me about warfarin.", [], "auto", api_name="/chat")
+    history, _, header, _, _ = job.result()
+    assert steps  # the model was writing the answer when it failed
+    shown = message_text(history[-1]["content"])
+    streamed = [message_text(update[0][-1]["content"]) for update in job.outputs()[:-1]]
+    assert any(streamed) and shown.startswith(max(streamed, key=len))  # part came before the failure, and stays
+    assert "Sorry, the answer could not be written: RuntimeError: the accelerator fell over" in shown
+    assert header.startswith("⚠️ **The answer failed** while it was being written") and "accelerator fell over" in header
 
 
 def test_concurrent_chats_all_get_answers_during_a_reindex(client, token, running_app):

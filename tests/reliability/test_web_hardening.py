@@ -4,8 +4,11 @@
   the last turns of the history a client sends reach the prompt, each cut to the question limit.
 * Re-indexing a server folder is limited to the index roots; a symlink out of a folder is skipped.
 * Admin sessions: logout, an idle timeout the status polling does not reset, ended sessions
-  removed, a global pause after failed logins, the token kept in server-side state, a minimum
-  length for a configured password.
+  removed, a doubling pause after failed logins (per client address, with a global budget:
+  test_admin_logins.py), the token kept in server-side state, a minimum length for a configured
+  password.
+* Hot-loading an adapter folder is limited to the adapter roots (a registered name is fine), and
+  the refusal does not say whether a path outside them exists.
 * Anonymous callers learn no addresses, paths or exception texts; the facts pictures are bounded.
 * Gradio's upload route takes files only from an admin session's upload ticket (cookie or
   header); anonymous, forged and expired tickets are refused and nothing is stored; a full
@@ -264,40 +267,27 @@ def test_an_idle_session_ends_and_status_polling_does_not_keep_it_alive(running_
         admin.jobs.shutdown()
 
 
-def test_failed_logins_pause_every_login_for_a_while(running_app, tmp_path):
-    from assistant.admin import AdminDenied
-
-    admin = _service(running_app, tmp_path, admin_login_failures_allowed=3, admin_login_backoff_s=60)
-    try:
-        for _ in range(3):
-            with pytest.raises(AdminDenied, match="wrong admin username or password"):
-                admin.login("admin", "guess " + "x" * 20)
-        with pytest.raises(AdminDenied, match=r"too many failed logins, wait (59|60) s"):
-            admin.login("admin", ADMIN_PASSWORD)  # even the right password waits: the pause is global
-    finally:
-        admin.jobs.shutdown()
-
-
 def test_the_login_backoff_doubles_and_a_good_login_resets_it():
-    """The session table's rules with a clock the test moves (pure logic)."""
+    """The session table's rules with a clock the test moves (pure logic); who a failure holds
+    back is tested in test_admin_logins.py."""
     from assistant.admin_sessions import AdminSessions, SessionRefused
 
     now = [1000.0]
     sessions = AdminSessions(lifetime_s=100, idle_s=10, failures_allowed=2, backoff_s=5, max_backoff_s=30,
                              clock=lambda: now[0])
-    sessions.failed()
-    sessions.refuse_while_paused()  # one failure: no pause yet
+    sessions.failed(sessions.admit("10.0.0.1"))
+    sessions.admit("10.0.0.1")  # one failure: no pause yet
     waits = []
     for _ in range(5):
-        sessions.failed()
+        sessions.failed(sessions.admit("10.0.0.1"))
         with pytest.raises(SessionRefused) as paused:
-            sessions.refuse_while_paused()
+            sessions.admit("10.0.0.1")
         waits.append(int(str(paused.value).split("wait ")[1].split(" s")[0]))
+        now[0] += waits[-1]
     assert waits == [5, 10, 20, 30, 30]
-    now[0] += 31
-    token = sessions.open()  # the pause is over; a good login resets the count
-    sessions.failed()
-    sessions.refuse_while_paused()
+    token = sessions.open(sessions.admit("10.0.0.1"))  # the pause is over; a good login resets the count
+    sessions.failed(sessions.admit("10.0.0.1"))
+    sessions.admit("10.0.0.1")
     now[0] += 9
     sessions.check(token)  # used at 9 s: idles out at 19 s
     now[0] += 9.5
@@ -331,3 +321,72 @@ def test_a_configured_admin_password_must_be_long_enough():
 
     with pytest.raises(ValidationError, match="at least 12 characters"):
         load_settings(_env_file=None, admin_password="short")
+
+
+# --- which server folders an admin may hot-load an adapter from -------------------------------------
+
+ADAPTER_REFUSAL = "is neither a registered adapter nor a folder inside the folders adapters may be loaded from"
+
+
+def test_hot_loading_an_adapter_folder_is_limited_to_the_adapter_roots(running_app, tmp_path):
+    """Outside the adapter roots (symlinks resolved), a folder is refused before anything reads it,
+    in words that are the same whether or not it exists; a registered adapter's name is fine
+    (test_ui.py hot-loads by folder and by name)."""
+    from gradio_client import Client
+
+    from assistant.admin import AdminError
+
+    admin, settings = running_app.admin, running_app.pipeline.settings
+    registry = running_app.pipeline.engine.pool.registry
+    outside = tmp_path / "private"
+    (outside / "adapter").mkdir(parents=True)
+    (outside / "adapter" / "adapter_config.json").write_text("{}")
+    uploads = settings.data_dir / "uploads" / tmp_path.name  # inside a root...
+    uploads.mkdir(parents=True)
+    (uploads / "escape").symlink_to(outside, target_is_directory=True)  # ...and a way out of it
+    before = ({info.name for info in registry.list()}, {b.name for b in registry.broken()})
+    token = admin.login("admin", ADMIN_PASSWORD)
+    refusals = set()
+    for path in ("/", "/etc", str(outside), str(outside / "adapter"), str(tmp_path / "no-such-folder"),
+                 str(uploads / "escape"), str(uploads / "escape" / "adapter"), str(uploads / ".." / ".." / ".."),
+                 "~", "..", "medicine-v999", "\0"):
+        with pytest.raises(AdminError, match=ADAPTER_REFUSAL) as refused:
+            admin.load_adapter(token, path)
+        refusals.add(str(refused.value).replace(repr(path), "PATH"))
+    assert len(refusals) == 1, refusals  # nothing says whether a path outside exists
+    assert ({info.name for info in registry.list()}, {b.name for b in registry.broken()}) == before
+    client = Client(running_app.url, verbose=False)
+    api_token = client.predict("admin", ADMIN_PASSWORD, api_name="/admin_login")
+    for path in ("/", str(outside / "adapter")):
+        with pytest.raises(Exception, match=ADAPTER_REFUSAL):
+            client.predict(api_token, path, api_name="/admin_load_adapter")
+
+
+def test_the_chat_reads_only_the_last_turns_of_the_history_a_client_sends(running_app, monkeypatch):
+    """Older turns are never read, so a hostile history costs nothing to strip: 150 turns of 5,000
+    '<' without a '>' (each one quadratic for the regex this replaced), then ordinary recent turns.
+    The work is counted in characters the tag scanner examines (test_chat_history.py)."""
+    from gradio_client import Client
+
+    from assistant import presenter
+
+    examined = []
+
+    class CountingStripper(presenter.TagStripper):
+        def strip(self, text: str) -> str:
+            try:
+                return super().strip(text)
+            finally:
+                examined.append(self.examined)
+
+    monkeypatch.setattr(presenter, "TagStripper", CountingStripper)
+    keep = running_app.pipeline.settings.history_max_turns
+    def turn(role: str, text: str) -> dict:  # as Gradio's chatbot sends it: a list of typed parts
+        return {"role": role, "content": [{"type": "text", "text": text}]}
+
+    hostile = [turn("user", "<" * 5_000)] * 150
+    recent = [turn(("user", "assistant")[i % 2], f"turn {i} about <b>warfarin</b>") for i in range(keep)]
+    client = Client(running_app.url, verbose=False)
+    history, *_ = client.predict("What reverses the effect of warfarin?", hostile + recent, "auto", api_name="/chat")
+    assert history[-1]["role"] == "assistant" and presenter.message_text(history[-1]["content"])
+    assert sum(examined) == sum(len(t["content"][0]["text"]) for t in recent)
