@@ -231,7 +231,8 @@ class _TrainingLoop:
                                     tok_s=f"{self.state['tokens'] / max(elapsed, 1e-9):.0f}")
                     if step % self.params.eval_every_steps == 0 or step == self.max_steps:
                         self._validate(step)
-                    if step % self.params.checkpoint_every_steps == 0:
+                    # The last step too: a stop (or kill) during the evaluation that follows resumes there.
+                    if step % self.params.checkpoint_every_steps == 0 or step == self.max_steps:
                         self._checkpoint(started)
                     if self.on_step:
                         self.on_step(step, loss.item())

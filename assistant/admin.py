@@ -20,9 +20,10 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+from adapters.registry import ADAPTER_NAME
 from assistant.adapter_pool import AdapterLoadError
 from assistant.admin_errors import AdminDenied, AdminError
-from assistant.admin_jobs import Job, JobRunner
+from assistant.admin_jobs import Job, JobRunner, JobStopped
 from assistant.admin_password import admin_password
 from assistant.admin_sessions import AdminSessions, SessionRefused
 from assistant.admin_uploads import receive_adapter, receive_corpus
@@ -44,22 +45,27 @@ class AdminService:
         self.jobs = JobRunner()
         self.sessions = AdminSessions(lifetime_s=settings.admin_session_s, idle_s=settings.admin_idle_timeout_s,
                                       failures_allowed=settings.admin_login_failures_allowed,
-                                      backoff_s=settings.admin_login_backoff_s, max_backoff_s=MAX_LOGIN_BACKOFF_S)
+                                      backoff_s=settings.admin_login_backoff_s, max_backoff_s=MAX_LOGIN_BACKOFF_S,
+                                      budget=settings.admin_login_budget,
+                                      budget_window_s=settings.admin_login_budget_window_s)
         self._password, self.password_file = admin_password(settings)
 
     # --- sessions ------------------------------------------------------------------------------
-    def login(self, username: str, password: str) -> str:
+    def login(self, username: str, password: str, address: str | None = None) -> str:
+        """A new session's token. ``address`` is the caller's (the web app passes the client's):
+        failures pause only that address, and addresses that never logged in share a global
+        budget of checks (admin_sessions.py); either refusal comes before the password is checked."""
         try:
-            self.sessions.refuse_while_paused()
+            attempt = self.sessions.admit(address)
         except SessionRefused as exc:
             raise AdminDenied(str(exc)) from None
         good_user = hmac.compare_digest((username or "").encode(), self.settings.admin_username.encode())
         good_password = hmac.compare_digest((password or "").encode(), self._password.encode())
         if not (good_user and good_password):
-            time.sleep(0.5)  # slows guessing down; the global backoff stops it
-            self.sessions.failed()
+            self.sessions.failed(attempt)  # counted before the wait, so parallel tries see it
+            time.sleep(0.5)  # slows guessing down; the pauses and the budget stop it
             raise AdminDenied("wrong admin username or password")
-        return self.sessions.open()
+        return self.sessions.open(attempt)
 
     def check(self, token: str | None, *, activity: bool = True) -> None:
         try:
@@ -162,9 +168,33 @@ class AdminService:
         return rows
 
     def load_adapter(self, token: str, name_or_folder: str) -> str:
+        """Hot-load a registered adapter by name, or an adapter folder under the allowed roots."""
         self.check(token)
-        adapter = self._pool_call(lambda: self.pipeline.engine.load_adapter(name_or_folder))
+        source = self._adapter_source(name_or_folder)
+        adapter = self._pool_call(lambda: self.pipeline.engine.load_adapter(source))
         return f"{adapter.name} now serves {adapter.domain}"
+
+    def _adapter_source(self, name_or_folder: str) -> Path:
+        """A registered adapter's folder, or a folder under one of the allowed adapter roots with
+        symlinks resolved: the admin tab is a web page, and must not make the server walk (and
+        describe) whatever its user can read. The refusal reads the same whether or not the path
+        exists outside the roots."""
+        text = (name_or_folder or "").strip()
+        registry = self.pipeline.engine.pool.registry
+        if ADAPTER_NAME.fullmatch(text) and text in {info.name for info in registry.list()}:
+            return registry.path(text)
+        roots = self.settings.allowed_adapter_roots
+        try:
+            resolved = Path(text).expanduser().resolve() if text else None
+        except (OSError, ValueError, RuntimeError):  # a NUL byte, an unknown ~user, a symlink loop
+            resolved = None
+        if resolved is None or not any(resolved == root or resolved.is_relative_to(root)
+                                       for root in (r.resolve() for r in roots)):
+            raise AdminError(f"{text!r} is neither a registered adapter nor a folder inside the folders adapters may "
+                             f"be loaded from ({', '.join(map(str, roots))}; the adapter_roots setting)")
+        if not resolved.is_dir():
+            raise AdminError(f"{text} is not a folder on the server")
+        return resolved
 
     def upload_adapter(self, token: str, files: Sequence[str | Path]) -> str:
         """An adapter as a .zip or as its three files; validated, installed and hot-loaded."""
@@ -201,6 +231,9 @@ class AdminService:
         def work(job: Job) -> str:
             try:
                 result = self._run_training(job, domain, max_steps)
+            except JobStopped as exc:
+                announce(f"demo adapter for {domain}: {exc} (the next start does)")
+                raise
             except Exception as exc:
                 announce(f"demo adapter for {domain} failed: {exc}")
                 raise
@@ -210,19 +243,33 @@ class AdminService:
         return self.jobs.submit("train", domain, work)
 
     def _run_training(self, job: Job, domain: str, max_steps: int | None) -> str:
+        from adapters.batches import TrainingError
         from adapters.dataset import build_dataset
         from adapters.train import planned_steps, train_adapter
 
         job.report(0.02, "building the dataset")
         report = build_dataset(self.settings.dataset_params, domain, self.graph, progress=False)
+        if self.jobs.stopping.is_set():  # loading the model for training would only delay the shutdown
+            raise JobStopped("stopped before training began")
         steps = planned_steps(self.settings.training_params, report.total("train"), max_steps)
         job.report(0.1, f"training ({report.total('train')} examples)")
+        reached = 0
+
         def on_step(step: int, loss: float) -> None:
+            nonlocal reached
+            reached = step
             job.report(0.1 + 0.75 * step / steps, f"step {step}/{steps}, loss {loss:.3f}")
             if self.jobs.stopping.is_set():
-                raise KeyboardInterrupt  # the trainer checkpoints; the same job resumes after a restart
+                raise KeyboardInterrupt  # the trainer checkpoints this step, then raises TrainingError
 
-        result = train_adapter(self.settings.training_params, domain, max_steps=steps, progress=False, on_step=on_step)
+        try:
+            result = train_adapter(self.settings.training_params, domain, max_steps=steps, progress=False,
+                                   on_step=on_step)
+        except TrainingError:
+            if not (self.jobs.stopping.is_set() and reached):
+                raise
+            raise JobStopped(f"stopped after step {reached} of {steps} and checkpointed: training {domain} "
+                             f"again for {steps} steps resumes there") from None
         job.report(0.95, f"hot-loading {result.adapter}")
         self.pipeline.engine.load_adapter(result.adapter)
         base, adapter = result.metrics.get("base", {}), result.metrics.get("adapter", {})
@@ -240,13 +287,14 @@ class AdminService:
                 "engine": self.pipeline.engine.occupancy(),
                 "jobs_pending": self.jobs.pending(),
                 "jobs": [{"id": j.id, "target": j.target, "status": j.status, "progress": round(j.progress, 2),
-                          "message": j.message, "result": j.result[:3000]} for j in list(self.jobs.jobs.values())[-10:]]}
+                          "message": j.message, "result": j.result[:3000]} for j in self.jobs.recent(10)]}
 
     def job(self, token: str, job_id: str) -> Job:
         self.check(token)
-        if job_id not in self.jobs.jobs:
-            raise AdminError(f"no job {job_id!r}")
-        return self.jobs.jobs[job_id]
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise AdminError(f"no job {job_id!r} (finished jobs are kept only for a while)")
+        return job
 
     def _graph_state(self) -> str:
         if self.graph is None:

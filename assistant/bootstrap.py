@@ -53,6 +53,14 @@ def is_up_to_date(settings: Settings, graph: GraphStore, source: Path) -> bool:
 def bootstrap(settings: Settings, progress: bool = True) -> BootstrapResult:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     connection = GraphConnection.open(settings.graph_params)
+    try:
+        return _prepare(settings, connection, progress)
+    except BaseException:  # Ctrl-C or SIGTERM while indexing too: stop the graph server it started, with a save
+        connection.close()
+        raise
+
+
+def _prepare(settings: Settings, connection: GraphConnection, progress: bool) -> BootstrapResult:
     graph = GraphStore(connection, settings.domains_dir)
     graph.ensure_indexes()
     clean_interrupted_builds(settings.indexing_params, graph)  # what a re-index killed half-way left behind

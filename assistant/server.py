@@ -6,6 +6,7 @@ launch.py calls :func:`serve` after the bootstrap; the tests call it on a free p
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 
 from gradio.utils import get_upload_folder
@@ -31,11 +32,16 @@ class RunningApp:
     admin: AdminService
     owns_engine: bool = True  # False when the caller passed in an engine it keeps using
 
-    def close(self) -> None:
-        self.admin.jobs.shutdown()
+    def close(self, job_wait_s: float = 10.0, give_up: threading.Event | None = None) -> bool:
+        """Stop the admin jobs (a training job stops after its current step and checkpoints),
+        waiting at most ``job_wait_s`` or until ``give_up`` is set, then the web server and the
+        engine. True when every worker thread has ended; False when one may still be inside torch,
+        where a normal interpreter exit aborts ("terminate called without an active exception")."""
+        jobs_ended = self.admin.jobs.shutdown(job_wait_s, give_up)
         self.app.close()
         if self.owns_engine:
             self.pipeline.engine.close()
+        return jobs_ended and not (self.owns_engine and self.pipeline.engine.alive)
 
 
 def serve(settings: Settings, graph: GraphStore | None, *, host: str | None = None, port: int | None = None,
