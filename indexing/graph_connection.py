@@ -7,6 +7,12 @@ reach a Neo4j 5 server (or a FalkorDB run with Bolt) through the neo4j driver, `
 Either way every query goes through :meth:`GraphConnection.query`, which turns transport errors
 into a :class:`GraphError` that says what was being done, and restarts a crashed embedded server.
 
+A broken connection leaves a statement's outcome unknown: the server may have run it and lost
+only the reply. So a statement is sent again only when running it twice leaves the graph as
+running it once (reads, and the statements ``cypher.is_idempotent`` lists: the version writes
+MERGE on their keys); any other write fails with a :class:`GraphError` that says it may or may
+not have happened.
+
 One connection serves one database (graph name) for its whole life: FalkorDB binds a Bolt
 connection to the graph it first used and ignores the database named by later transactions
 (checked here), so ``neo4j_database`` is read once.
@@ -39,7 +45,9 @@ class GraphConnection:
         self._database = params.neo4j_database
         falkordb = server is not None or not params.graph_over_bolt or params.neo4j_server == "falkordb"
         self.dialect: cypher.Dialect = cypher.FALKORDB if falkordb else cypher.NEO4J
-        self._transport: GraphTransport | None = None
+        # The transport and the server generation (its restart count) it was made for, swapped
+        # as one reference so no thread sees one without the other.
+        self._current: tuple[GraphTransport, int] | None = None
         self._transport_lock = threading.Lock()  # guards creating and replacing it, never a query
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -72,13 +80,13 @@ class GraphConnection:
 
     @property
     def transport_name(self) -> str:
-        return self._get_transport().name
+        return self._get_current()[0].name
 
     def close(self, stop_server: bool = True) -> None:
         with self._transport_lock:
-            transport, self._transport = self._transport, None
-        if transport is not None:
-            transport.close()
+            current, self._current = self._current, None
+        if current is not None:
+            current[0].close()
         if stop_server and self.server is not None:
             self.server.stop()
 
@@ -90,27 +98,35 @@ class GraphConnection:
 
     # --- queries ---------------------------------------------------------------------------
     def query(self, statement: str, params: dict[str, Any] | None = None, *, what: str,
-              read: bool = False) -> list[dict[str, Any]]:
+              read: bool = False, idempotent: bool | None = None) -> list[dict[str, Any]]:
         """Run one statement; rows come back as dicts.
 
         ``what`` describes the operation for error messages ("writing entities of law");
         ``read`` marks the statement read-only (``GRAPH.RO_QUERY``, or a cluster's reader).
+        ``idempotent`` says whether running it twice is harmless, so that it may be sent again
+        after a broken connection; left out, reads and ``cypher.is_idempotent`` statements are.
         """
         params = params or {}
-        if self.server is not None and not self.server.is_running() and not self._recover():
+        if self.server is not None and not self.server.is_running() and not self._restart_server():
             # A dead embedded server that would not restart: fail now; the caller degrades and
             # asks again later.
             raise GraphError(f"{what}: the embedded graph server is down and could not be restarted "
                              f"(see {self.server.directory})")
+        retry_safe = read or (cypher.is_idempotent(statement) if idempotent is None else idempotent)
         for attempt in (1, 2):
+            transport, generation = self._get_current()
             try:
-                return self._get_transport().run(statement, params, read=read)
+                return transport.run(statement, params, read=read, idempotent=retry_safe)
             except TransportAuthError as exc:
                 raise GraphError(f"{what}: the graph server refused our credentials ({exc})") from exc
             except TransportUnavailable as exc:
-                # Once more after a broken connection when the embedded server was restarted, or when
-                # the transport does not retry by itself (the neo4j driver already did, for seconds).
-                if attempt == 1 and (self._recover() or not self._get_transport().retries_itself):
+                restarted = self._recover(generation)
+                if not retry_safe:
+                    raise GraphError(f"{what}: the connection to the graph server at {self.uri} broke before it "
+                                     f"answered, so this write may or may not have happened ({exc})") from exc
+                # Once more when the embedded server was restarted, or when the transport does not
+                # retry by itself (the neo4j driver already did, for seconds).
+                if attempt == 1 and (restarted or not transport.retries_itself):
                     continue
                 raise GraphError(f"{what}: the graph server at {self.uri} is unreachable ({exc})") from exc
             except TransportQueryError as exc:
@@ -119,7 +135,7 @@ class GraphConnection:
 
     def fits(self, statement: str, params: dict[str, Any]) -> bool:
         """Whether one call with these parameters is within what the transport carries."""
-        return self._get_transport().fits(statement, params)
+        return self._get_current()[0].fits(statement, params)
 
     @property
     def server_restarts(self) -> int:
@@ -151,14 +167,18 @@ class GraphConnection:
             return False
 
     # --- internals -------------------------------------------------------------------------
-    def _get_transport(self) -> GraphTransport:
-        transport = self._transport
-        if transport is not None:
-            return transport
+    def _get_current(self) -> tuple[GraphTransport, int]:
+        """The transport for the server as it runs now, made anew after a restart (whoever did
+        it: a request thread, or launch.py's once-a-second check)."""
+        current = self._current
+        if current is not None and current[1] == self.server_restarts:
+            return current
         with self._transport_lock:
-            if self._transport is None:
-                self._transport = self._new_transport()
-            return self._transport
+            if self._current is None or self._current[1] != self.server_restarts:
+                # The stale one is dropped, not closed: a thread may still be reading a reply through
+                # it (its pool reconnects to the same socket); its connections close when it is freed.
+                self._current = (self._new_transport(), self.server_restarts)
+            return self._current
 
     def _new_transport(self) -> GraphTransport:
         params = self.params
@@ -171,18 +191,19 @@ class GraphConnection:
         return BoltTransport(str(params.neo4j_uri), auth, self._database,
                              falkordb=self.dialect is cypher.FALKORDB)
 
-    def _recover(self) -> bool:
-        """Restart a dead embedded server and reconnect. True when a restart happened."""
-        if self.server is None:
-            return False
+    def _restart_server(self) -> bool:
+        """Restart a dead embedded server (one restart, however many threads ask at once).
+        Whether it runs now."""
         try:
-            restarted = self.server.ensure_running()
+            self.server.ensure_running()
         except Exception as exc:  # a failed restart is reported by the caller's GraphError
             log.error("could not restart the graph server: %s", exc)
             return False
-        if restarted:
-            with self._transport_lock:
-                stale, self._transport = self._transport, None
-            if stale is not None:
-                stale.close()
-        return restarted
+        return True
+
+    def _recover(self, generation: int) -> bool:
+        """After a broken connection: restart the embedded server if it died. True when it runs
+        now as a newer generation than the failed transport's (restarted here or elsewhere)."""
+        if self.server is None:
+            return False
+        return self._restart_server() and self.server_restarts != generation

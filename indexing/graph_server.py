@@ -18,21 +18,26 @@ Started by the project itself when ``NEO4J_URI`` is unset. Facts that shaped thi
 
 A small state file records the running server's pid and socket so that a second process
 (``assistant status`` beside a running app) attaches to it instead of starting a rival
-server on the same data directory.
+server on the same data directory. Starting, restarting and stopping happen one at a time per
+data folder (a thread lock, and an ``flock`` on a file in the folder for other processes), each
+re-checking under the lock: two servers on one folder would each save their own snapshot over
+the other's, and the one stopped last wins with whatever it held.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import random
-import secrets
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -42,12 +47,13 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from indexing.atomic_files import write_text_atomic
-from indexing.graph_server_config import LOG_FILE, TEMP_SOCKET_PREFIX, password_config, server_command, socket_path_for
+from indexing.graph_server_config import (LOG_FILE, TEMP_SOCKET_PREFIX, password_config, private_dir,
+                                          read_or_create_secret, server_command, socket_path_for)
 
 log = logging.getLogger(__name__)
 
-SECRET_FILE = "secret"
 STATE_FILE = "server.json"
+LOCK_FILE = "server.lock"  # flocked while a process starts, restarts or stops the folder's server
 BOLT_USER = "falkordb"
 
 
@@ -101,27 +107,6 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
-def read_or_create_secret(directory: Path) -> str:
-    """The server password, created once with mode 0600; never logged."""
-    _private_dir(directory)
-    path = directory / SECRET_FILE
-    if path.exists():
-        secret = path.read_text().strip()
-        if secret:
-            return secret
-    secret = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(secret)
-    os.chmod(path, 0o600)
-    return secret
-
-
-def _private_dir(directory: Path) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    os.chmod(directory, 0o700)
-
-
 class EmbeddedGraphServer:
     """Owns (or attaches to) one FalkorDB process whose files live in ``directory``.
 
@@ -135,7 +120,11 @@ class EmbeddedGraphServer:
         self._process: subprocess.Popen | None = None
         self._state: ServerState | None = None
         self._owned = False
-        self.restarts = 0
+        # Every thread of a request that finds the server dead, and launch.py's once-a-second
+        # check, may ask for a restart at the same moment: one of them restarts it, the others
+        # wait here and then find it running (see _exclusive).
+        self._lifecycle = threading.Lock()
+        self.restarts = 0  # also the server's generation: a connection made before a restart reconnects
 
     # --- public surface ------------------------------------------------------------------
     @property
@@ -168,46 +157,43 @@ class EmbeddedGraphServer:
 
     def start(self) -> "EmbeddedGraphServer":
         """Attach to a live server on this data dir, or start a new one; wait until it answers."""
-        existing = self._read_state()
-        if existing and pid_alive(existing.pid) and self._answers(existing.socket):
-            self._state = existing
-            # A server whose owner died (the app was killed) is adopted, so it is stopped later.
-            self._owned = not pid_alive(existing.owner_pid) or existing.owner_pid == os.getpid()
-            if self._owned:
-                self._write_state(ServerState(existing.pid, os.getpid(), existing.socket, existing.bolt_port))
-            log.info("attached to graph server pid %s at %s", existing.pid, existing.uri)
-            return self
-        if existing and pid_alive(existing.pid):
-            # Alive but not answering with our secret: not safe to share the data dir.
-            raise GraphServerError(
-                f"a graph server (pid {existing.pid}) holds {self.directory} but does not answer on "
-                f"{existing.socket}; stop it or remove {self.directory / STATE_FILE}")
-        self._launch()
+        with self._exclusive():
+            self._attach_or_launch()
         return self
 
     def is_running(self) -> bool:
-        if self._state is None:
+        state, process = self._state, self._process
+        if state is None:
             return False
-        if self._process is not None:
-            return self._process.poll() is None
-        return pid_alive(self._state.pid)
+        if process is not None and process.poll() is not None:  # reaps our own child once it exits
+            return False
+        # Also when poll() said None: it says so to every thread but one that asks at the same moment.
+        return pid_alive(state.pid)
 
     def ensure_running(self) -> bool:
-        """Restart the server if it died. Returns True when a restart happened."""
+        """Restart the server if it died. Returns True when this call restarted it (or followed
+        another process's restart); False when it was running, including when another thread's
+        restart finished while this call waited for it."""
         if self.is_running():
             return False
-        if not self._owned:
-            # The owner restarts it; re-read the state file to follow it.
-            self.start()
-            self.restarts += 1  # counted too: writes made before the crash may be lost either way
+        with self._exclusive():
+            if self.is_running():  # restarted by whoever held the lock before us
+                return False
+            owned_socket = self._state.socket if self._owned and self._state else None
+            if owned_socket:
+                log.warning("graph server died (pid %s); restarting", self._state.pid)
+            # A non-owner (or an owner whose server another process already replaced) attaches to
+            # the live server recorded in the state file; otherwise the dead one is replaced.
+            self._attach_or_launch(owned_socket)
+            self.restarts += 1  # counted either way: writes made before the crash may be lost
             return True
-        log.warning("graph server died (pid %s); restarting", self._state.pid if self._state else "?")
-        self._launch(self._state.socket if self._state else None)
-        self.restarts += 1
-        return True
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop a server this process owns; Redis writes a final RDB snapshot on SIGTERM."""
+        with self._exclusive(required=False):
+            self._stop(timeout_s)
+
+    def _stop(self, timeout_s: float) -> None:
         if not self._owned or self._state is None:
             return
         pid = self._state.pid
@@ -261,13 +247,50 @@ class EmbeddedGraphServer:
                 self._process.wait(timeout=10)
 
     # --- internals -------------------------------------------------------------------------
+    @contextmanager
+    def _exclusive(self, required: bool = True):
+        """Hold this folder's lifecycle: this object's threads by its lock, other processes (the app
+        and a CLI command beside it) by an exclusive flock on LOCK_FILE. ``required=False`` (for
+        stop) goes on with the thread lock alone when the folder is gone or unusable."""
+        with self._lifecycle:
+            try:
+                if required:
+                    private_dir(self.directory)
+                lock = open(self.directory / LOCK_FILE, "a")
+            except OSError as exc:
+                if required:
+                    raise GraphServerError(f"cannot use the graph data folder {self.directory} ({exc})") from exc
+                lock = None
+            with lock or nullcontext():
+                if lock is not None:
+                    fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+                yield
+
+    def _attach_or_launch(self, socket_path: str | None = None) -> None:
+        """With the folder held: adopt the live server the state file names, or launch one."""
+        existing = self._read_state()
+        if existing and pid_alive(existing.pid) and self._answers(existing.socket):
+            # A server whose owner died (the app was killed) is adopted, so it is stopped later.
+            owned = not pid_alive(existing.owner_pid) or existing.owner_pid == os.getpid()
+            self._process, self._state, self._owned = None, existing, owned
+            if owned:
+                self._write_state(ServerState(existing.pid, os.getpid(), existing.socket, existing.bolt_port))
+            log.info("attached to graph server pid %s at %s", existing.pid, existing.uri)
+            return
+        if existing and pid_alive(existing.pid):
+            # Alive but not answering with our secret: not safe to share the data dir.
+            raise GraphServerError(
+                f"a graph server (pid {existing.pid}) holds {self.directory} but does not answer on "
+                f"{existing.socket}; stop it or remove {self.directory / STATE_FILE}")
+        self._launch(socket_path)
+
     def _started(self) -> ServerState:
         if self._state is None:
             raise GraphServerError("the embedded graph server is not started")
         return self._state
 
     def _launch(self, socket_path: str | None = None) -> None:
-        _private_dir(self.directory)
+        private_dir(self.directory)
         socket_path = socket_path or socket_path_for(self.directory)
         attempts = 3
         for _ in range(attempts):

