@@ -153,8 +153,10 @@ def test_a_failing_adapter_release_still_ends_the_request(engine, monkeypatch):
     monkeypatch.setattr(engine.pool, "unpin", failing_unpin)
     handle = engine.submit(MESSAGES, max_new_tokens=3)
     assert handle.wait(WAIT_S) and handle.text() and handle.result.stopped == "max_tokens"
-    assert engine.stats.recoveries == recoveries + 1
+    # The handle is finished before the error reaches the loop's recovery; the next request is
+    # answered in a later turn of the loop, so once it is, the recovery has been counted.
     assert engine.submit(MESSAGES, max_new_tokens=2).text()
+    assert engine.stats.recoveries == recoveries + 1
 
 
 def test_a_dead_engine_refuses_at_once_and_fails_what_it_held(base_model, tmp_path, monkeypatch):
