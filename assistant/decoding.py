@@ -125,12 +125,13 @@ class _GrowingLayer:
     def get_seq_length(self) -> int:
         return self._used if self.is_initialized else 0
 
-    def assign(self, keys: torch.Tensor, values: torch.Tensor) -> None:
-        """Replace the contents (after rows joined or left) with tensors the caller no longer
-        uses. Nothing is allocated here, so swapping every layer cannot fail halfway; the next
-        step's update copies them into a buffer with spare room."""
-        self._buffers, self._used = (keys, values), keys.shape[2]
-        self.keys, self.values = keys, values
+    def assign(self, keys: torch.Tensor, values: torch.Tensor, used: int) -> None:
+        """Replace the contents (after rows joined or left) with buffers the caller no longer
+        uses, whose first ``used`` columns hold the cache and the rest is room to grow (the next
+        steps write there in place). Nothing is allocated here, so swapping every layer cannot
+        fail halfway."""
+        self._buffers, self._used = (keys, values), used
+        self.keys, self.values = keys[:, :, :used], values[:, :, :used]
 
 
 def new_cache(model):
@@ -199,6 +200,30 @@ def _pad_left(tensor: torch.Tensor, columns: int, dim: int) -> torch.Tensor:
     return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
 
 
+# A batch's cache changes shape whenever a row joins or leaves. Each change copies it once, into
+# a buffer with room to grow: padding and concatenating copied it twice, and the next step's
+# update copied it a third time to get that room (a cache of 8 rows of ~1,000 tokens is ~370 MB
+# on the default base, so each copy is a transient of that size).
+
+def _joined(mine: torch.Tensor, theirs: torch.Tensor, width: int) -> torch.Tensor:
+    """The batch's keys (or values) and a newcomer's as rows of one new buffer, each ending at
+    column ``width`` (left-padded with zeros), with spare columns after."""
+    out = mine.new_zeros((mine.shape[0] + theirs.shape[0], mine.shape[1], width + _GrowingLayer.SPARE,
+                          mine.shape[3]))
+    out[:mine.shape[0], :, width - mine.shape[2]:width] = mine
+    out[mine.shape[0]:, :, width - theirs.shape[2]:width] = theirs
+    return out
+
+
+def _kept(tensor: torch.Tensor, rows: list[int], start: int) -> torch.Tensor:
+    """Some rows of the keys (or values), from column ``start`` on, in a new buffer with spare columns."""
+    width = tensor.shape[2] - start
+    out = tensor.new_empty((len(rows), tensor.shape[1], width + _GrowingLayer.SPARE, tensor.shape[3]))
+    for place, row in enumerate(rows):
+        out[place, :, :width] = tensor[row, :, start:]
+    return out
+
+
 class DecodeBatch:
     """The rows being decoded together and their shared, left-padded KV cache."""
 
@@ -223,15 +248,12 @@ class DecodeBatch:
             self.rows, self.cache, self.mask, self.seen = [row], prefilled.cache, mask, prefilled.seen
             return
         width = max(self.columns, prefilled.length)
-        merged = [(torch.cat([_pad_left(mine.keys, width - self.columns, -2),
-                              _pad_left(theirs.keys, width - prefilled.length, -2)], dim=0),
-                   torch.cat([_pad_left(mine.values, width - self.columns, -2),
-                              _pad_left(theirs.values, width - prefilled.length, -2)], dim=0))
+        merged = [(_joined(mine.keys, theirs.keys, width), _joined(mine.values, theirs.values, width))
                   for mine, theirs in zip(self.cache.layers, prefilled.cache.layers)]
         mask = torch.cat([_pad_left(self.mask, width - self.columns, 1),
                           _pad_left(mask, width - prefilled.length, 1)], dim=0)
         seen = torch.cat([self.seen, prefilled.seen], dim=0)
-        self._swap_in(merged, mask, seen, self.rows + [row])
+        self._swap_in(merged, width, mask, seen, self.rows + [row])
 
     def step(self, model) -> list[int]:
         """One forward pass for every row; returns each row's new token (also its next input).
@@ -259,13 +281,14 @@ class DecodeBatch:
         index = torch.tensor(keep, dtype=torch.long, device=self.mask.device)
         mask = self.mask.index_select(0, index)
         start = int(mask.any(dim=0).nonzero()[0, 0])  # the first column some remaining row uses
-        kept = [(layer.keys[:, :, start:, :].index_select(0, index),
-                 layer.values[:, :, start:, :].index_select(0, index)) for layer in self.cache.layers]
-        self._swap_in(kept, mask[:, start:], self.seen.index_select(0, index), [self.rows[i] for i in keep])
+        kept = [(_kept(layer.keys, keep, start), _kept(layer.values, keep, start)) for layer in self.cache.layers]
+        self._swap_in(kept, self.columns - start, mask[:, start:], self.seen.index_select(0, index),
+                      [self.rows[i] for i in keep])
 
-    def _swap_in(self, layers: list[tuple[torch.Tensor, torch.Tensor]], mask: torch.Tensor, seen: torch.Tensor,
-                 rows: list[Row]) -> None:
-        """Install a cache built beside the old one; allocates nothing, so it cannot fail halfway."""
+    def _swap_in(self, layers: list[tuple[torch.Tensor, torch.Tensor]], used: int, mask: torch.Tensor,
+                 seen: torch.Tensor, rows: list[Row]) -> None:
+        """Install a cache built beside the old one (``used`` columns of each buffer hold it);
+        allocates nothing, so it cannot fail halfway."""
         for layer, (keys, values) in zip(self.cache.layers, layers):
-            layer.assign(keys, values)
+            layer.assign(keys, values, used)
         self.mask, self.seen, self.rows = mask, seen, rows
