@@ -13,7 +13,7 @@ import pytest
 
 from adapters.base_model import BaseModel
 from assistant.adapter_pool import AdapterLoadError
-from assistant.decoding import REPETITION_PENALTY
+from assistant.decoding import REPETITION_PENALTY, DecodeBatch, Row, prefill
 from assistant.engine import Engine
 from assistant.generation import EngineBusy, GenerationFailed
 from assistant.settings import load_settings
@@ -275,3 +275,27 @@ def test_an_engine_never_attaches_an_adapter_of_another_base(adapters, base_mode
             engine.load_adapter(adapters["medicine"])
     finally:
         engine.close()
+
+
+def test_a_row_joining_or_leaving_copies_the_cache_once_into_room_to_grow(engine):
+    """Each change of the batch's rows copies its cache into a new buffer with spare columns, so
+    the steps after it write in place: no second copy of the whole cache (issue 33 item 6)."""
+    def buffers(batch: DecodeBatch) -> list[int]:
+        return [layer._buffers[0].data_ptr() for layer in batch.cache.layers]
+
+    def join_step_leave_step() -> None:
+        model, batch = engine.pool.model, DecodeBatch()
+        for messages in (MESSAGES, OTHER, MESSAGES):
+            prefilled = prefill(model, engine.encode(messages), None, engine.vocabulary_size)
+            batch.add(Row(None, None, prefilled.length, prefilled.first_token), prefilled)
+            joined = buffers(batch)
+            batch.step(model)
+            assert buffers(batch) == joined, "the step after a join copied the cache again"
+        batch.remove([batch.rows[1]])
+        left = buffers(batch)
+        batch.step(model)
+        batch.step(model)
+        assert buffers(batch) == left, "the steps after a leave copied the cache again"
+
+    engine.call(join_step_leave_step)  # on the engine's thread, between its steps: the model is its own
+
