@@ -189,7 +189,7 @@ class Settings(BaseSettings):
     engine_max_batch: int = Field(default=8, ge=1, description="Requests the serving engine decodes together, one forward pass per token for all of them (assistant/engine.py).")
     engine_max_waiting: int = Field(default=32, ge=1, description="Requests that may wait for a place in the engine's batch; more are refused at once with 'busy, try again'.")
     engine_prefill_tokens_per_step: int = Field(default=1024, ge=1, description="Prompt tokens the engine prefills between two decode steps (at least one prompt): bounds how long running answers pause while newcomers start.")
-    engine_prefill_chunk_tokens: int = Field(default=512, ge=16, description="A long prompt is prefilled in chunks of this many tokens; between chunks the engine checks the request's cancellation and deadline.")
+    engine_prefill_chunk_tokens: int = Field(default=2048, ge=16, description="A prompt longer than this is prefilled in chunks of this many tokens; between chunks the engine checks the request's cancellation and deadline. A chunk costs a forward pass and a copy of the cache so far (a 1,400-token prompt: 1.70 s in chunks of 512, 1.49 s in one pass here), so the chat's prompts (context_tokens, 1536) are one pass and only longer raw /v1 prompts are cut.")
     engine_call_timeout_s: float = Field(default=300.0, gt=0, description="An adapter command (hot-load, unload, rollback) that the serving engine has not run within this long fails with a timeout (a stuck engine never hangs the admin tab); one not yet started is withdrawn.")
     serve_quantization: Literal["none", "nf4"] = Field(default="none", description="none: full-precision base (fastest on CPU); nf4: 4-bit base, less memory.")
 

@@ -5,7 +5,7 @@ Run from the repository root (``make bench`` does)::
 
     .venv/bin/python bench/load.py [--sessions 1,4,8,16] [--requests 500] [--max-new-tokens 64]
                                    [--endpoint ask|chat|openai] [--concurrency C] [--queue-max-size M]
-                                   [--rss-every K] [--data-dir DIR]
+                                   [--rss-every K] [--data-dir DIR] [--compare-with REF]
 
 The app is started the way ``make run`` starts it: ``launch.py --no-demo-adapters`` in a
 subprocess on a free loopback port, with ``ASSISTANT_DATA_DIR`` a temporary folder (./data is
@@ -43,6 +43,13 @@ the same questions in the same order (default levels 1,8); the headline is ``/v1
 over ``/ask``'s at each N.
 
 ``--requests`` sets the total (``make bench`` passes 150).
+
+Memory: the app's RSS after the first ``--rss-every`` requests and after all of them, and their
+ratio (a leak keeps climbing; a working set that settles stays near 1x). ``--compare-with REF``
+measures the code of git revision REF first (its files from ``git archive``, launched the same
+way on a data dir of its own), then this working tree, in the same run, and prints them side by
+side: requests/s at each N and the RSS figures, each as this code over REF's. For issue 33's
+memory check: ``--sessions 8 --requests 500 --rss-every 50 --compare-with <ref>``.
 """
 
 from __future__ import annotations
@@ -54,11 +61,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import argparse  # noqa: E402
+import io  # noqa: E402
 import os  # noqa: E402
 import secrets  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
+import tarfile  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -86,6 +95,7 @@ DEFAULT_RSS_EVERY = 50
 START_TIMEOUT_S = 900  # first start: index 3 domains and convert the base model on a busy machine
 STOP_TIMEOUT_S = 60
 GROWTH_BOUND_MB = 50  # beyond this after the warm-up, the app keeps something per request
+SETTLED_BOUND = 1.3  # RSS after all requests over RSS after the first --rss-every (issue 33)
 
 
 # --- the launched app ---------------------------------------------------------------------------
@@ -116,6 +126,19 @@ class RssTrace:
             if self.count % self.every == 0:
                 self.samples.append((self.count, self.app.rss_mb()))
 
+    @property
+    def settled(self) -> tuple[float, float] | None:
+        """RSS after the first ``every`` requests and after the last sample (None: too few)."""
+        return (self.samples[1][1], self.samples[-1][1]) if len(self.samples) > 2 else None
+
+
+@dataclass
+class Run:
+    """One endpoint measured on one app: its levels, its RSS after the warm-up, its RSS trace."""
+    levels: list[Level]
+    rss_before: float
+    trace: RssTrace
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -137,11 +160,14 @@ def app_environment(data_dir: Path, args: argparse.Namespace) -> dict[str, str]:
 
 
 @contextmanager
-def launched_app(data_dir: Path, args: argparse.Namespace) -> Iterator[LaunchedApp]:
-    """launch.py in a subprocess, until it prints its URL; stopped with Ctrl-C (SIGINT) afterwards."""
+def launched_app(data_dir: Path, args: argparse.Namespace, code: Path = REPO) -> Iterator[LaunchedApp]:
+    """``code``'s launch.py in a subprocess, until it prints its URL; stopped with Ctrl-C (SIGINT)
+    afterwards. Its own packages come first on the path (before the editable install's)."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, str(REPO / "launch.py"), "--host", "127.0.0.1", "--port", str(port),
-                                "--no-demo-adapters"], cwd=REPO, env=app_environment(data_dir, args),
+    env = app_environment(data_dir, args)
+    env["PYTHONPATH"] = str(code)
+    process = subprocess.Popen([sys.executable, str(code / "launch.py"), "--host", "127.0.0.1", "--port", str(port),
+                                "--no-demo-adapters"], cwd=code, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     app = LaunchedApp(process, f"http://127.0.0.1:{port}/")
     ready = threading.Event()
@@ -170,6 +196,19 @@ def stop(process: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextmanager
+def code_at(ref: str) -> Iterator[Path]:
+    """The files of git revision ``ref`` in a temporary folder (``git archive``: the repository and
+    its working tree are not touched), removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="bench-load-code-") as folder:
+        archive = subprocess.run(["git", "archive", "--format=tar", ref], cwd=REPO, capture_output=True)
+        if archive.returncode != 0:
+            raise SystemExit(f"--compare-with {ref}: {archive.stderr.decode(errors='replace').strip()}")
+        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+            tar.extractall(folder, filter="data")
+        yield Path(folder)
 
 
 # --- sessions ---------------------------------------------------------------------------------------
@@ -302,7 +341,7 @@ def split_row(level: Level) -> list[str] | None:
 
 
 def print_results(levels: list[Level], rss_before: float, trace: RssTrace, args: argparse.Namespace,
-                  settings_note: str, endpoint: str) -> None:
+                  settings_note: str, endpoint: str, code: str = "this code") -> None:
     total = sum(len(level.outcomes) for level in levels)
     growth = levels[-1].rss_mb - rss_before
     notes = [f"app RSS after the warm-up {rss_before:.0f} MB, after {total} more requests {levels[-1].rss_mb:.0f} MB: "
@@ -314,20 +353,25 @@ def print_results(levels: list[Level], rss_before: float, trace: RssTrace, args:
         previous = level.rss_mb
     notes.append("growth per level: " + ", ".join(steps))
     notes.append(f"app RSS every {trace.every} requests: " + ", ".join(f"{n}: {mb:.0f}" for n, mb in trace.samples))
+    if trace.settled:
+        early, late = trace.settled
+        notes.append(f"app RSS after the first {trace.every} requests {early:.0f} MB, after {trace.samples[-1][0]}: "
+                     f"{late:.0f} MB, {late / early:.2f}x ({'within' if late <= SETTLED_BOUND * early else 'ABOVE'} "
+                     f"the {SETTLED_BOUND}x bound)")
     errors = [e for level in levels for e in level.errors]
     if errors:
         notes.append(f"{len(errors)} errors, e.g.: " + "; ".join(sorted(set(errors))[:3]))
     first = levels[0]
     notes.insert(0, "requests/s vs N=" + str(first.sessions) + ": " + ", ".join(
         f"N={level.sessions} {requests_per_s(level) / requests_per_s(first):.2f}x" for level in levels[1:]))
-    print_table(f"Load: N concurrent {CLIENTS[endpoint]} sessions on {PATHS[endpoint]}, max_new_tokens={args.max_new_tokens}, "
+    print_table(f"Load ({code}): N concurrent {CLIENTS[endpoint]} sessions on {PATHS[endpoint]}, max_new_tokens={args.max_new_tokens}, "
                 f"{settings_note}, {os.cpu_count()} cores (clients and app on the same machine)",
                 ["N sessions", "completed", "errors", "p50 s", "p95 s", "first token p50 s", "first token p95 s",
                  "requests/s", "wall s", "app RSS MB"],
                 [level_row(level) for level in levels], notes)
     splits = [row for level in levels if (row := split_row(level))]
     if splits:
-        print_table("Where a request's generation time goes (mean seconds per request, from the answers' timings)",
+        print_table(f"Where a request's generation time goes ({code}; mean seconds per request, from the answers' timings)",
                     ["N sessions", "waiting for the batch", "prefill (its prompt)", "decode steps (shared)",
                      "prefill share", "generate (submit to last token)"], splits,
                     ["prefill is one prompt's forward pass: compute-bound on a CPU and run one prompt at a time, "
@@ -391,6 +435,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rss-every", type=int, default=DEFAULT_RSS_EVERY,
                         help=f"read the app's RSS after every this many requests (default {DEFAULT_RSS_EVERY})")
     parser.add_argument("--data-dir", type=Path, help="the app's data dir, kept (default: a temporary one)")
+    parser.add_argument("--compare-with", metavar="REF",
+                        help="also measure git revision REF's code first, in the same run, and compare")
     args = parser.parse_args(argv)
     args.sessions = args.sessions or (OPENAI_SESSIONS if args.endpoint == "openai" else DEFAULT_SESSIONS)
     try:
@@ -407,6 +453,49 @@ def question_sequence() -> Iterator[str]:
     return cycle(q["question"] for q in spread_over_domains(demo_questions(), 10_000))
 
 
+def measure(code: Path, data_dir: Path, args: argparse.Namespace, label: str) -> dict[str, Run]:
+    """Every endpoint at every level on one app launched from ``code``, each after its warm-up."""
+    per_level = -(-args.requests // len(args.levels))
+    endpoints = ["openai", "ask"] if args.endpoint == "openai" else [args.endpoint]
+    runs: dict[str, Run] = {}
+    started = time.perf_counter()
+    with launched_app(data_dir, args, code) as app:
+        print(f"  {label}: app up at {app.url} after {time.perf_counter() - started:.0f}s (data dir {data_dir})",
+              flush=True)
+        for endpoint in endpoints:
+            questions = question_sequence()  # both endpoints (and both codes) get the same questions in order
+            run_level(app, max(args.levels), 1, questions, endpoint)  # warm-up
+            rss_before = app.rss_mb()
+            run = runs[endpoint] = Run([], rss_before, RssTrace(app, args.rss_every, [(0, rss_before)]))
+            for sessions in args.levels:
+                run.levels.append(run_level(app, sessions, -(-per_level // sessions), questions, endpoint, run.trace))
+                row = level_row(run.levels[-1])
+                print(f"  {label} {PATHS[endpoint]} N={sessions}: {row[1]} completed, {row[2]} errors, p50 {row[3]} s, "
+                      f"first token p50 {row[5]} s, {row[7]} requests/s, app RSS {row[9]} MB", flush=True)
+    return runs
+
+
+def print_comparison(ours: dict[str, Run], theirs: dict[str, Run], ref: str) -> None:
+    """This code beside REF's, measured in the same run: requests/s per level, and memory."""
+    rows = []
+    for endpoint, run in ours.items():
+        other = theirs[endpoint]
+        for mine, old in zip(run.levels, other.levels):
+            rows.append([PATHS[endpoint], f"requests/s, N={mine.sessions}", f"{requests_per_s(old):.3f}",
+                         f"{requests_per_s(mine):.3f}", f"{requests_per_s(mine) / requests_per_s(old):.2f}x"])
+        memory = [("app RSS after the warm-up, MB", other.rss_before, run.rss_before),
+                  ("app RSS at the end, MB", other.levels[-1].rss_mb, run.levels[-1].rss_mb)]
+        if run.trace.settled and other.trace.settled:
+            memory.append((f"RSS at the end / after the first {run.trace.every} requests",
+                           other.trace.settled[1] / other.trace.settled[0], run.trace.settled[1] / run.trace.settled[0]))
+        for name, old_value, value in memory:
+            rows.append([PATHS[endpoint], name, f"{old_value:.2f}", f"{value:.2f}", f"{value / old_value:.2f}x"])
+            record(f"load vs {ref} ({PATHS[endpoint]}, same run)", name, value, "MB" if "MB" in name else "x",
+                   better="lower")
+    print_table(f"This code vs {ref}, same machine, same run, same questions in the same order",
+                ["endpoint", "measurement", ref, "this code", "this / " + ref], rows)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     per_level = -(-args.requests // len(args.levels))
@@ -414,30 +503,25 @@ def main(argv: list[str] | None = None) -> None:
     print(f"load: sessions {args.levels}, ~{per_level} requests per level, /{args.endpoint}, "
           f"max_new_tokens {args.max_new_tokens}, {settings_note}", flush=True)
     started = time.perf_counter()
-    endpoints = ["openai", "ask"] if args.endpoint == "openai" else [args.endpoint]
-    runs: dict[str, list[Level]] = {}
+    baseline: dict[str, Run] = {}
     with tempfile.TemporaryDirectory(prefix="bench-load-") as scratch:
+        if args.compare_with:
+            with code_at(args.compare_with) as old_code:
+                baseline = measure(old_code, Path(scratch) / "baseline-data", args, args.compare_with)
         data_dir = (args.data_dir or Path(scratch) / "data").resolve()
-        with launched_app(data_dir, args) as app:
-            print(f"  app up at {app.url} after {time.perf_counter() - started:.0f}s (data dir {data_dir})", flush=True)
-            for endpoint in endpoints:
-                questions = question_sequence()  # both endpoints get the same questions in the same order
-                run_level(app, max(args.levels), 1, questions, endpoint)  # warm-up
-                rss_before = app.rss_mb()
-                trace = RssTrace(app, args.rss_every, [(0, rss_before)])
-                levels = runs[endpoint] = []
-                for sessions in args.levels:
-                    levels.append(run_level(app, sessions, -(-per_level // sessions), questions, endpoint, trace))
-                    row = level_row(levels[-1])
-                    print(f"  {PATHS[endpoint]} N={sessions}: {row[1]} completed, {row[2]} errors, p50 {row[3]} s, "
-                          f"first token p50 {row[5]} s, {row[7]} requests/s, app RSS {row[9]} MB", flush=True)
-                print_results(levels, rss_before, trace, args, settings_note, endpoint)
-                record_results(levels, rss_before, endpoint)
+        runs = measure(REPO, data_dir, args, "this code")
+    for endpoint, run in baseline.items():
+        print_results(run.levels, run.rss_before, run.trace, args, settings_note, endpoint, args.compare_with)
+    for endpoint, run in runs.items():
+        print_results(run.levels, run.rss_before, run.trace, args, settings_note, endpoint)
+        record_results(run.levels, run.rss_before, endpoint)
     if len(runs) == 2:
         ratios = ", ".join(f"N={api.sessions} {requests_per_s(api) / requests_per_s(ask):.2f}x"
-                           for api, ask in zip(runs["openai"], runs["ask"]))
+                           for api, ask in zip(runs["openai"].levels, runs["ask"].levels))
         print(f"\n/v1/chat/completions requests/s over /ask's, same app, same run: {ratios}")
-        record_comparison(runs)
+        record_comparison({endpoint: run.levels for endpoint, run in runs.items()})
+    if baseline:
+        print_comparison(runs, baseline, args.compare_with)
     print(f"\ntotal wall time {time.perf_counter() - started:.0f}s")
 
 
