@@ -1,8 +1,9 @@
 """Reading a corpus: a folder of files, or a ``corpus.jsonl``, into :class:`Document` objects.
 
-Formats: ``.txt``, ``.md``, ``.html``/``.htm`` (text extracted with selectolax), ``.pdf``
-(pypdf), ``.jsonl`` (one ``{"id","domain","title","text"}`` per line). A file that cannot be
-read is skipped with its path and the reason; everything else is still read.
+Formats: ``.txt``, ``.md``, ``.html``/``.htm`` (text extracted with selectolax, each table as
+pipe rows: one line per ``<tr>``, cells joined by " | "), ``.pdf`` (pypdf), ``.jsonl`` (one
+``{"id","domain","title","text"}`` per line). A file that cannot be read is skipped with its path
+and the reason; everything else is still read.
 
 Document ids: a file's path relative to the source folder (``aspirin.md``); a JSONL line's
 ``id`` field. The domain comes from the ``domain`` argument (a flag), else a JSONL line's
@@ -23,6 +24,7 @@ from selectolax.lexbor import LexborHTMLParser as HTMLParser
 
 from indexing.domain_name import DOMAIN_NAME
 from indexing.jsonl import BadJsonLine, numbered_lines, parse_json_line
+from indexing.tables import pipe_rows
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
 HTML_SUFFIXES = {".html", ".htm"}
@@ -37,6 +39,7 @@ CURATED_TRIPLES_FILES = ("triples.csv", "triples.jsonl")
 # parsing is quadratic in nesting depth: 100,000 nested <div>s (600 KB) took 112 s here.
 # Chromium's HTML parser nests no deeper than 512 levels; deeper HTML is skipped with a reason.
 MAX_HTML_DEPTH = 512
+MAX_COLSPAN = 20  # more than a report table spans; a larger colspan counts as this many columns
 # A tag's name right after its '<' (possessive, so no later change can make it backtrack). The tag
 # scanner below finds what <(/?)([a-zA-Z][a-zA-Z0-9:-]*)[^<>]*?(/?)> would, in linear time: that
 # regex backtracks through every shorter name when no '>' follows, so '<' + 20,000 letters took 10 s.
@@ -179,9 +182,32 @@ def read_html(html: str, *, fallback_title: str) -> tuple[str, str]:
     body = tree.body or tree.root
     if body is None:
         return title or fallback_title, ""
+    _tables_as_rows(body)
     # One line per block element so sentences and list items stay apart.
     text = body.text(separator="\n", strip=True)
     return title or fallback_title, text
+
+
+def _tables_as_rows(body) -> None:
+    """Each <table> becomes its pipe rows, one line per <tr>, so chunking keeps a row whole (the
+    text extraction below would put every cell on a line of its own). Innermost tables first: an
+    inner table is already text when its outer cell is read."""
+    for table in reversed(body.css("table")):
+        table.replace_with(f"\n{pipe_rows([_row_cells(tr) for tr in table.css('tr')])}\n")
+
+
+def _row_cells(tr) -> list[str]:
+    cells: list[str] = []
+    for cell in tr.css("th, td"):
+        cells += [cell.text(separator=" ", strip=True)] + [""] * (_colspan(cell) - 1)
+    return cells
+
+
+def _colspan(cell) -> int:
+    """A spanning cell's text goes to its first column and blanks fill the rest, as in the rows
+    of report tables; bounded so a hostile colspan cannot blow up a row."""
+    span = (cell.attributes.get("colspan") or "").strip()[:4]
+    return min(max(int(span), 1), MAX_COLSPAN) if span.isascii() and span.isdigit() else 1
 
 
 def html_depth_exceeds(html: str, limit: int) -> bool:

@@ -19,6 +19,7 @@ from assistant.settings import Settings
 from indexing.corpus import SUPPORTED_SUFFIXES, normalise_domain
 from indexing.graph_connection import GraphConnection
 from indexing.graph_store import GraphStore
+from indexing.chunking import CHUNKING_VERSION
 from indexing.pipeline import index_source, source_fingerprint
 from indexing.versions import DomainVersions, list_domains, read_manifest
 
@@ -91,7 +92,7 @@ def open_workspace(app: Settings, corpus: Path, *, progress: bool = True, embedd
     settings = workspace_settings(app, corpus)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     _link_models(app, settings)
-    fingerprint = source_fingerprint(Path(corpus))
+    fingerprint = f"{source_fingerprint(Path(corpus))}:chunking-{CHUNKING_VERSION}"
     connection = GraphConnection.open(settings.graph_params)
     try:
         graph = GraphStore(connection, settings.domains_dir)
