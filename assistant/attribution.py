@@ -11,28 +11,45 @@ score in [0, 1] from what it shares with the item:
   whatever else matches, since a changed number is the commonest plausible-looking error;
 - embedding similarity with the retrieval's own embedder.
 
+- polarity and order: a sentence that denies what an item asserts, or asserts what it denies
+  ("Metformin does not treat diabetes" against "Metformin is a first-line treatment for
+  diabetes"), or states its numbers in another order where order is meaning ("from $5,000 to
+  $2,500" against "from $2,500 to $5,000"), scores at most that cap against it and is marked a
+  contradiction when nothing else supports it (assistant/findings.py says what denies);
+- a "Yes"/"No" label is judged by the sentence after it: the label a reader takes from that
+  sentence must be the label it follows.
+
 An item supports a sentence at ``threshold`` or more. Citations are then made to agree: a cited
 item that does not support its sentence is dropped, a supported sentence without a citation
 gets its best item, an invalid number goes. With ``strict`` an unsupported sentence is left out.
 
-No NLI or cross-encoder model ships in a package here, so negation and direction ("A inhibits
-B" vs "B inhibits A") are not checked; word overlap plus similarity is what this can see.
+No NLI or cross-encoder model ships inside a package here (the ones on PyPI download their
+weights at first use), so polarity is read from words: negators, null-finding words, p-values.
+Direction between two names ("A inhibits B" vs "B inhibits A") is still not checked.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
 from adapters.prompts import NO_ANSWER, EvidenceItem
+from assistant.findings import negated, reads_as_no
 from assistant.sentences import answer_sentences, citations_in, split_sentences, without_citations
+from indexing.tables import header_line_for, is_table_row
 from indexing.words import WORD
 
 DEFAULT_THRESHOLD = 0.55
 NUMBER_MISMATCH_CAP = 0.25  # the most a sentence scores against an item missing one of its numbers
+# A claim sharing this share of its words with a unit is about the same thing: if one of them denies
+# it (or states its numbers in another order), the unit contradicts the claim rather than supports it.
+POLARITY_OVERLAP = 0.5
+# Words that make the order of a claim's numbers part of its meaning.
+_DIRECTION = frozenset({"from", "to", "than", "before", "after", "rose", "fell", "increased", "decreased",
+                        "grew", "dropped", "declined", "raised", "lowered", "cut", "then"})
 _NUMBER = re.compile(r"\d++(?:[.,]\d++)*+")  # possessive: a number never gives digits back
 _LABELS = {"yes", "no", "maybe"}
 _NUMBER_WORDS = {"one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
@@ -56,6 +73,7 @@ class AnswerSentence:
     claim: bool = True  # False for a sentence that asserts nothing ("The evidence does not answer this.")
     support: dict[int, float] = field(default_factory=dict, compare=False)  # item number -> score, supporting only
     draft_citations: tuple[int, ...] = ()  # what the generated sentence cited before the correction
+    contradiction: bool = False  # its polarity contradicts the evidence it matches best (or a label its reason)
 
     def as_json(self) -> dict:
         return {"text": self.text, "citations": list(self.citations), "supported": self.supported,
@@ -64,7 +82,7 @@ class AnswerSentence:
     def as_record(self) -> dict:
         """as_json plus what the evaluation needs to check the correction."""
         return {**self.as_json(), "draft_citations": list(self.draft_citations),
-                "supporting": sorted(self.support)}
+                "supporting": sorted(self.support), "contradiction": self.contradiction}
 
 
 def stem(word: str) -> str:
@@ -117,11 +135,15 @@ def names(text: str) -> set[str]:
 
 @dataclass(frozen=True)
 class _Unit:
-    """A piece of one evidence item that a sentence is compared with."""
+    """A piece of one evidence item that a sentence is compared with: a fact, a passage's
+    sentence, or a table row (its header's words and numbers count as its context)."""
     number: int
     text: str
     words: frozenset[str]
     numbers: frozenset[str]
+    ordered_numbers: tuple[str, ...] = ()  # the piece's own numbers in the order it states them
+    negated: bool = False
+    table_row: bool = False
 
 
 def _units(items: Sequence[EvidenceItem]) -> list[_Unit]:
@@ -130,20 +152,43 @@ def _units(items: Sequence[EvidenceItem]) -> list[_Unit]:
         pieces = [item.text] if item.kind == "fact" else (split_sentences(item.text) or [item.text])
         context = content_words(item.title) if item.title else set()
         for piece in pieces:
-            units.append(_Unit(item.number, piece, frozenset(content_words(piece) | context),
-                               frozenset(numbers(piece) | numbers(item.title))))
+            row = is_table_row(piece)
+            header = (header_line_for(item.text, piece) or "") if row else ""
+            units.append(_Unit(item.number, piece, frozenset(content_words(piece) | context | content_words(header)),
+                               frozenset(numbers(piece) | numbers(item.title) | numbers(header)),
+                               ordered_numbers(piece), negated(piece), row))
     return units
 
 
+@dataclass(frozen=True)
+class Support:
+    """Each claim's (row) score against each unit (column), and where the claim's polarity or
+    number order contradicts a unit that would otherwise support it."""
+    scores: np.ndarray
+    contradicts: np.ndarray  # bool, same shape
+
+
 def support_matrix(claims: Sequence[str], units: Sequence[_Unit], similarity: np.ndarray,
-                   given: Sequence[set[str]] | None = None) -> np.ndarray:
+                   given: Sequence[set[str]] | None = None, computed: Iterable[str] = (),
+                   polar: Sequence[bool] | None = None) -> Support:
     """Score of each claim (row) against each unit (column); ``similarity`` holds their cosines.
     ``given``: per claim, the words it may take from the question: only the words it adds must
     be in the evidence, and a claim that adds none (it restates the question) scores at most
-    the number-mismatch cap, since it answers nothing."""
+    the number-mismatch cap, since it answers nothing. ``computed``: numbers the answer computed
+    from the cells it cites (a table's change or average), which no unit holds as written.
+
+    A claim that denies what a unit asserts (or asserts what it denies) is not supported by it,
+    however many words they share; nor is one that states the unit's numbers in another order
+    where order is meaning ("from 5,000 to 2,500"). ``polar``: per claim, whether to check that
+    (not for a yes/no label, whose claim is the question: its reason decides, see below)."""
     scores = np.zeros((len(claims), len(units)))
+    contradicts = np.zeros((len(claims), len(units)), dtype=bool)
+    allowed = set().union(*(numbers(value) for value in computed))
     for row, claim in enumerate(claims):
-        words, wanted_numbers, wanted_names = content_words(claim), numbers(claim), names(claim)
+        words, wanted_numbers, wanted_names = content_words(claim), numbers(claim) - allowed, names(claim)
+        check = polar is None or polar[row]
+        claim_negated = negated(claim)
+        claim_order = ordered_numbers(claim) if _DIRECTION & set(_lower_words(claim)) else ()
         if given is not None and given[row]:
             words = words - given[row]
             if not words:
@@ -158,81 +203,168 @@ def support_matrix(claims: Sequence[str], units: Sequence[_Unit], similarity: np
                 score = 0.5 * lexical + 0.5 * cosine
             if not wanted_numbers <= unit.numbers:
                 score = min(score, NUMBER_MISMATCH_CAP)
+            elif check and lexical >= POLARITY_OVERLAP and (claim_negated != unit.negated
+                                                  or _out_of_order(claim_order, unit)):
+                contradicts[row, column] = score >= NUMBER_MISMATCH_CAP
+                score = min(score, NUMBER_MISMATCH_CAP)
             scores[row, column] = score
-    return scores
+    return Support(scores, contradicts)
+
+
+def ordered_numbers(text: str) -> tuple[str, ...]:
+    return tuple(n.replace(",", "").rstrip(".") for n in _NUMBER.findall(text))
+
+
+def _lower_words(text: str) -> list[str]:
+    return [w.lower() for w in WORD.findall(text)]
+
+
+def _out_of_order(claim_order: Sequence[str], unit: _Unit) -> bool:
+    """Whether the claim names two or more of the unit's numbers in another order than the
+    unit does (a table row's order is its columns', not a statement's, so rows are exempt)."""
+    if unit.table_row or len(claim_order) < 2:
+        return False
+    stated = [n for n in claim_order if n in unit.ordered_numbers]
+    if len(stated) < 2:
+        return False
+    position = 0
+    for number in stated:  # a subsequence of the unit's order?
+        try:
+            position = unit.ordered_numbers.index(number, position) + 1
+        except ValueError:
+            return True
+    return False
 
 
 def attribute(text: str, items: Sequence[EvidenceItem], encode, question: str = "", *,
               threshold: float = DEFAULT_THRESHOLD, strict: bool = False,
-              max_sentences: int | None = None) -> list[AnswerSentence]:
+              max_sentences: int | None = None, computed: Iterable[str] = ()) -> list[AnswerSentence]:
     """The answer's sentences with the citations their evidence supports. ``encode`` maps a
     list of texts to normalised vectors (the retrieval's embedder). A yes/no/maybe label is a
-    sentence of its own, judged as a claim about the question (its polarity is not checked), so
-    strict grounding keeps "No." when it drops an unsupported reason after it."""
+    sentence of its own, judged by the sentence after it (its reason): supported when the reason
+    is, and a contradiction (unsupported) when the reason has the other polarity ("No. X is
+    associated with Y"). A label with no reason after it is judged as a claim about the question."""
     return attribute_sentences(answer_sentences(text)[:max_sentences], items, encode, question,
-                               threshold=threshold, strict=strict)
+                               threshold=threshold, strict=strict, computed=computed)
 
 
 def attribute_sentences(answer: Sequence[str], items: Sequence[EvidenceItem], encode, question: str = "", *,
-                        threshold: float = DEFAULT_THRESHOLD, strict: bool = False) -> list[AnswerSentence]:
+                        threshold: float = DEFAULT_THRESHOLD, strict: bool = False,
+                        computed: Iterable[str] = ()) -> list[AnswerSentence]:
     """:func:`attribute` for an answer already split into sentences (``answer_sentences``).
-    Each sentence is judged on its own, so the sentences of an answer that is still being
-    written can be attributed as each one ends (assistant/grounded_stream.py)."""
+    Each sentence is judged on its own (a label with its reason), so the sentences of an answer
+    that is still being written can be attributed as each one ends (assistant/grounded_stream.py)."""
     pieces = _pieces(answer, question)
     if not pieces:
         return []
     units = _units(items)
     valid = {item.number for item in items}
-    checked = [i for i, (shown, claim, _) in enumerate(pieces) if _is_claim(shown, claim)]
+    checked = [i for i, piece in enumerate(pieces) if _is_claim(piece.shown, piece.claim)]
     scores = np.zeros((len(pieces), len(units)))
+    contradicts = np.zeros((len(pieces), len(units)), dtype=bool)
     if checked and units:
-        vectors = encode([pieces[i][1] for i in checked] + [u.text for u in units])
+        vectors = encode([pieces[i].claim for i in checked] + [u.text for u in units])
         similarity = vectors[:len(checked)] @ vectors[len(checked):].T
         asked = content_words(question)
-        given = [set() if pieces[i][2] else asked for i in checked]
-        scores[checked] = support_matrix([pieces[i][1] for i in checked], units, similarity, given)
+        given = [set() if pieces[i].may_restate else asked for i in checked]
+        support = support_matrix([pieces[i].claim for i in checked], units, similarity, given, computed,
+                                 [pieces[i].label is None for i in checked])
+        scores[checked], contradicts[checked] = support.scores, support.contradicts
     sentences = []
-    for i, (piece, _, _) in enumerate(pieces):
+    for i, piece in enumerate(pieces):
         if i not in checked:
-            sentences.append(AnswerSentence(_with_citations(piece, []), (), True, 1.0, claim=False,
-                                            draft_citations=tuple(citations_in(piece))))
+            sentences.append(AnswerSentence(_with_citations(piece.shown, []), (), True, 1.0, claim=False,
+                                            draft_citations=tuple(citations_in(piece.shown))))
             continue
-        by_item: dict[int, float] = {}
-        for unit, score in zip(units, scores[i]):
-            by_item[unit.number] = max(by_item.get(unit.number, 0.0), float(score))
-        supporting = {n: s for n, s in by_item.items() if s >= threshold}
-        cited = [n for n in citations_in(piece) if n in valid and n in supporting]
-        if supporting and not cited:
-            cited = [max(supporting, key=lambda n: (supporting[n], -n))]
-        best = max(by_item.values(), default=0.0)
-        sentences.append(AnswerSentence(_with_citations(piece, cited), tuple(cited), bool(supporting), best,
-                                        support=supporting, draft_citations=tuple(citations_in(piece))))
+        sentences.append(_judged(piece, units, scores[i], contradicts[i], valid, threshold))
+    closest = {i: units[int(np.argmax(scores[i]))].text for i in checked if pieces[i].label and units}
+    sentences = _labels_judged_by_reasons(pieces, sentences, question, closest)
     if strict:
         sentences = [s for s in sentences if s.supported]
     return sentences
+
+
+def _judged(piece: "_Piece", units: Sequence[_Unit], scores: np.ndarray, contradicts: np.ndarray, valid: set[int],
+            threshold: float) -> AnswerSentence:
+    by_item: dict[int, float] = {}
+    for unit, score in zip(units, scores):
+        by_item[unit.number] = max(by_item.get(unit.number, 0.0), float(score))
+    supporting = {n: s for n, s in by_item.items() if s >= threshold}
+    cited = [n for n in citations_in(piece.shown) if n in valid and n in supporting]
+    if supporting and not cited:
+        cited = [max(supporting, key=lambda n: (supporting[n], -n))]
+    best = max(by_item.values(), default=0.0)
+    contradiction = not supporting and bool(contradicts.any())
+    return AnswerSentence(_with_citations(piece.shown, cited), tuple(cited), bool(supporting), best,
+                          support=supporting, draft_citations=tuple(citations_in(piece.shown)),
+                          contradiction=contradiction)
+
+
+def _labels_judged_by_reasons(pieces: Sequence["_Piece"], sentences: list[AnswerSentence], question: str,
+                              closest: dict[int, str]) -> list[AnswerSentence]:
+    """A label is judged by its reason (the sentence after it) when that is supported, else by
+    the evidence sentence closest to the question (``closest``: piece index -> that sentence):
+    supported when the label a reader takes from it is the label given, a contradiction (left
+    out under strict grounding like any unsupported claim) when it is the other one."""
+    judged = list(sentences)
+    for i, piece in enumerate(pieces):
+        if piece.label is None or piece.label == "Maybe" or not sentences[i].claim:
+            continue
+        has_reason = i + 1 < len(pieces) and sentences[i + 1].claim and sentences[i + 1].supported
+        backing = sentences[i + 1] if has_reason else sentences[i]
+        read_from = pieces[i + 1].claim if has_reason else closest.get(i)
+        if read_from is None:
+            continue
+        agrees = _reason_label(read_from, question) == piece.label
+        label = sentences[i]
+        cites = agrees and not has_reason  # a label with its reason after it leaves the citing to the reason
+        judged[i] = AnswerSentence(label.text if cites else without_citations(label.text),
+                                   label.citations if cites else (), backing.supported and agrees,
+                                   backing.score if agrees else 0.0, support=backing.support if agrees else {},
+                                   draft_citations=label.draft_citations, contradiction=not agrees)
+    return judged
+
+
+def _reason_label(reason: str, question: str) -> str:
+    """The label a reason sentence gives the question: "No" when it reports an absence or denies
+    (and the question does not), else "Yes"."""
+    return "No" if reads_as_no(reason) != negated(question) else "Yes"
 
 
 # Possessive citations: giving back a digit or a space could never reach the punctuation after them.
 _LABEL_LEAD = re.compile(r"^\s*(yes|no|maybe)\s*(?:\[\d++\]\s*+)*+[,.;:!]\s*(.*)$", re.IGNORECASE | re.DOTALL)
 
 
-def _pieces(answer: Sequence[str], question: str) -> list[tuple[str, str, bool]]:
-    """(sentence as shown, the text its support is judged on, whether it may restate the
-    question). A label leading a sentence ("No, metformin does not ...") becomes its own "No.",
-    judged on the question; the rest may restate the question (negated, it is the answer)."""
-    pieces: list[tuple[str, str, bool]] = []
+@dataclass(frozen=True)
+class _Piece:
+    shown: str  # the sentence as shown
+    claim: str  # the text its support is judged on
+    may_restate: bool  # whether it may restate the question (a label, or the reason after one)
+    label: str | None = None  # "Yes", "No" or "Maybe" for a label
+
+
+def _pieces(answer: Sequence[str], question: str) -> list[_Piece]:
+    """The answer's sentences as judged. A label leading a sentence ("No, metformin does not
+    ...") becomes its own "No."; the rest may restate the question (negated, it is the answer)."""
+    pieces: list[_Piece] = []
     for sentence in answer:
         match = _LABEL_LEAD.match(sentence)
         if match is None:
-            pieces.append((sentence, without_citations(sentence), False))
+            pieces.append(_Piece(sentence, without_citations(sentence), False))
             continue
         label, rest = match.group(1).capitalize(), match.group(2).strip()
         keeps_content = bool(content_words(without_citations(rest)))
         cited = "".join(f" [{n}]" for n in citations_in(sentence)) if not keeps_content else ""
-        pieces.append((f"{label}{cited}.", question or label, True))
+        pieces.append(_Piece(f"{label}{cited}.", question or label, True, label))
         if keeps_content:
-            pieces.append((rest[:1].upper() + rest[1:], without_citations(rest), True))
+            pieces.append(_Piece(rest[:1].upper() + rest[1:], without_citations(rest), True))
     return pieces
+
+
+def is_bare_label(sentence: str) -> bool:
+    """"Yes.", "No [3]." or "Maybe": a label with nothing after it in its sentence."""
+    match = _LABEL_LEAD.match(sentence.strip() + ("" if sentence.strip()[-1:] in ".!;:," else "."))
+    return match is not None and not match.group(2).strip()
 
 
 def render(sentences: Sequence[AnswerSentence]) -> str:

@@ -19,7 +19,7 @@ from typing import Iterator, Sequence
 
 from adapters.prompts import NO_ANSWER
 from assistant.answer_writer import AnswerWriter, Draft, WrittenAnswer
-from assistant.attribution import AnswerSentence, attribute_sentences
+from assistant.attribution import AnswerSentence, attribute_sentences, is_bare_label
 from assistant.sentences import CitationScan, answer_sentences
 
 
@@ -64,6 +64,9 @@ class GroundedStream:
         # complete or on their way ("[2]", "[2][3", "["), belong to the sentence before them.
         while complete > 0 and CitationScan(sentences[complete]).marks() is not None:
             complete -= 1
+        # A bare label ("No.") is judged by the sentence after it (its reason): it waits for it.
+        if complete > 0 and is_bare_label(sentences[complete - 1]):
+            complete -= 1
         return sentences[:max(complete, 0)]
 
     def _release(self, sentences: list[str]) -> Iterator[str]:
@@ -72,8 +75,10 @@ class GroundedStream:
         if not new:
             return
         self._done += len(new)
+        lead = self.draft.lead
         attributed = attribute_sentences(new, self.draft.prompt.evidence, self.writer.encode, self.draft.question,
-                                         threshold=self.writer.settings.support_threshold)
+                                         threshold=self.writer.settings.support_threshold,
+                                         computed=lead.computed if lead else ())
         self._attributed += attributed
         strict = self.draft.grounded and self.writer.settings.strict_grounding
         for sentence in attributed:
