@@ -3,15 +3,20 @@
 
 1. The prompt: the evidence numbered (facts first) within the budget, the question, at most
    ``answer_max_sentences`` sentences asked for.
-2. Graph facts first (assistant/fact_answers.py): when a fact answers the question, the reply
-   opens with it, cited, already written into the prompt; the model continues it. When the
-   facts fill every sentence the model is not called at all. Without such a fact, the evidence
-   sentence most likely to answer opens it instead (assistant/evidence_quotes.py,
-   ``answer_quotes``), except for a yes/no question.
+2. The lead, written from the evidence before the model runs; the model continues it, and is
+   not called at all when the lead fills every sentence. The first that applies:
+   - graph facts (assistant/fact_answers.py): a fact that answers the question, cited;
+   - a yes/no question: the label the evidence's findings give and the sentence it rests on
+     (assistant/yes_no.py, ``evidence_labels``);
+   - a question about a table's cells: the cells, or the value computed from them, with the
+     cells shown (assistant/table_answers.py, ``table_answers``);
+   - the evidence sentence most likely to answer, quoted (assistant/evidence_quotes.py,
+     ``answer_quotes``), or nothing when none is close enough.
 3. Generation on the serving engine stops when a sentence beyond the limit begins; a yes/no
-   question without a confirming fact starts with the likeliest of "Yes", "No", "Maybe".
+   question without a lead (no evidence) starts with the likeliest of "Yes", "No", "Maybe".
 4. Attribution (assistant/attribution.py): each sentence gets the evidence that supports it
-   and a score, citations are corrected, and with ``strict_grounding`` unsupported sentences go.
+   and a score, citations are corrected, a label contradicted by its own reason is marked, and
+   with ``strict_grounding`` unsupported sentences go.
 
 ``begin`` submits and returns a :class:`Draft`; iterating it streams the reply's text (the lead
 first), ``finish`` waits and returns the :class:`WrittenAnswer`. Several drafts may be in flight
@@ -34,6 +39,8 @@ from assistant.generation import GenerationHandle, GenerationResult
 from assistant.retrieval import Passage, RankedFact
 from assistant.sentences import SentenceLimit
 from assistant.settings import Settings
+from assistant.table_answers import table_lead
+from assistant.yes_no import label_lead
 
 LABEL_WORDS = ["Yes", "No", "Maybe"]
 
@@ -130,11 +137,19 @@ class AnswerWriter:
         return Draft(self, question, prompt, lead, handle, grounded)
 
     def lead(self, question: str, facts: Sequence[RankedFact], evidence: Sequence[prompts.EvidenceItem]) -> Lead | None:
-        """The facts that answer the question, else (``answer_quotes``, not for a yes/no question,
-        which opens with its label) the evidence sentence most likely to."""
+        """The facts that answer the question; else for a yes/no question its label from the
+        evidence; else the table cells it asks about; else the evidence sentence most likely to
+        answer it (see the module's docstring)."""
         lines = [FactLine(i + 1, f.fact.head, f.fact.relation, f.fact.tail) for i, f in enumerate(facts)]
         found = lead_for(question, lines, self.settings.answer_max_sentences) if self.settings.facts_first else None
-        if found is None and self.settings.answer_quotes and not is_yes_no_question(question):
+        if found is not None:
+            return found
+        if is_yes_no_question(question):
+            return label_lead(question, evidence, self.settings.answer_max_sentences) \
+                if self.settings.evidence_labels else None
+        if self.settings.table_answers:
+            found = table_lead(question, evidence)
+        if found is None and self.settings.answer_quotes:
             quote = best_quote(question, evidence, self.encode)
             if quote is not None:
                 found = Lead(quote.text, (quote.number,), None, kind="quote")
@@ -143,7 +158,8 @@ class AnswerWriter:
     def attribute(self, question: str, draft: str, evidence: Sequence[prompts.EvidenceItem], lead: Lead | None,
                   result: GenerationResult | None, grounded: bool) -> WrittenAnswer:
         everything = attribute(draft, evidence, self.encode, question, threshold=self.settings.support_threshold,
-                               max_sentences=self.settings.answer_max_sentences)
+                               max_sentences=self.settings.answer_max_sentences,
+                               computed=lead.computed if lead else ())
         strict = grounded and self.settings.strict_grounding
         shown = [s for s in everything if s.supported] if strict else everything
         text = render(shown) if everything else (draft.strip() or prompts.NO_ANSWER)

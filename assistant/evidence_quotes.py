@@ -6,8 +6,13 @@ attribution then rightly drops its sentence; a quoted sentence is supported by c
 The sentence is chosen among the prompt's passage sentences and facts by how much of the
 question it covers (content words) and how close it is in meaning (the embedder), and by
 whether it holds what the question asks for: a year for "when", a number for "how many" or a
-limit, a name for "who" or "which", that the question does not already contain. A sentence that
-only restates the question counts half.
+limit, a name for "who" or "which", that the question does not already contain; a sentence
+without it is not a candidate at all, and no sentence below ``MIN_QUOTE_SCORE`` is quoted (the
+answer then says the evidence does not answer, rather than quote the closest sentence). A
+sentence that only restates the question counts half. A table row is never quoted (its cells
+are answered by assistant/table_answers.py or not at all), and a sentence that opens with a
+pronoun ("It is an oral medication ...") gets its passage's subject in its place when the
+title is a short name, else counts half: a quote must stand on its own.
 
 Pure text plus the caller's ``encode``; no model call of its own.
 """
@@ -20,7 +25,8 @@ from typing import Sequence
 
 from adapters.prompts import EvidenceItem
 from assistant.attribution import content_words, numbers, stem
-from assistant.sentences import split_sentences
+from assistant.sentences import heading_split, split_sentences, without_citations
+from indexing.tables import is_table_row
 
 LEXICAL_WEIGHT, SIMILARITY_WEIGHT = 0.7, 0.3
 ANSWER_TYPE_BONUS = 0.2
@@ -30,6 +36,9 @@ _CAPITALISED = re.compile(r"\b[A-Z][a-z]+")
 _NUMBER_QUESTION = re.compile(r"\bhow (many|much|long|old)\b|\b(percentage|limit|price|amount|rate|value|number|dose|"
                               r"size)\b|\b(below|above) which\b")
 _DATE_QUESTION = re.compile(r"\b(what|which) (year|date|day|month)\b|\bwhen\b")
+_PRONOUNS = {"it": "", "its": "'s", "they": None, "their": None, "this": None, "these": None, "he": None, "she": None,
+             "his": None, "her": None, "such": None}  # "it" and "its" can take a singular title's name
+SUBJECT_TITLE_WORDS = 6  # a title this short names the passage's subject ("Metformin", "Bank of England")
 _NAME_QUESTION = re.compile(r"^\W*(who|whom)\b|\bwhich\b|\bwhat (country|city|state|law|act|court|case|organ|drug|"
                             r"bank|treaty)\b")
 
@@ -52,7 +61,8 @@ def answer_type(question: str) -> str | None:
 
 def best_quote(question: str, items: Sequence[EvidenceItem], encode) -> Quote | None:
     """The evidence sentence that most likely answers ``question``, cited, or None."""
-    units = [(item, sentence) for item in items if item.kind == "passage" for sentence in split_sentences(item.text)]
+    units = [(item, sentence) for item in items if item.kind == "passage" for sentence in split_sentences(item.text)
+             if not _is_table(sentence)]
     units += [(item, item.text) for item in items if item.kind == "fact"]
     titles = {item.number: content_words(item.title) for item in items}
     if not units:
@@ -62,25 +72,48 @@ def best_quote(question: str, items: Sequence[EvidenceItem], encode) -> Quote | 
     asked, kind = content_words(question), answer_type(question)
     best: tuple[float, EvidenceItem, str] | None = None
     for (item, sentence), similarity in zip(units, similarities):
-        score = _score(question, asked, kind, sentence, float(similarity), titles[item.number])
+        if kind is not None and not _holds(kind, question, asked, sentence):
+            continue
+        standing = _standing_alone(sentence, item.title)
+        score = _score(kind, asked, sentence, float(similarity), titles[item.number])
+        if standing is None:
+            score *= 0.5
         if best is None or score > best[0]:
-            best = (score, item, sentence)
-    score, item, sentence = best
-    if score < MIN_QUOTE_SCORE:
+            best = (score, item, standing or sentence)
+    if best is None or best[0] < MIN_QUOTE_SCORE:
         return None
-    body = sentence.strip().rstrip(".!?")
+    score, item, sentence = best
+    # Without its heading ("TEXT:") and the corpus's own bracketed numbers, which would read as citations.
+    body = " ".join(without_citations(heading_split(sentence.strip())[1]).split()).rstrip(".!?")
     return Quote(f"{body[:1].upper()}{body[1:]} [{item.number}].", item.number, score)
 
 
-def _score(question: str, asked: set[str], kind: str | None, sentence: str, similarity: float,
-           title: set[str]) -> float:
+def _is_table(sentence: str) -> bool:
+    """A row, or rows run together ("TABLE: | CONSOLIDATED | | 2019 ..." from an older index)."""
+    return is_table_row(sentence) or sentence.lstrip().startswith("TABLE") or sentence.count(" | ") >= 2
+
+
+def _standing_alone(sentence: str, title: str) -> str | None:
+    """The sentence as it reads on its own: unchanged when it opens with no pronoun; with the
+    title's name for "It"/"Its" when the title is a short name; None when it cannot stand alone."""
+    first, _, rest = sentence.strip().partition(" ")
+    ending = _PRONOUNS.get(first.lower().strip(",;:"), False)
+    if ending is False:
+        return sentence
+    name = title.strip()
+    if ending is None or not name or len(name.split()) > SUBJECT_TITLE_WORDS or not name[:1].isupper():
+        return None
+    return f"{name}{ending} {rest}"
+
+
+def _score(kind: str | None, asked: set[str], sentence: str, similarity: float, title: set[str]) -> float:
     """The passage's title counts as context: "The bank was founded in 1694" under "Bank of
-    England" covers "Bank of England" too."""
+    England" covers "Bank of England" too. A typed question's candidates all hold its type."""
     words = content_words(sentence)
     covered = len(asked & (words | title)) / len(asked) if asked else 0.0
     score = LEXICAL_WEIGHT * covered + SIMILARITY_WEIGHT * max(0.0, similarity)
     if kind is not None:
-        score = score + ANSWER_TYPE_BONUS if _holds(kind, question, asked, sentence) else score * 0.5
+        score += ANSWER_TYPE_BONUS
     if not words - asked:  # says nothing the question does not
         score *= 0.5
     return score

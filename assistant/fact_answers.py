@@ -33,12 +33,37 @@ class Lead:
     text: str  # the opening sentences, cited
     numbers: tuple[int, ...]  # the evidence it cites
     label: str | None  # "Yes" when it confirms a yes/no question
-    kind: str = "facts"  # "facts", or "quote": an evidence sentence (assistant/evidence_quotes.py)
+    kind: str = "facts"  # "facts"; "quote": an evidence sentence (assistant/evidence_quotes.py); "table": cell
+    # values or a value computed from them (assistant/table_answers.py); "label": a yes/no label with the
+    # evidence sentence it rests on (assistant/yes_no.py)
+    computed: tuple[str, ...] = ()  # numbers the lead computed from the cells it cites (attribution accepts them)
+
+
+_ASKS_FOR_A_NAME = {"which", "what", "who", "whom"}
+_CHOICE_WORDS = _ASKS_FOR_A_NAME | {"whose", "where", "when", "why", "how"}
+# Where a question's asking clause may begin after a lead-in: "Double balloon enteroscopy: is it
+# safe?", "In adults, does X help?", "Assessment of stenosis. Is it necessary?".
+_CLAUSE_BREAKS = (":", ";", ". ", ", ", "--", " - ", "—")
 
 
 def is_yes_no_question(question: str) -> bool:
+    """Whether the question asks yes or no: an auxiliary verb opens it or its last clause
+    ("Therapeutic anticoagulation in trauma: is it safe?"), with no "which", "what" or "who" in
+    it, or it is a title-style question with a lead-in and no question word at all
+    ("Aripiprazole: a new risk factor for gambling?")."""
     words = _WORD.findall(question.lower())
-    return bool(words) and words[0] in _YES_NO_START and not (set(words) & {"which", "what", "who", "whom"})
+    if not words:
+        return False
+    if words[0] in _YES_NO_START:
+        return not set(words) & _ASKS_FOR_A_NAME
+    text = question.strip()
+    last_break = max((text.rfind(mark) for mark in _CLAUSE_BREAKS), default=-1)
+    if last_break < 0 or not text.endswith("?"):
+        return False
+    clause = _WORD.findall(text[last_break:].lower())
+    if clause and clause[0] in _YES_NO_START:
+        return not set(clause) & _ASKS_FOR_A_NAME
+    return not set(words) & _CHOICE_WORDS
 
 
 def lead_for(question: str, facts: Sequence[FactLine], max_sentences: int) -> Lead | None:

@@ -36,6 +36,8 @@ MAX_QUESTION_CHARS = 4000
 # A question may take this share of the prompt budget (context_tokens); the rest is for the system
 # line and the evidence. Characters alone do not bound tokens: 4,000 emoji are 12,000 tokens.
 QUESTION_SHARE_OF_CONTEXT = 2 / 3
+_LEAD_NOTES = {"facts": "graph facts", "label": "the label its findings give, with the finding",
+               "table": "table cells", "quote": "a quoted evidence sentence"}
 BUSY_TEXT = "The assistant is busy right now; please try again in a moment."
 
 
@@ -56,7 +58,8 @@ class Answer:
     abstained: bool = False  # the router did not pick a domain
     sentences: list[AnswerSentence] = field(default_factory=list)  # the text's sentences, cited and scored
     stopped: str = ""  # why generation ended: end, stop_when (the sentence limit), max_tokens, timeout,
-    # cancelled, stop (a caller's stop string), or facts (graph facts said everything; nothing was generated)
+    # cancelled, stop (a caller's stop string), facts (graph facts said everything; nothing was generated), or
+    # evidence (a yes/no label with its finding, table cells or a quote said everything; nothing was generated)
     prompt: list[dict] = field(default_factory=list)  # the messages the model was given
     prompt_tokens: int = 0
     new_tokens: int = 0
@@ -187,8 +190,9 @@ class ChatPipeline:
         hit_stop = grounded_pieces and pieces.hit_stop
         result = written.result
         if result is None:
-            answer.stopped = "facts"
-            answer.notes.append("answered from the evidence alone (graph facts), without generating")
+            kind = written.lead.kind if written.lead else "facts"
+            answer.stopped = "facts" if kind == "facts" else "evidence"
+            answer.notes.append(f"answered from the evidence alone ({_LEAD_NOTES.get(kind, kind)}), without generating")
             return
         answer.adapter = result.adapter
         answer.stopped = "stop" if hit_stop else result.stopped  # the stop string cancelled the rest

@@ -22,7 +22,8 @@ SNIPPET_CHARS = 280
 
 def answer_header(answer: Answer) -> str:
     where = answer.domain or "all domains (no clear domain: base model)"
-    adapter = answer.adapter or ("none: the graph facts answered" if answer.stopped == "facts" else "base model")
+    adapter = answer.adapter or {"facts": "none: the graph facts answered",
+                                 "evidence": "none: the evidence answered"}.get(answer.stopped, "base model")
     line = f"**Domain:** {_md(where)} · **confidence** {answer.confidence:.2f} · **adapter:** {_md(adapter)}"
     if answer.degraded:
         line = "⚠️ **Degraded:** the knowledge graph is unavailable; this answer uses passages only.  \n" + line

@@ -33,6 +33,16 @@ CITATION = re.compile(r"\[(\d++(?:\s*+,\s*+\d++)*+)\]")
 _SPACE_BEFORE_PUNCTUATION = re.compile(r"(?<!\s)\s+([.!?,;:])")
 
 
+# "RESULTS:" or "TEXT:" at a sentence's start: a structured document's heading (bounded, so linear).
+_HEADING = re.compile(r"([A-Z][A-Z ,/&-]{2,60}):\s")
+
+
+def heading_split(sentence: str) -> tuple[str | None, str]:
+    """(the heading a sentence opens with, or None; the sentence without it)."""
+    found = _HEADING.match(sentence)
+    return (found.group(1), sentence[found.end():]) if found else (None, sentence)
+
+
 def split_sentences(text: str) -> list[str]:
     """The sentences of ``text``, each stripped, with the citations that follow its full stop.
 

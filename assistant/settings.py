@@ -183,6 +183,8 @@ class Settings(BaseSettings):
     answer_max_sentences: int = Field(default=2, ge=1, le=8, description="Sentences an answer may have; generation stops when one more begins (graph facts that answer the question count).")
     facts_first: bool = Field(default=True, description="When a retrieved graph fact answers the question, the answer opens with it in its own words, cited (assistant/fact_answers.py).")
     answer_quotes: bool = Field(default=True, description="When no graph fact answers the question, open the answer with the evidence sentence most likely to, quoted and cited (not for yes/no questions).")
+    evidence_labels: bool = Field(default=True, description="A yes/no question without a confirming graph fact opens with the label the evidence's findings give and the sentence it rests on (assistant/yes_no.py); off: the model's likeliest first token among Yes/No/Maybe.")
+    table_answers: bool = Field(default=True, description="A question about a table's cells opens with the cells, or the value computed from them (change, percentage change, average, total, ratio), citing the table (assistant/table_answers.py).")
     strict_grounding: bool = Field(default=True, description="Leave out answer sentences no evidence item supports (assistant/attribution.py); off: keep them, marked unsupported.")
     support_threshold: float = Field(default=0.55, ge=0, le=1, description="Support score (word, name and number overlap plus embedding similarity) at which an evidence item supports an answer sentence.")
     generation_timeout_s: float = Field(default=90.0, gt=0, description="A generation is cut off after this long; the partial answer is kept and marked.")

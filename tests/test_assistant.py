@@ -192,7 +192,7 @@ def test_streaming_yields_text_then_one_answer(pipeline):
     items = list(pipeline.stream("What does metformin treat?"))
     answer = items[-1]
     assert isinstance(answer, Answer) and all(isinstance(i, str) for i in items[:-1])
-    assert answer.stopped in ("end", "stop_when", "max_tokens", "facts")
+    assert answer.stopped in ("end", "stop_when", "max_tokens", "facts", "evidence")
     # the text shown at the end is the streamed draft after attribution: its supported sentences
     # (strict grounding), each citing what supports it, or the no-answer line
     streamed = "".join(items[:-1])

@@ -81,10 +81,14 @@ def test_an_invented_sentence_is_unsupported_and_loses_its_citation(encode):
 def test_a_sentence_that_only_restates_the_question_is_not_an_answer(encode):
     (echo,) = attribute("Aspirin inhibits something [2].", EVIDENCE, encode, "What does aspirin inhibit?")
     assert not echo.supported and echo.citations == ()
+    label, reason = attribute("Yes, aspirin inhibits cyclooxygenase.", EVIDENCE, encode,
+                              "Does aspirin inhibit cyclooxygenase?")
+    assert label.text == "Yes." and label.supported  # judged by its reason
+    assert reason.text == "Aspirin inhibits cyclooxygenase [2]." and reason.supported  # may restate the question
     label, reason = attribute("No, aspirin does not inhibit cyclooxygenase.", EVIDENCE, encode,
                               "Does aspirin inhibit cyclooxygenase?")
-    assert label.text == "No [2]." and label.supported  # judged on the question (its polarity is not checked)
-    assert reason.text == "Aspirin does not inhibit cyclooxygenase [2]." and reason.supported  # may restate it
+    assert not reason.supported and reason.contradiction  # it denies what the evidence says
+    assert not label.supported and label.contradiction  # and so does the label (tests/test_support_polarity.py)
 
 
 def test_strict_grounding_keeps_the_label_of_a_yes_no_answer_whose_reason_is_invented(encode):
@@ -194,6 +198,29 @@ def test_the_evidence_sentence_that_answers_is_quoted_with_its_citation(question
     assert (quote.text if quote else None) == expected
     assert answer_type("How many justices sat?") == "number" and answer_type("When did it start?") == "year"
     assert answer_type("Who discovered penicillin?") == "name" and answer_type("Why?") is None
+
+
+def test_a_quote_stands_on_its_own_and_is_never_a_table_row(encode):
+    from assistant.evidence_quotes import best_quote
+
+    items = number_evidence([], [
+        ("Metformin", "Metformin is studied widely. It is the first-line drug treatment for type 2 diabetes in most "
+                      "clinical guidelines."),
+        ("Annual report", "TABLE:\n| 2019 | 2018\nFirst-line drug treatment revenue | 4,100 | 3,900")])
+    quote = best_quote("What is the first-line drug treatment for type 2 diabetes?", items, encode)
+    assert quote.text == ("Metformin is the first-line drug treatment for type 2 diabetes in most clinical "
+                          "guidelines [1].")  # "It" became the passage's subject
+    rows = number_evidence([], [("Annual report", "TABLE:\n| 2019 | 2018\nCash and cash equivalents | 21,956 | "
+                                                  "20,003\nTEXT: Cash is held in euros.")])
+    assert best_quote("How much cash and cash equivalents were there in 2019?", rows, encode) is None
+
+
+def test_a_typed_question_quotes_only_a_sentence_holding_its_type(encode):
+    from assistant.evidence_quotes import best_quote
+
+    items = number_evidence([], [("Bank of England", "The Bank of England is the central bank of the United "
+                                                     "Kingdom. The bank acts as the government's banker.")])
+    assert best_quote("In what year was the Bank of England founded?", items, encode) is None  # no year: no quote
 
 
 # --- how the chat and the evidence panel show it ------------------------------------------------------

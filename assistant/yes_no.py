@@ -1,0 +1,158 @@
+"""A yes/no question answered from the evidence's own findings, not from the model's first token.
+
+The label is the answer's claim, so it is decided the way a reader of the evidence would: each
+evidence sentence that reports a finding (assistant/findings.py) votes for "Yes" (an effect, a
+difference, an association: "significantly reduced", "p < 0.01") or "No" (its absence: "no
+significant difference", "was not associated with", "similar in both groups"), weighted by
+
+- how much of the question it is about (the share of the question's content words it holds,
+  plus a floor, so that a finding about the question's subject in other words still counts);
+- where it stands: a study's background or aims state the question, not the answer, and its
+  methods report nothing, so a sentence under such a heading weighs little; results and
+  conclusions weigh most; a sentence whose section is unknown weighs in between;
+- its kind: a null finding weighs ``NULL_WEIGHT`` times a positive one, since abstracts report
+  some effect almost always and a reported absence is the rarer, stronger signal.
+
+A plain statement that covers most of the question counts as a weak "Yes" (or "No" when negated),
+so encyclopedic evidence ("Nasdaq has no physical trading floor") decides too. Graph facts do not
+vote: a triple ("X – associated with → Y") keeps the words of a finding but not its polarity or
+its section. The sign of the sum decides ("Yes" above ``YES_ABOVE``). ``NULL_WEIGHT`` is the
+calibration: with equal weights almost every abstract reads "Yes" (each reports some effect);
+at 1.5 the labels come out near the questions' own spread instead of one label for everything.
+The constants were set on half of the public PubMedQA development questions and checked on the
+other half, with and without unrelated abstracts mixed in (see the issue 34 note); "Maybe" is
+never chosen: no word-level signal separated it from the other two there.
+
+Only the documents (by title) that hold most of the question's words vote: retrieval also brings
+passages of neighbouring studies, and their own findings would outvote the study asked about.
+
+The answer then opens with the label and the evidence sentences it rests on, strongest first and
+as many as the answer may have, cited; each has the label's polarity by construction ("No. cIMT
+was nearly identical between cases and controls [3]."), and the model is not called.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from adapters.prompts import EvidenceItem
+from assistant.attribution import content_words
+from assistant.fact_answers import Lead
+from assistant.findings import finding, negated
+from assistant.sentences import heading_split, split_sentences
+
+NULL_WEIGHT = 1.5
+YES_ABOVE = 0.0
+RELEVANCE_FLOOR = 0.2  # added to a sentence's share of the question's words
+PLAIN_STATEMENT_SHARE = 0.5  # a sentence without a finding counts when it covers this share of the question
+PLAIN_STATEMENT_VOTE = 0.5
+DOCUMENT_COVERAGE = 0.8  # a document votes when it holds this share of the question words the best one holds
+SECTION_WEIGHTS = {"question": 0.1, "methods": 0.1, "findings": 1.0, None: 0.6}
+_SECTION_NAMES = {
+    "question": ("BACKGROUND", "OBJECTIVE", "AIM", "PURPOSE", "INTRODUCTION", "CONTEXT", "HYPOTHES", "RATIONALE",
+                 "IMPORTANCE", "STUDY OBJECTIVE", "QUESTION"),
+    "methods": ("METHOD", "DESIGN", "PARTICIPANT", "PATIENT", "SETTING", "MEASURE", "INTERVENTION", "MAIN OUTCOME",
+                "MATERIAL", "SUBJECT", "STUDY DESIGN", "RESEARCH DESIGN", "POPULATION", "DATA SOURCE", "EXPOSURE"),
+    "findings": ("RESULT", "FINDING", "CONCLUSION", "OUTCOME", "INTERPRETATION", "DISCUSSION", "MAIN RESULT"),
+}
+
+
+@dataclass(frozen=True)
+class Vote:
+    value: float  # > 0 for "Yes", < 0 for "No"
+    number: int  # the evidence item
+    sentence: str  # without its heading
+
+
+@dataclass(frozen=True)
+class LabelDecision:
+    label: str  # "Yes" or "No"
+    score: float
+    reasons: tuple[Vote, ...]  # the sentences voting for the label, strongest first; empty when none does
+
+    @property
+    def reason(self) -> Vote | None:
+        return self.reasons[0] if self.reasons else None
+
+
+def decide(question: str, items: Sequence[EvidenceItem]) -> LabelDecision | None:
+    """The label the evidence gives ``question``, or None when there is no evidence to read."""
+    votes = [vote for item in _about_the_question(question, items) for vote in _votes(question, item)]
+    if not votes:
+        return None
+    score = sum(vote.value for vote in votes)
+    if negated(question):  # "Is X not associated with Y?": a reported effect answers "No"
+        score = -score
+        votes = [Vote(-vote.value, vote.number, vote.sentence) for vote in votes]
+    label = "Yes" if score > YES_ABOVE else "No"
+    sign = 1 if label == "Yes" else -1
+    backing = sorted((vote for vote in votes if vote.value * sign > 0), key=lambda vote: -vote.value * sign)
+    return LabelDecision(label, score, tuple(backing))
+
+
+def label_lead(question: str, items: Sequence[EvidenceItem], sentences: int = 1) -> Lead | None:
+    """"Yes. <the finding it rests on> [n]." with up to ``sentences`` findings, strongest first
+    (the label alone when no sentence backs it; the model then writes the rest)."""
+    decision = decide(question, items)
+    if decision is None:
+        return None
+    quoted, seen = [], set()
+    for vote in decision.reasons:
+        body = vote.sentence.strip().rstrip(".!?")
+        if body and body not in seen and len(quoted) < sentences:
+            seen.add(body)
+            quoted.append((f"{body[:1].upper()}{body[1:]} [{vote.number}].", vote.number))
+    text = " ".join([f"{decision.label}."] + [sentence for sentence, _ in quoted])
+    return Lead(text, tuple(dict.fromkeys(number for _, number in quoted)), decision.label, kind="label")
+
+
+def _about_the_question(question: str, items: Sequence[EvidenceItem]) -> list[EvidenceItem]:
+    """The passages of the documents (by title) that hold the most of the question's words, within
+    ``DOCUMENT_COVERAGE`` of the best: retrieval also brings neighbours about something else,
+    whose own findings (every study reports some effect) would outvote the study asked about."""
+    asked = content_words(question)
+    documents: dict[str, list[EvidenceItem]] = {}
+    for item in items:
+        if item.kind == "passage":
+            documents.setdefault(item.title or f"#{item.number}", []).append(item)
+    coverage = {title: len(asked & set().union(*(content_words(f"{p.title} {p.text}") for p in passages)))
+                for title, passages in documents.items()}
+    best = max(coverage.values(), default=0)
+    return [p for title, passages in documents.items() if coverage[title] >= DOCUMENT_COVERAGE * best
+            for p in passages]
+
+
+def _votes(question: str, item: EvidenceItem) -> list[Vote]:
+    asked = content_words(question)
+    if not asked:
+        return []
+    votes, section = [], None
+    for sentence in split_sentences(item.text):
+        heading, sentence = heading_split(sentence)
+        if heading is not None:
+            section = _section(heading)
+        share = len(asked & (content_words(sentence) | content_words(item.title))) / len(asked)
+        polarity = _polarity(sentence, share)
+        if polarity:
+            weight = SECTION_WEIGHTS[section]
+            value = weight * (RELEVANCE_FLOOR + share) * (NULL_WEIGHT * polarity if polarity < 0 else polarity)
+            votes.append(Vote(value, item.number, sentence))
+    return votes
+
+
+def _polarity(sentence: str, share: float) -> float:
+    found = finding(sentence)
+    if found:
+        return float(found)
+    if share >= PLAIN_STATEMENT_SHARE:
+        return -1.0 if negated(sentence) else PLAIN_STATEMENT_VOTE
+    return 0.0
+
+
+def _section(heading: str) -> str | None:
+    upper = heading.upper()
+    for section, names in _SECTION_NAMES.items():
+        if upper.startswith(names):
+            return section
+    return None

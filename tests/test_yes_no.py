@@ -1,0 +1,118 @@
+"""Yes/no answers decided from the evidence's findings (assistant/findings.py, assistant/yes_no.py):
+what a sentence denies or reports, the label a set of findings gives, and the lead that opens
+the answer with the label and the sentence it rests on, which always agree."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters.prompts import number_evidence
+from assistant.findings import finding, negated
+from assistant.yes_no import decide, label_lead
+
+
+@pytest.mark.parametrize("sentence,expected", [
+    ("There was no significant difference in survival between the groups.", -1),
+    ("Overall survival was not influenced by the mismatch (P = NS).", -1),
+    ("Carotid thickness was nearly identical between cases and controls.", -1),
+    ("Rates were similar in both arms (p = 0.42).", -1),
+    ("Regression analysis showed no association between BMI and asthma control.", -1),
+    ("Telephone counseling promoted a significantly higher proportion of screening (71% vs 61%).", 1),
+    ("Mortality was reduced in the treated group (p < 0.01).", 1),
+    ("The mean age was 62 years.", 0),
+    ("Not only did the score improve, it also predicted discharge.", 1),  # "not only" denies nothing
+])
+def test_a_sentence_reports_a_finding_or_its_absence(sentence, expected):
+    assert finding(sentence) == expected
+
+
+def test_negation_is_read_from_words_not_from_substrings():
+    assert negated("Metformin does not treat type 2 diabetes.")
+    assert negated("Nasdaq has no physical trading floor.") and negated("The court didn't agree.")
+    assert negated("Patients failed to respond.") and negated("The result was unchanged.")
+    assert not negated("Metformin is a first-line treatment for type 2 diabetes.")
+    assert not negated("Notable knowledge of nonsense nodes.")  # "not", "no" only as whole words
+    assert not negated("The filing was due no later than March.")
+
+
+ABSTRACT = ("BACKGROUND: Whether tailored counseling increases screening is not known. "
+            "METHODS: Women were randomised to usual care or counseling; there were no exclusions. "
+            "RESULTS: Counseling significantly increased screening compared with usual care (71% vs 61%, p < 0.01). "
+            "Costs were similar in both groups.")
+NULL_ABSTRACT = ("BACKGROUND: Low HDL cholesterol is thought to increase carotid thickness. "
+                 "RESULTS: Carotid thickness was nearly identical between carriers and controls. "
+                 "There was no significant association between the mutations and carotid thickness.")
+
+
+def test_the_label_follows_the_findings_not_the_questions_words():
+    yes = decide("Does tailored counseling increase screening?", number_evidence([], [("Trial", ABSTRACT)]))
+    assert yes.label == "Yes" and "significantly increased" in yes.reason.sentence
+    no = decide("Do mutations causing low HDL increase carotid thickness?",
+                number_evidence([], [("Study", NULL_ABSTRACT)]))
+    assert no.label == "No" and no.score < 0
+    assert no.reason.sentence.startswith("There was no significant association")  # heading dropped, strongest null
+
+
+def test_background_and_methods_weigh_little_beside_results():
+    # The background's "not known" and the methods' "no exclusions" are not findings about the question.
+    only_intro = number_evidence([], [("Trial", "BACKGROUND: It is not known whether counseling increases "
+                                                "screening. METHODS: There were no exclusions.")])
+    decision = decide("Does counseling increase screening?", only_intro)
+    assert decision.label == "Yes" and decision.score > -0.3  # too little evidence of an absence for "No"
+
+
+def test_a_plain_statement_decides_an_encyclopedic_question():
+    items = number_evidence([], [("Nasdaq", "Nasdaq is an electronic exchange. Nasdaq has no physical trading "
+                                            "floor; all trading is done on a computer network.")])
+    decision = decide("Does Nasdaq have a physical trading floor?", items)
+    assert decision.label == "No" and decision.reason.number == 1
+    assert decide("Does Nasdaq have a physical trading floor?", []) is None
+
+
+def test_a_negated_question_flips_the_label():
+    items = number_evidence([], [("Trial", ABSTRACT)])
+    assert decide("Does counseling not increase screening?", items).label == "No"
+
+
+def test_the_lead_opens_with_the_label_and_the_sentence_it_rests_on():
+    lead = label_lead("Do mutations causing low HDL increase carotid thickness?",
+                      number_evidence(["HDL level – measured in → plasma"], [("Study", NULL_ABSTRACT)]))
+    assert lead.kind == "label" and lead.label == "No" and lead.numbers == (2,)
+    assert lead.text == ("No. There was no significant association between the mutations and carotid "
+                         "thickness [2].")
+    assert finding(lead.text.split(". ", 1)[1]) == -1  # the sentence after the label says what the label says
+
+
+@pytest.mark.parametrize("question,expected", [
+    ("Does aspirin block cyclooxygenase irreversibly?", True),
+    ("Double balloon enteroscopy: is it efficacious and safe in a community setting?", True),
+    ("In adults with asthma, does a higher body mass index worsen control?", True),
+    ("Assessment of carotid stenosis before bypass surgery. Is it always necessary?", True),
+    ("Aripiprazole: a new risk factor for pathological gambling?", True),  # a title-style question
+    ("Patient comprehension of discharge instructions: are patients aware of when they do not understand?", True),
+    ("What is the main treatment of type 2 diabetes, and is metformin first-line?", False),
+    ("Insulin: how is it stored?", False),
+    ("In what year was the Bank of England founded?", False),
+    ("Metformin?", False),
+])
+def test_yes_no_questions_are_recognised_after_a_lead_in(question, expected):
+    from assistant.fact_answers import is_yes_no_question
+
+    assert is_yes_no_question(question) is expected
+
+
+def test_the_lead_quotes_as_many_findings_as_the_answer_may_have_strongest_first():
+    items = number_evidence([], [("Study", NULL_ABSTRACT)])
+    lead = label_lead("Do mutations causing low HDL increase carotid thickness?", items, sentences=2)
+    assert lead.text == ("No. There was no significant association between the mutations and carotid thickness [1]. "
+                         "Carotid thickness was nearly identical between carriers and controls [1].")
+    assert lead.numbers == (1,)
+
+
+def test_only_the_documents_about_the_question_vote():
+    # A neighbouring study's positive findings must not outvote the null finding of the study asked about.
+    neighbour = ("Statin trial", "RESULTS: " + " ".join(f"Outcome {n} improved significantly with statins (p < 0.01)."
+                                                        for n in range(12)))
+    question = "Do mutations causing low HDL increase carotid thickness?"
+    assert decide(question, number_evidence([], [neighbour])).label == "Yes"  # alone, the neighbour says "Yes"
+    assert decide(question, number_evidence([], [("Study", NULL_ABSTRACT), neighbour])).label == "No"
