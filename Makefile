@@ -12,7 +12,7 @@ LINT_DIR   := tests/cypher_lint
 LINT_STAMP := $(LINT_DIR)/node_modules/.package-lock.json
 HAVE_NPM   := $(shell command -v npm 2>/dev/null)
 
-.PHONY: install run test test-all eval bench clean
+.PHONY: install run test test-all eval eval-dev bench clean
 
 ifdef HAVE_NPM
 install: $(STAMP) $(LINT_STAMP)
@@ -50,6 +50,18 @@ test-all: install
 # The demo evaluation set: routing, retrieval by method, answers by configuration (see README).
 eval: install
 	$(PY) -m assistant.cli eval --corpus assistant/demo/corpora --questions assistant/demo/eval --out data/eval/demo-report
+
+# The public development sets (../shared/devdata/README.md), the first EVAL_DEV_LIMIT questions of
+# each (the same ones every run, so runs compare), then one table of both side by side.
+DEVDATA        ?= ../shared/devdata
+EVAL_DEV_LIMIT ?= 100
+eval_dev_set = $(PY) -m assistant.cli eval --corpus $(DEVDATA)/$(1)/corpus.jsonl \
+	--questions $(DEVDATA)/$(1)/questions.jsonl --limit $(EVAL_DEV_LIMIT) --out data/eval/dev-$(1)
+
+eval-dev: install
+	$(call eval_dev_set,pubmedqa)
+	$(call eval_dev_set,tatqa)
+	$(PY) -m assistant.evaluation.report --summary data/eval/dev-pubmedqa data/eval/dev-tatqa
 
 # Every bench/*.py script, then one combined table (scripts/bench_all.py --full: their own longer defaults).
 bench: install

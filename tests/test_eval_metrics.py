@@ -103,13 +103,16 @@ def test_faithfulness_counts_citations_and_support_per_sentence():
                  {"claim": True, "supported": False, "citations": [], "draft_citations": [1], "supporting": []},
                  {"claim": False, "supported": True, "citations": [], "draft_citations": [], "supporting": []}]
     shown = metrics.sentence_counts(sentences)
-    assert shown == {"cited": 1.0, "claims": 2, "supported": 1, "citations": 1, "supported_citations": 1}
+    assert shown == {"cited": 1.0, "claims": 2, "supported": 1, "contradictions": 0, "citations": 1,
+                     "supported_citations": 1}
     draft = metrics.sentence_counts(sentences, draft=True)
-    assert draft == {"cited": 0.0, "claims": 2, "supported": 1, "citations": 2, "supported_citations": 0}
+    assert draft == {"cited": 0.0, "claims": 2, "supported": 1, "contradictions": 0, "citations": 2,
+                     "supported_citations": 0}
     uncited = metrics.sentence_counts([{"claim": True, "supported": False, "citations": [], "draft_citations": [],
                                         "supporting": []}])
     scores = metrics.faithfulness([shown, uncited])
-    assert scores == {"citation_rate": 0.5, "supported_sentence_rate": 0.3333, "citation_precision": 1.0}
+    assert scores == {"citation_rate": 0.5, "supported_sentence_rate": 0.3333, "contradiction_rate": 0.0,
+                      "contradictions": 0, "citation_precision": 1.0}
     assert metrics.faithfulness([])["supported_sentence_rate"] is None
 
 
@@ -136,8 +139,11 @@ def test_answer_scores_per_configuration_and_the_paired_adapter_table():
     base = score_config(runs, BASE_RAG)
     assert base["n"] == 2 and base["f1"] == 0.3 and base["contains"] == 0.5
     assert base["citation_rate"] == 1.0 and base["supported_sentence_rate"] == 0.5 and base["citation_precision"] == 1.0
-    assert base["draft"] == {"citation_rate": 0.0, "supported_sentence_rate": 0.5, "citation_precision": 0.0}
-    assert base["by_grounding"]["strict"]["contains"] == 0.5 and base["opened_with"] == {"facts": 1.0, "quote": 0.0}
+    assert base["draft"] == {"citation_rate": 0.0, "supported_sentence_rate": 0.5, "contradiction_rate": 0.0,
+                             "contradictions": 0, "citation_precision": 0.0}
+    assert base["by_grounding"]["strict"]["contains"] == 0.5
+    assert base["opened_with"] == {"facts": 1.0, "quote": 0.0, "table": 0.0, "label": 0.0}
+    assert "by_answer_type" not in base and "label_distribution" not in base  # no types, no label questions
     assert base["by_domain"]["finance"]["f1"] == 0.4 and base["multi_hop"]["n"] == 1
     adapter = score_config(runs, ADAPTER_RAG)
     assert adapter["n"] == 1 and adapter["exact_match"] == 1.0
@@ -145,3 +151,94 @@ def test_answer_scores_per_configuration_and_the_paired_adapter_table():
               for config in (BASE_RAG, ADAPTER_RAG)}
     text = _paired(paired)
     assert "same questions" in text and "| base model + retrieval | 1 | 0.000 | 0.200 | 1.000 |" in text
+
+
+def _sentence(claim=True, supported=True, contradiction=None) -> dict:
+    record = {"claim": claim, "supported": supported, "citations": [], "draft_citations": [], "supporting": []}
+    if contradiction is not None:  # None: a record written before contradictions were detected
+        record["contradiction"] = contradiction
+    return record
+
+
+def test_contradicting_claim_sentences_are_counted_and_old_records_still_load():
+    answer = [_sentence(contradiction=True), _sentence(supported=False, contradiction=False),
+              _sentence(claim=False, contradiction=True)]  # not a claim: outside the rate's claims, not counted
+    assert metrics.sentence_counts(answer)["contradictions"] == 1
+    old = [_sentence(), _sentence()]
+    assert metrics.sentence_counts(old)["contradictions"] == 0
+    scores = metrics.faithfulness([metrics.sentence_counts(answer), metrics.sentence_counts(old)])
+    assert scores["contradictions"] == 1 and scores["contradiction_rate"] == 0.25  # 1 of 4 claim sentences
+    assert scores["supported_sentence_rate"] == 0.75
+    old_counts = {"cited": 0.0, "claims": 2, "supported": 2, "citations": 0, "supported_citations": 0}
+    assert metrics.faithfulness([old_counts])["contradiction_rate"] == 0.0  # counts from before: no key
+    assert metrics.faithfulness([])["contradiction_rate"] is None
+
+
+def test_label_distribution_by_hand():
+    spread = metrics.label_distribution(["yes", "yes", "no", "maybe"], ["yes", "yes", "yes", None])
+    assert spread["n"] == 4
+    assert spread["gold"]["counts"] == {"yes": 2, "no": 1, "maybe": 1}
+    assert spread["gold"]["shares"] == {"yes": 0.5, "no": 0.25, "maybe": 0.25}
+    assert spread["predicted"]["counts"] == {"yes": 3, "no": 0, "maybe": 0, "none": 1}
+    assert spread["predicted"]["shares"] == {"yes": 0.75, "no": 0.0, "maybe": 0.0, "none": 0.25}
+    assert (spread["predicted"]["largest"], spread["largest_predicted_share"]) == ("yes", 0.75)
+    assert (spread["gold"]["largest"], spread["gold"]["largest_share"]) == ("yes", 0.5)
+    assert metrics.label_distribution([], [])["largest_predicted_share"] is None
+
+
+def _answered(qid: str, gold: tuple[str, ...], text: str, answer_type: str | None = None, contains: float = 0.0,
+              f1: float = 0.0, em: float = 0.0, lead: str | None = None):
+    """A question answered by the base model with retrieval, already scored."""
+    from assistant.evaluation.questions import EvalQuestion
+    from assistant.evaluation.run_records import BASE_RAG, QuestionRun
+
+    counts = {"cited": 0.0, "claims": 1, "supported": 1, "contradictions": 0, "citations": 0, "supported_citations": 0}
+    gold_label = metrics.gold_label(gold)
+    scored = {"text": text, "em": em, "f1": f1, "contains": contains, "counts": counts,
+              "label_ok": None if gold_label is None else float(metrics.predicted_label(text) == gold_label)}
+    run = QuestionRun(EvalQuestion(qid, "biomedical", "q?", gold, ("a.md",), answer_type), "biomedical", 1.0, [])
+    run.answers[BASE_RAG] = {**scored, "adapter": None, "seconds": 0.1, "lead": lead, "draft_counts": counts,
+                             "grounding": {"strict": scored, "lenient": scored}}
+    return run
+
+
+def test_score_config_reports_the_label_distribution_of_label_questions_only():
+    from assistant.evaluation.run_records import BASE_RAG
+    from assistant.evaluation.scored_answers import score_config
+
+    runs = [_answered("1", ("yes",), "Yes [1]. It does.", lead="label"),
+            _answered("2", ("no",), "Yes, it does.", lead="quote"),
+            _answered("3", ("maybe",), "The evidence does not say."),
+            _answered("4", ("Yes",), "No."),
+            _answered("5", ("1913",), "Yes, in 1913.", lead="facts")]  # not a label question: left out
+    section = score_config(runs, BASE_RAG)
+    spread = section["label_distribution"]
+    assert spread["n"] == 4 and section["yesno_n"] == 4 and section["yesno_accuracy"] == 0.25
+    assert spread["gold"]["counts"] == {"yes": 2, "no": 1, "maybe": 1}
+    assert spread["predicted"]["counts"] == {"yes": 2, "no": 1, "maybe": 0, "none": 1}
+    assert spread["largest_predicted_share"] == 0.5 and spread["predicted"]["largest"] == "yes"
+    assert section["opened_with"] == {"facts": 0.2, "quote": 0.2, "table": 0.0, "label": 0.2}
+
+
+def test_score_config_groups_by_answer_type_when_questions_have_one():
+    from assistant.evaluation.run_records import BASE_RAG
+    from assistant.evaluation.scored_answers import NO_ANSWER_TYPE, score_config
+
+    runs = [_answered("1", ("52.48",), "52.48", "arithmetic", contains=1.0, f1=1.0, em=1.0),
+            _answered("2", ("7",), "It rose.", "arithmetic"),
+            _answered("3", ("Fibe TV",), "Fibe TV and Alt TV", "span", contains=1.0, f1=0.6),
+            _answered("4", ("x",), "x", None, contains=1.0, f1=1.0, em=1.0)]
+    by_type = score_config(runs, BASE_RAG)["by_answer_type"]
+    assert list(by_type) == ["arithmetic", "span", NO_ANSWER_TYPE]
+    assert (by_type["arithmetic"]["n"], by_type["arithmetic"]["contains"], by_type["arithmetic"]["f1"],
+            by_type["arithmetic"]["exact_match"]) == (2, 0.5, 0.5, 0.5)
+    assert (by_type["span"]["contains"], by_type["span"]["f1"], by_type["span"]["exact_match"]) == (1.0, 0.6, 0.0)
+    assert by_type[NO_ANSWER_TYPE]["n"] == 1
+
+
+def test_questions_keep_their_answer_type(tmp_path):
+    path = tmp_path / "questions.jsonl"
+    rows = [{"id": "1", "domain": "finance", "question": "q?", "answers": ["3"], "answer_type": "count"},
+            {"id": "2", "domain": "finance", "question": "q?", "answers": ["3"]}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert [q.answer_type for q in load_questions(path)] == ["count", None]

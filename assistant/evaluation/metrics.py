@@ -19,6 +19,9 @@ from adapters.answer_metrics import exact_match, normalize_answer, token_f1
 ABSTAIN = "(abstain)"
 _LABELS = ("yes", "no", "maybe")
 _LABEL_WORD = re.compile(r"\b(yes|no|maybe)\b")
+# What can open an answer before the model writes (Lead.kind in assistant/fact_answers.py); here, not
+# there, so the report reads it without importing the answering path.
+LEAD_KINDS = ("facts", "quote", "table", "label")
 
 
 def best_match(prediction: str, answers: Sequence[str]) -> tuple[float, float]:
@@ -44,24 +47,48 @@ def predicted_label(text: str) -> str | None:
 def sentence_counts(sentences: Sequence[dict], draft: bool = False) -> dict:
     """Counts behind the faithfulness scores of one answer, from its sentence records
     (AnswerSentence.as_record): ``cited`` (a valid citation at all), claim sentences and the
-    supported ones, citations and the ones whose item supports their sentence. ``draft``: count
-    the citations the generated text had before attribution corrected them."""
+    supported ones, the claim sentences that contradict their evidence, citations and the ones
+    whose item supports their sentence. ``draft``: count the citations the generated text had
+    before attribution corrected them."""
     claims = [s for s in sentences if s["claim"]]
     key = "draft_citations" if draft else "citations"
     citations = [(n, s) for s in sentences for n in s[key]]
+    # records written before contradictions were detected have no such key: none counted
+    contradictions = sum(1 for s in claims if s.get("contradiction", False))
     return {"cited": float(any(n in s["supporting"] for n, s in citations)), "claims": len(claims),
-            "supported": sum(1 for s in claims if s["supported"]), "citations": len(citations),
-            "supported_citations": sum(1 for n, s in citations if n in s["supporting"])}
+            "supported": sum(1 for s in claims if s["supported"]), "contradictions": contradictions,
+            "citations": len(citations), "supported_citations": sum(1 for n, s in citations if n in s["supporting"])}
 
 
 def faithfulness(counts: Sequence[dict]) -> dict:
     """citation_rate (answers with at least one valid citation), supported_sentence_rate (claim
-    sentences some evidence supports) and citation_precision (citations whose item supports
-    their sentence), over answers' sentence_counts."""
+    sentences some evidence supports), contradiction_rate (claim sentences that contradict the
+    evidence, with their raw count ``contradictions``) and citation_precision (citations whose
+    item supports their sentence), over answers' sentence_counts."""
     claims, citations = sum(c["claims"] for c in counts), sum(c["citations"] for c in counts)
+    contradictions = sum(c.get("contradictions", 0) for c in counts)
     return {"citation_rate": mean(c["cited"] for c in counts),
             "supported_sentence_rate": _share(sum(c["supported"] for c in counts), claims),
+            "contradiction_rate": _share(contradictions, claims), "contradictions": contradictions,
             "citation_precision": _share(sum(c["supported_citations"] for c in counts), citations)}
+
+
+def label_distribution(gold: Sequence[str], predicted: Sequence[str | None]) -> dict:
+    """How the yes/no/maybe labels of a set of label questions are spread, gold beside predicted
+    (an answer without a label counts as "none"): a model that says "yes" to everything shows
+    up as one large predicted share however its accuracy looks."""
+    spread = _label_spread([p if p is not None else "none" for p in predicted], (*_LABELS, "none"))
+    return {"n": len(gold), "gold": _label_spread(gold, _LABELS), "predicted": spread,
+            "largest_predicted_share": spread["largest_share"]}
+
+
+def _label_spread(labels: Sequence[str], names: Sequence[str]) -> dict:
+    """Counts and shares of each name, and the most frequent one (the first named on a tie)."""
+    counts = Counter(labels)
+    largest = max(names, key=lambda name: counts[name]) if labels else None
+    return {"counts": {name: counts[name] for name in names},
+            "shares": {name: _share(counts[name], len(labels)) for name in names},
+            "largest": largest, "largest_share": _share(counts[largest], len(labels)) if largest else None}
 
 
 def documents_at_k(ranked_items: Sequence[Iterable[str]], k: int) -> set[str]:

@@ -1,5 +1,6 @@
 """The evaluation's question set: ``questions.jsonl`` lines of
-``{"id", "domain", "question", "answers": [...], "evidence_doc_ids": [...]}`` (DESIGN.md).
+``{"id", "domain", "question", "answers": [...], "evidence_doc_ids": [...]}`` (DESIGN.md), with an
+optional ``answer_type`` (e.g. TAT-QA's span / multi-span / arithmetic / count) the report groups by.
 
 A file or a folder of ``*.jsonl`` files. A bad line is an error that names the file and line:
 a silently skipped question would change every number in the report.
@@ -26,6 +27,7 @@ class EvalQuestion:
     question: str
     answers: tuple[str, ...]
     evidence_doc_ids: tuple[str, ...]
+    answer_type: str | None = None  # the set's own kind of answer, when it has one: scored separately
 
     @property
     def multi_hop(self) -> bool:
@@ -70,8 +72,9 @@ def _parse(line: str, where: str) -> EvalQuestion:
         domain = normalise_domain(str(row["domain"]))
     except CorpusError as exc:
         raise QuestionsError(f"{where}: {exc}") from None
+    answer_type = row.get("answer_type")
     return EvalQuestion(str(row["id"]), domain, str(row["question"]).strip(), tuple(str(a) for a in answers),
-                        tuple(str(d) for d in evidence))
+                        tuple(str(d) for d in evidence), str(answer_type) if answer_type else None)
 
 
 def spread_over_domains(questions: list[EvalQuestion], limit: int | None) -> list[EvalQuestion]:

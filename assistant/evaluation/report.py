@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from assistant.evaluation.metrics import LEAD_KINDS
 from assistant.evaluation.run_records import ADAPTER_RAG, BASE_RAG, CLOSED_BOOK, CONFIG_LABELS, METHOD_LABELS
 from assistant.markdown_table import markdown_table
 from indexing.atomic_files import write_text_atomic
 
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
 CHARTS = ("recall_at_k.png", "accuracy_by_domain.png", "confusion.png")
+LABELS = ("yes", "no", "maybe")
 
 
 def write_report(report: dict, out: Path, charts: bool = True) -> list[Path]:
@@ -100,7 +102,55 @@ def _answers(section: dict, adapters: dict, notes: list[str]) -> str:
               "ignored); contains gold: a gold answer occurs in the answer as whole words.")
     text = ("## Answers\n\n" + table(["configuration", "n", "EM", "F1", "contains gold", "yes/no/maybe acc.", "multi-hop F1",
                                       *[f"F1 {d}" for d in domains]], rows) + f"\n\n{legend} Adapters: {used}.")
-    return text + "".join(f"\n- {note}" for note in notes) + "\n\n" + _faithfulness(section)
+    text += "".join(f"\n- {note}" for note in notes)
+    parts = [text, _answer_types(section), _labels(section), _opened_with(section), _faithfulness(section)]
+    return "\n\n".join(part for part in parts if part)
+
+
+def _answer_types(section: dict) -> str:
+    """Contains / F1 / EM per answer type of the question set (e.g. TAT-QA's span, arithmetic);
+    empty when its questions have none."""
+    rows = [[CONFIG_LABELS[config], answer_type, scores["n"], scores["contains"], scores["f1"], scores["exact_match"]]
+            for config, entry in section.items() for answer_type, scores in entry.get("by_answer_type", {}).items()]
+    if not rows:
+        return ""
+    return "### By answer type\n\n" + table(["configuration", "answer type", "n", "contains gold", "F1", "EM"], rows)
+
+
+def _labels(section: dict) -> str:
+    """The gold yes/no/maybe labels and each configuration's predicted ones, side by side: an
+    accuracy near the gold's largest share may only mean one label said every time."""
+    entries = {config: entry["label_distribution"] for config, entry in section.items()
+               if entry.get("label_distribution")}
+    if not entries:
+        return ""
+    gold = max(entries.values(), key=lambda entry: entry["n"])  # the adapter may answer only its domain's questions
+    rows = [["gold", gold["n"], *_label_cells(gold["gold"], LABELS), "", _largest(gold["gold"])]]
+    rows += [[CONFIG_LABELS[config], entry["n"], *_label_cells(entry["predicted"], (*LABELS, "none")),
+              _largest(entry["predicted"])] for config, entry in entries.items()]
+    return ("### Yes/no/maybe labels\n\n"
+            + table(["labels of", "n", *LABELS, "none", "largest share"], rows)
+            + "\n\nShare (count) of the questions whose gold is yes, no or maybe; a predicted label is the answer's "
+              "first yes/no/maybe word, none when it has none.")
+
+
+def _largest(spread: dict) -> str:
+    return f"{spread['largest']} {_cell(spread['largest_share'])}"
+
+
+def _label_cells(spread: dict, names: tuple[str, ...]) -> list[str]:
+    return [f"{_cell(spread['shares'][name])} ({spread['counts'][name]})" for name in names]
+
+
+def _opened_with(section: dict) -> str:
+    rows = [[CONFIG_LABELS[config], *[entry["opened_with"].get(kind) for kind in LEAD_KINDS]]
+            for config, entry in section.items() if entry.get("opened_with")]
+    if not rows:
+        return ""
+    return ("### What opened the answer\n\n" + table(["configuration", *LEAD_KINDS], rows)
+            + "\n\nShare of answers whose opening the answering path wrote itself: graph facts, a quoted evidence "
+              "sentence, table cells (or a value computed from them), a yes/no label with the sentence it rests "
+              "on; the rest opened with the model's own words.")
 
 
 def _faithfulness(section: dict) -> str:
@@ -111,12 +161,16 @@ def _faithfulness(section: dict) -> str:
         for name, scores in [("as served", entry), *entry.get("by_grounding", {}).items(),
                              ("draft, before attribution", entry.get("draft", {}))]:
             rows.append([CONFIG_LABELS[config], name, scores.get("citation_rate"), scores.get("supported_sentence_rate"),
+                         scores.get("contradiction_rate"), scores.get("contradictions"),
                          scores.get("citation_precision"), scores.get("contains"), scores.get("f1")])
     legend = ("citation rate: answers with at least one citation whose item supports its sentence; supported: claim "
-              "sentences some evidence item supports; citation precision: citations whose item supports their "
+              "sentences some evidence item supports; contradicting: claim sentences whose polarity contradicts the "
+              "evidence they match best, or a yes/no label its own reason contradicts (rate and count; – in reports "
+              "from before they were counted); citation precision: citations whose item supports their "
               "sentence (as served it is 1 by construction: attribution keeps only those).")
     return ("### Faithfulness\n\n" + table(["configuration", "grounding", "citation rate", "supported sentences",
-                                              "citation precision", "contains gold", "F1"], rows) + f"\n\n{legend}")
+                                              "contradicting sentences", "contradictions", "citation precision",
+                                              "contains gold", "F1"], rows) + f"\n\n{legend}")
 
 
 def _paired(section: dict) -> str:
@@ -196,6 +250,48 @@ def _ms(seconds: float | None) -> str:
     return "–" if seconds is None else f"{seconds * 1000:.0f}"
 
 
+# --- several runs side by side (make eval-dev) --------------------------------------------------
+
+def side_by_side(out_dirs: list[Path]) -> str:
+    """One row per run and configuration: the answer, faithfulness and label scores that say
+    most about a development set, read from each run's report.json."""
+    rows = []
+    for out in map(Path, out_dirs):
+        report = json.loads((out / REPORT_JSON).read_text(encoding="utf-8"))
+        for config, entry in report.get("answers", {}).items():
+            spread = entry.get("label_distribution")
+            rows.append([out.name, CONFIG_LABELS.get(config, config), entry["n"], entry["contains"], entry["f1"],
+                         entry.get("yesno_accuracy"), entry.get("citation_rate"), entry.get("supported_sentence_rate"),
+                         entry.get("contradiction_rate"), _spread(spread["predicted"], (*LABELS, "none")) if spread else None])
+        if spread := _widest_label_distribution(report):
+            rows.append([out.name, "gold", spread["n"], "", "", "", "", "", "", _spread(spread["gold"], LABELS)])
+    return table(["run", "configuration", "n", "contains gold", "F1", "yes/no/maybe acc.", "citation rate",
+                  "supported sentences", "contradicting sentences", "labels"], rows)
+
+
+def _widest_label_distribution(report: dict) -> dict | None:
+    spreads = [entry["label_distribution"] for entry in report.get("answers", {}).values()
+               if entry.get("label_distribution")]
+    return max(spreads, key=lambda spread: spread["n"]) if spreads else None
+
+
+def _spread(spread: dict, names: tuple[str, ...]) -> str:
+    return " / ".join(f"{name} {_cell(spread['shares'][name])}" for name in names)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m assistant.evaluation.report")
+    parser.add_argument("--summary", nargs="+", type=Path, required=True, metavar="DIR",
+                        help="eval output folders (each with a report.json), summed up side by side")
+    args = parser.parse_args(argv)
+    missing = [str(out) for out in args.summary if not (out / REPORT_JSON).is_file()]
+    if missing:
+        parser.error(f"no {REPORT_JSON} in {', '.join(missing)}")
+    print(side_by_side(args.summary))
+
+
 # --- charts ------------------------------------------------------------------------------------
 
 def draw_charts(report: dict, out: Path) -> list[Path]:
@@ -253,3 +349,7 @@ def _confusion_chart(plt, confusion: dict, path: Path) -> Path:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     return path
+
+
+if __name__ == "__main__":
+    main()

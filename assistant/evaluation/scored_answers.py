@@ -70,9 +70,13 @@ def _text_scores(text: str, run: QuestionRun) -> dict:
             "label_ok": label_ok}
 
 
+NO_ANSWER_TYPE = "unspecified"  # a question without answer_type in a set where others have one
+
+
 def score_config(runs: Sequence[QuestionRun], config: str) -> dict:
     """EM, F1, contains, yes/no/maybe accuracy and faithfulness of one configuration, as served
-    (overall, by domain, multi-hop) and under each strict_grounding setting."""
+    (overall, by domain, by answer type when the questions have one, multi-hop) and under each
+    strict_grounding setting; what opened the answers; the spread of yes/no/maybe labels."""
     answered = [run for run in runs if config in run.answers]
 
     def scores(answers: Sequence[dict]) -> dict:
@@ -89,13 +93,33 @@ def score_config(runs: Sequence[QuestionRun], config: str) -> dict:
     section = {"label": CONFIG_LABELS[config], **served(answered)}
     section["draft"] = metrics.faithfulness([r.answers[config]["draft_counts"] for r in answered])
     section["opened_with"] = {kind: metrics.mean(float(r.answers[config]["lead"] == kind) for r in answered)
-                              for kind in ("facts", "quote")}
+                              for kind in metrics.LEAD_KINDS}
     section["by_grounding"] = {name: scores([r.answers[config]["grounding"][name] for r in answered])
                                for name in GROUNDINGS}
     section["by_domain"] = {d: served([r for r in answered if r.question.domain == d])
                             for d in sorted({r.question.domain for r in answered})}
+    if any(r.question.answer_type for r in answered):
+        section["by_answer_type"] = {t: served([r for r in answered if _answer_type(r) == t])
+                                     for t in sorted({_answer_type(r) for r in answered})}
+    if distribution := _label_distribution(answered, config):
+        section["label_distribution"] = distribution
     section["multi_hop"] = served([r for r in answered if r.question.multi_hop])
     section["samples"] = [{"id": r.question.id, "question": r.question.question, "gold": list(r.question.answers),
                            "answer": r.answers[config]["text"], "adapter": r.answers[config]["adapter"]}
                           for r in answered[:SAMPLES_PER_CONFIG]]
     return section
+
+
+def _answer_type(run: QuestionRun) -> str:
+    return run.question.answer_type or NO_ANSWER_TYPE
+
+
+def _label_distribution(answered: Sequence[QuestionRun], config: str) -> dict | None:
+    """Predicted yes/no/maybe labels (as served) beside the gold ones, over the questions whose
+    gold is a label; None when there are none."""
+    pairs = [(gold, metrics.predicted_label(r.answers[config]["text"])) for r in answered
+             if (gold := metrics.gold_label(r.question.answers)) is not None]
+    if not pairs:
+        return None
+    gold, predicted = zip(*pairs)
+    return metrics.label_distribution(gold, predicted)
