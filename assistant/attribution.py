@@ -44,9 +44,13 @@ from indexing.words import WORD
 
 DEFAULT_THRESHOLD = 0.55
 NUMBER_MISMATCH_CAP = 0.25  # the most a sentence scores against an item missing one of its numbers
-# A claim sharing this share of its words with a unit is about the same thing: if one of them denies
-# it (or states its numbers in another order), the unit contradicts the claim rather than supports it.
+# A claim that shares at least this share of its words with a unit, and lacks at most
+# POLARITY_MISSING_WORDS of them, says the same thing of the same subject: if one of them denies it (or
+# states its numbers in another order), the unit contradicts the claim rather than supports it. One word
+# of leeway lets "does not treat" meet "treatment"; two let "did not track a price-weighted index" meet
+# "tracked the S&P 500", which it does not contradict.
 POLARITY_OVERLAP = 0.5
+POLARITY_MISSING_WORDS = 1
 # Words that make the order of a claim's numbers part of its meaning.
 _DIRECTION = frozenset({"from", "to", "than", "before", "after", "rose", "fell", "increased", "decreased",
                         "grew", "dropped", "declined", "raised", "lowered", "cut", "then"})
@@ -186,6 +190,7 @@ def support_matrix(claims: Sequence[str], units: Sequence[_Unit], similarity: np
     allowed = set().union(*(numbers(value) for value in computed))
     for row, claim in enumerate(claims):
         words, wanted_numbers, wanted_names = content_words(claim), numbers(claim) - allowed, names(claim)
+        stated = set(words)  # the whole claim, question words too: what a denial is about
         check = polar is None or polar[row]
         claim_negated = negated(claim)
         claim_order = ordered_numbers(claim) if _DIRECTION & set(_lower_words(claim)) else ()
@@ -203,12 +208,17 @@ def support_matrix(claims: Sequence[str], units: Sequence[_Unit], similarity: np
                 score = 0.5 * lexical + 0.5 * cosine
             if not wanted_numbers <= unit.numbers:
                 score = min(score, NUMBER_MISMATCH_CAP)
-            elif check and lexical >= POLARITY_OVERLAP and (claim_negated != unit.negated
-                                                  or _out_of_order(claim_order, unit)):
+            elif check and _same_statement(stated, unit) and (claim_negated != unit.negated
+                                                                     or _out_of_order(claim_order, unit)):
                 contradicts[row, column] = score >= NUMBER_MISMATCH_CAP
                 score = min(score, NUMBER_MISMATCH_CAP)
             scores[row, column] = score
     return Support(scores, contradicts)
+
+
+def _same_statement(words: set[str], unit: _Unit) -> bool:
+    missing = len(words - unit.words)
+    return bool(words) and 1 - missing / len(words) >= POLARITY_OVERLAP and missing <= POLARITY_MISSING_WORDS
 
 
 def ordered_numbers(text: str) -> tuple[str, ...]:

@@ -101,3 +101,10 @@ def reads_as_no(sentence: str) -> bool:
     lead (assistant/yes_no.py) and the label check (assistant/attribution.py) both read it so."""
     found = finding(sentence)
     return found < 0 or (found == 0 and negated(sentence))
+
+
+def reports_statistics(sentence: str) -> bool:
+    """Whether the sentence reports a statistical result: a p-value, or (non-)significance. What a
+    study states as its finding, where "higher prices have a larger influence" is a description."""
+    return bool(_P_VALUE.search(sentence)) or any(token.startswith(("significan", "nonsignifican", "non-significan",
+                                                                    "insignifican")) for token in words(sentence))

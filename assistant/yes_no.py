@@ -13,8 +13,8 @@ significant difference", "was not associated with", "similar in both groups"), w
 - its kind: a null finding weighs ``NULL_WEIGHT`` times a positive one, since abstracts report
   some effect almost always and a reported absence is the rarer, stronger signal.
 
-A plain statement that covers most of the question counts as a weak "Yes" (or "No" when negated),
-so encyclopedic evidence ("Nasdaq has no physical trading floor") decides too. Graph facts do not
+A plain statement that covers most of the question counts as a weak "Yes" (or "No" when negated:
+"the intervention has no effect on X" without a finding word). Graph facts do not
 vote: a triple ("X – associated with → Y") keeps the words of a finding but not its polarity or
 its section. The sign of the sum decides ("Yes" above ``YES_ABOVE``). ``NULL_WEIGHT`` is the
 calibration: with equal weights almost every abstract reads "Yes" (each reports some effect);
@@ -23,7 +23,9 @@ The constants were set on half of the public PubMedQA development questions and 
 other half, with and without unrelated abstracts mixed in (see the issue 34 note); "Maybe" is
 never chosen: no word-level signal separated it from the other two there.
 
-Only the documents (by title) that hold most of the question's words vote: retrieval also brings
+The evidence decides only when it is a study's report (a sentence under a structured abstract's
+heading, or one reporting statistics); encyclopedic evidence is left to the model's choice among
+Yes/No/Maybe. Only the documents (by title) that hold most of the question's words vote: retrieval also brings
 passages of neighbouring studies, and their own findings would outvote the study asked about.
 
 The answer then opens with the label and the evidence sentences it rests on, strongest first and
@@ -39,7 +41,7 @@ from typing import Sequence
 from adapters.prompts import EvidenceItem
 from assistant.attribution import content_words
 from assistant.fact_answers import Lead
-from assistant.findings import finding, negated
+from assistant.findings import finding, negated, reports_statistics
 from assistant.sentences import heading_split, split_sentences
 
 NULL_WEIGHT = 1.5
@@ -63,6 +65,7 @@ class Vote:
     value: float  # > 0 for "Yes", < 0 for "No"
     number: int  # the evidence item
     sentence: str  # without its heading
+    reported: bool = False  # from a study's report: under a structured abstract's heading, or with statistics
 
 
 @dataclass(frozen=True)
@@ -77,14 +80,17 @@ class LabelDecision:
 
 
 def decide(question: str, items: Sequence[EvidenceItem]) -> LabelDecision | None:
-    """The label the evidence gives ``question``, or None when there is no evidence to read."""
+    """The label the evidence gives ``question``, or None when it holds no study's report to read
+    (no structured heading, no statistics): then the model's first-token choice stands, since
+    word-level voting cannot tell "The Dow is price-weighted" answers "Is it weighted by market
+    capitalization?" with "No"."""
     votes = [vote for item in _about_the_question(question, items) for vote in _votes(question, item)]
-    if not votes:
+    if not any(vote.reported for vote in votes):  # no study's findings to read: the model's choice stands
         return None
     score = sum(vote.value for vote in votes)
     if negated(question):  # "Is X not associated with Y?": a reported effect answers "No"
         score = -score
-        votes = [Vote(-vote.value, vote.number, vote.sentence) for vote in votes]
+        votes = [Vote(-vote.value, vote.number, vote.sentence, vote.reported) for vote in votes]
     label = "Yes" if score > YES_ABOVE else "No"
     sign = 1 if label == "Yes" else -1
     backing = sorted((vote for vote in votes if vote.value * sign > 0), key=lambda vote: -vote.value * sign)
@@ -137,7 +143,7 @@ def _votes(question: str, item: EvidenceItem) -> list[Vote]:
         if polarity:
             weight = SECTION_WEIGHTS[section]
             value = weight * (RELEVANCE_FLOOR + share) * (NULL_WEIGHT * polarity if polarity < 0 else polarity)
-            votes.append(Vote(value, item.number, sentence))
+            votes.append(Vote(value, item.number, sentence, section is not None or reports_statistics(sentence)))
     return votes
 
 

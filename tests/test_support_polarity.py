@@ -64,3 +64,12 @@ def test_bare_labels_are_recognised():
     assert is_bare_label("No.") and is_bare_label("Yes [2].") and is_bare_label("Maybe")
     assert not is_bare_label("No significant difference was found.") and not is_bare_label("No, it does not.")
     assert not is_bare_label("")
+
+
+def test_a_denial_about_something_the_evidence_does_not_name_is_not_a_contradiction(encode):
+    items = number_evidence([], [("Vanguard", "In 1976, Vanguard launched the First Index Investment Trust, the "
+                                              "first index mutual fund for individual investors.")])
+    # The evidence never says what the fund tracked: denying a price-weighted index is not denying it.
+    (sentence,) = attribute("The first index mutual fund for individual investors did not track a price-weighted "
+                            "index [1].", items, encode, "Did the first index fund track a price-weighted index?")
+    assert not sentence.contradiction

@@ -61,12 +61,16 @@ def test_background_and_methods_weigh_little_beside_results():
     assert decision.label == "Yes" and decision.score > -0.3  # too little evidence of an absence for "No"
 
 
-def test_a_plain_statement_decides_an_encyclopedic_question():
-    items = number_evidence([], [("Nasdaq", "Nasdaq is an electronic exchange. Nasdaq has no physical trading "
-                                            "floor; all trading is done on a computer network.")])
-    decision = decide("Does Nasdaq have a physical trading floor?", items)
-    assert decision.label == "No" and decision.reason.number == 1
+def test_encyclopedic_evidence_leaves_the_label_to_the_model():
+    # No study's report (no structured heading, no statistics): word-level votes cannot tell that
+    # "price-weighted" answers "weighted by market capitalization?" with "No".
+    items = number_evidence([], [("Dow Jones", "The Dow Jones Industrial Average is a price-weighted index. Stocks "
+                                               "with higher share prices have a larger influence on it.")])
+    assert decide("Is the Dow Jones Industrial Average weighted by market capitalization?", items) is None
+    assert label_lead("Is the Dow Jones Industrial Average weighted by market capitalization?", items) is None
     assert decide("Does Nasdaq have a physical trading floor?", []) is None
+    statistics = number_evidence([], [("Trial", "Screening rose with counseling (71% vs 61%, p < 0.01).")])
+    assert decide("Does counseling increase screening?", statistics).label == "Yes"  # statistics: a study's report
 
 
 def test_a_negated_question_flips_the_label():
