@@ -13,7 +13,8 @@
    - the evidence sentence most likely to answer, quoted (assistant/evidence_quotes.py,
      ``answer_quotes``), or nothing when none is close enough.
 3. Generation on the serving engine stops when a sentence beyond the limit begins; a yes/no
-   question without a lead (no evidence) starts with the likeliest of "Yes", "No", "Maybe".
+   question without a lead (no evidence, or none that is a study's report) starts with the likeliest
+   of "Yes", "No", "Maybe".
 4. Attribution (assistant/attribution.py): each sentence gets the evidence that supports it
    and a score, citations are corrected, a label contradicted by its own reason is marked, and
    with ``strict_grounding`` unsupported sentences go.
