@@ -12,7 +12,10 @@ answer then says the evidence does not answer, rather than quote the closest sen
 sentence that only restates the question counts half. A table row is never quoted (its cells
 are answered by assistant/table_answers.py or not at all), and a sentence that opens with a
 pronoun ("It is an oral medication ...") gets its passage's subject in its place when the
-title is a short name, else counts half: a quote must stand on its own.
+title is a short name, else is read and quoted after the sentence before it ("... unvested RSUs.
+These costs are expected to be recognized over 2.33 years"), else counts half: a quote must
+stand on its own. A question for a reason ("why", "the reason for", "attributed to?") favours a
+sentence that gives a cause ("due to", "because", "driven by"), without requiring one.
 
 Pure text plus the caller's ``encode``; no model call of its own.
 """
@@ -30,12 +33,21 @@ from indexing.tables import is_table_row
 
 LEXICAL_WEIGHT, SIMILARITY_WEIGHT = 0.7, 0.3
 ANSWER_TYPE_BONUS = 0.2
+CONTEXT_WEIGHT = 0.9  # a sentence read after the one before it: two sentences cover more words by themselves
 MIN_QUOTE_SCORE = 0.35  # below this no sentence is close enough to quote
 _YEAR = re.compile(r"\b(1[0-9]\d\d|20\d\d)\b")
 _CAPITALISED = re.compile(r"\b[A-Z][a-z]+")
 _NUMBER_QUESTION = re.compile(r"\bhow (many|much|long|old)\b|\b(percentage|limit|price|amount|rate|value|number|dose|"
                               r"size)\b|\b(below|above) which\b")
-_DATE_QUESTION = re.compile(r"\b(what|which) (year|date|day|month)\b|\bwhen\b")
+# "When" asks for a time as the question's own word ("When did ...", not "... when it adopted the euro"),
+# and a year only of a past event: "When are customers invoiced?" asks how things are done.
+_DATE_QUESTION = re.compile(r"\b(what|which) (year|date|day|month)\b|^\W*when\b(?! (?:is|are|do|does|should|can|"
+                            r"must|may|will|would)\b)")
+# A question for a cause, and the words a sentence gives one with.
+_REASON_QUESTION = re.compile(r"^\W*why\b|\breasons?\b|\battribut(?:ed|able) to\W*$|\bdue to what\b|"
+                              r"\bwhat (?:caused|causes|drove|drives|led to)\b")
+_CAUSE = re.compile(r"\b(?:due to|because|driven by|drove|as a result|result(?:ed|s|ing)? (?:of|from)|"
+                    r"attribut(?:ed|able) to|owing to|caused by|reflect(?:s|ed|ing)?|led to|thanks to)\b")
 _PRONOUNS = {"it": "", "its": "'s", "they": None, "their": None, "this": None, "these": None, "he": None, "she": None,
              "his": None, "her": None, "such": None}  # "it" and "its" can take a singular title's name
 SUBJECT_TITLE_WORDS = 6  # a title this short names the passage's subject ("Metformin", "Bank of England")
@@ -51,9 +63,10 @@ class Quote:
 
 
 def answer_type(question: str) -> str | None:
-    """"number", "year", "name" or None: what kind of thing the question asks for."""
+    """"reason", "number", "year", "name" or None: what kind of thing the question asks for."""
     lower = question.lower()
-    for kind, pattern in (("number", _NUMBER_QUESTION), ("year", _DATE_QUESTION), ("name", _NAME_QUESTION)):
+    for kind, pattern in (("reason", _REASON_QUESTION), ("number", _NUMBER_QUESTION), ("year", _DATE_QUESTION),
+                          ("name", _NAME_QUESTION)):
         if pattern.search(lower):
             return kind
     return None
@@ -61,23 +74,25 @@ def answer_type(question: str) -> str | None:
 
 def best_quote(question: str, items: Sequence[EvidenceItem], encode) -> Quote | None:
     """The evidence sentence that most likely answers ``question``, cited, or None."""
-    units = [(item, sentence) for item in items if item.kind == "passage" for sentence in split_sentences(item.text)
-             if not _is_table(sentence)]
-    units += [(item, item.text) for item in items if item.kind == "fact"]
+    units = [unit for item in items if item.kind == "passage" for unit in _passage_units(item)]
+    units += [(item, item.text, item.text) for item in items if item.kind == "fact"]
     titles = {item.number: content_words(item.title) for item in items}
     if not units:
         return None
-    vectors = encode([question] + [sentence for _, sentence in units])
+    vectors = encode([question] + [read for _, _, read in units])
     similarities = vectors[1:] @ vectors[0]
     asked, kind = content_words(question), answer_type(question)
     best: tuple[float, EvidenceItem, str] | None = None
-    for (item, sentence), similarity in zip(units, similarities):
-        if kind is not None and not _holds(kind, question, asked, sentence):
+    for (item, sentence, read), similarity in zip(units, similarities):
+        typed = kind is not None and _holds(kind, question, asked, sentence)
+        if kind not in (None, "reason") and not typed:  # a cause may be given without a word for it
             continue
-        standing = _standing_alone(sentence, item.title)
-        score = _score(kind, asked, sentence, float(similarity), titles[item.number])
+        standing = read if read != sentence else _standing_alone(sentence, item.title)
+        score = _score(typed, asked, read, float(similarity), titles[item.number])
         if standing is None:
             score *= 0.5
+        elif read != sentence:
+            score *= CONTEXT_WEIGHT
         if best is None or score > best[0]:
             best = (score, item, standing or sentence)
     if best is None or best[0] < MIN_QUOTE_SCORE:
@@ -86,6 +101,24 @@ def best_quote(question: str, items: Sequence[EvidenceItem], encode) -> Quote | 
     # Without its heading ("TEXT:") and the corpus's own bracketed numbers, which would read as citations.
     body = " ".join(without_citations(heading_split(sentence.strip())[1]).split()).rstrip(".!?")
     return Quote(f"{body[:1].upper()}{body[1:]} [{item.number}].", item.number, score)
+
+
+def _passage_units(item: EvidenceItem) -> list[tuple[EvidenceItem, str, str]]:
+    """(item, sentence, how it is read and quoted) for each sentence of a passage but its table
+    rows. A sentence that opens with a pronoun the title cannot stand for ("These costs are
+    expected to be recognized over 2.33 years") is read and quoted after the sentence before it,
+    when that one stands alone: what it says is then whole."""
+    units, before = [], None
+    for sentence in split_sentences(item.text):
+        if _is_table(sentence):
+            before = None
+            continue
+        read = sentence
+        if _standing_alone(sentence, item.title) is None and before is not None:
+            read = f"{before} {sentence}"
+        units.append((item, sentence, read))
+        before = _standing_alone(sentence, item.title) if read == sentence else None
+    return units
 
 
 def _is_table(sentence: str) -> bool:
@@ -106,13 +139,14 @@ def _standing_alone(sentence: str, title: str) -> str | None:
     return f"{name}{ending} {rest}"
 
 
-def _score(kind: str | None, asked: set[str], sentence: str, similarity: float, title: set[str]) -> float:
+def _score(typed: bool, asked: set[str], sentence: str, similarity: float, title: set[str]) -> float:
     """The passage's title counts as context: "The bank was founded in 1694" under "Bank of
-    England" covers "Bank of England" too. A typed question's candidates all hold its type."""
+    England" covers "Bank of England" too. ``typed``: the sentence holds what the question asks
+    for (all candidates of a typed question but a reason's: "due to", "because" ... count extra)."""
     words = content_words(sentence)
     covered = len(asked & (words | title)) / len(asked) if asked else 0.0
     score = LEXICAL_WEIGHT * covered + SIMILARITY_WEIGHT * max(0.0, similarity)
-    if kind is not None:
+    if typed:
         score += ANSWER_TYPE_BONUS
     if not words - asked:  # says nothing the question does not
         score *= 0.5
@@ -120,6 +154,8 @@ def _score(kind: str | None, asked: set[str], sentence: str, similarity: float, 
 
 
 def _holds(kind: str, question: str, asked: set[str], sentence: str) -> bool:
+    if kind == "reason":
+        return bool(_CAUSE.search(sentence.lower()))
     if kind == "year":
         return bool(set(_YEAR.findall(sentence)) - set(_YEAR.findall(question)))
     if kind == "number":

@@ -8,7 +8,9 @@ cells it came from: "percentage change" ((new − old) / old × 100, new being t
 "change"/"increase"/"decrease" (new − old), "difference between A and B" (A − B), "average",
 "total", "ratio of A to B", "percentage of A out of B" (A / B × 100), "proportion of A in B"
 (A / B: a proportion is a fraction). A and B are two rows when a join word ("and", "out of")
-splits the question into two parts that each name a row, else two columns of one row.
+splits the question into two parts that each name a row, else two columns of one row. "Which
+year had the higher X?" compares X's cells across the year columns and names the year, with the
+cells: "X was higher in 2018 (48,762) than in 2019 (47,500)".
 
 Unsure means no answer: no label mostly covered by the question, two rows that fit equally, a
 year the header lacks, a cell that is not a number, words that ask for two operations, question
@@ -29,8 +31,9 @@ from typing import Sequence
 from adapters.prompts import EvidenceItem
 from assistant.attribution import content_words, stem
 from assistant.fact_answers import Lead
-from assistant.table_cells import (MAX_PASSAGE_CHARS, Grid, best_row, covered, dated, grids, label_words,
-                                   named_columns, row_words, word_named)
+from assistant.table_cells import (MAX_PASSAGE_CHARS, Grid, best_row, covered, dated, grids, named_columns, row_words,
+                                   word_named)
+from assistant.table_wording import bracketed, columns_named, format_number, label_in_section, listed, where_shown
 from indexing.tables import parse_number, years_in
 from indexing.words import WORD
 
@@ -63,6 +66,11 @@ _ALL_JOINS = tuple(dict.fromkeys(join for joins in _JOINS.values() for join in j
 # Questions a cell does not answer: a name, a reason, a time, a yes or no, what something means.
 _NOT_A_CELL = {"which", "who", "whom", "whose", "why", "when", "where", "cause", "caused", "reason", "reasons",
                "represent", "represents", "mainly", "explain", "attributed"}
+# "Which year had the higher X?": the year whose cell in X's row is the larger (or smaller).
+_WHICH_YEAR = re.compile(r"\b(?:which|what) (?:fiscal )?year\b")
+_MORE = {"higher", "highest", "larger", "largest", "greater", "greatest", "bigger", "biggest", "more", "most"}
+_LESS = {"lower", "lowest", "smaller", "smallest", "less", "least", "fewer", "fewest"}
+_COMPARE_STEMS = content_words(" ".join(_MORE | _LESS))
 _YES_NO = {"is", "are", "was", "were", "does", "do", "did", "can", "has", "have", "had", "will", "would", "should"}
 
 
@@ -74,6 +82,7 @@ class _Question:
     stems: frozenset[str]  # every word's stem, stop words too: a row may be labelled "Other"
     splits: tuple[tuple[str, frozenset[str], frozenset[str]], ...]  # (join word, stems before it, stems after it)
     years: tuple[tuple[str, int, bool], ...]  # (year, where, only inside a range "2017-2019")
+    plain: dict[str, int]  # every word's stem, stop words too ("amount") -> where it first occurs
 
 
 @dataclass(frozen=True)
@@ -87,11 +96,14 @@ class _Answer:
 
 def table_lead(question: str, items: Sequence[EvidenceItem]) -> Lead | None:
     """The opening sentence from table cells that answer ``question``, or None when unsure."""
-    q = _question(question[:MAX_QUESTION_CHARS])
+    question = question[:MAX_QUESTION_CHARS]
+    direction = _compared(question)
+    q = _question(question, asks_year=direction is not None)
     if q is None:
         return None
     passages = [item for item in items if item.kind == "passage" and _explained(q, item)]
-    found = [answer for grid in grids(passages) if (answer := _answer(q, grid))]
+    read = (lambda grid: _year_compared(q, grid, direction)) if direction else (lambda grid: _answer(q, grid))
+    found = [answer for grid in grids(passages) if (answer := read(grid))]
     if not found:
         return None
     best = max(answer.score for answer in found)
@@ -105,17 +117,23 @@ def table_lead(question: str, items: Sequence[EvidenceItem]) -> Lead | None:
 
 # --- the question ----------------------------------------------------------------------------
 
-def _question(question: str) -> _Question | None:
+def _question(question: str, asks_year: bool = False) -> _Question | None:
+    """The question's words; None when no cell answers it. ``asks_year``: it asks which year's
+    cell is the larger (``_compared``), so "which" is no reason to give up."""
     lower = question.lower()
     matches = list(WORD.finditer(lower))
     tokens = [match.group() for match in matches]
-    if not tokens or tokens[0] in _YES_NO or tokens[1:2] in (["do"], ["does"], ["did"]) or _NOT_A_CELL & set(tokens):
+    if not tokens or tokens[0] in _YES_NO or tokens[1:2] in (["do"], ["does"], ["did"]) or (
+            _NOT_A_CELL & set(tokens) and not asks_year):
         return None  # "Was ...?", "What does X represent?", "Which year ...?": not a cell's value
     words: dict[str, int] = {}
     for match in matches:
         for word in content_words(match.group()):
             words.setdefault(word, match.start())
-    return _Question(lower, Counter(tokens), words, frozenset(_stems(lower)), _splits(lower), _years(lower))
+    plain: dict[str, int] = {}
+    for match in matches:
+        plain.setdefault(stem(match.group()), match.start())
+    return _Question(lower, Counter(tokens), words, frozenset(_stems(lower)), _splits(lower), _years(lower), plain)
 
 
 def _splits(lower: str) -> tuple[tuple[str, frozenset[str], frozenset[str]], ...]:
@@ -153,9 +171,9 @@ def _explained(q: _Question, item: EvidenceItem) -> bool:
 
 
 def _holds(q: _Question, text: str, share: float) -> bool:
-    """Whether ``text`` holds that share of the question's own words (operations, years and
-    words about the question itself aside)."""
-    asked = [word for word in q.words if word not in _OP_STEMS | _FRAME_STEMS and not word.isdigit()]
+    """Whether ``text`` holds that share of the question's own words (operations, comparisons,
+    years and words about the question itself aside)."""
+    asked = [word for word in q.words if word not in _OP_STEMS | _FRAME_STEMS | _COMPARE_STEMS and not word.isdigit()]
     held = content_words(text)
     return sum(covered(word, held) for word in asked) >= share * len(asked)
 
@@ -174,6 +192,46 @@ def _operation(q: _Question, labels: Sequence[str], rows: int) -> str | None:
     if families == {"difference", "change"}:
         return "difference"
     return None if len(families) > 1 else next(iter(families), "lookup")
+
+
+def _compared(question: str) -> str | None:
+    """"more" or "less" when the question asks which year's value is the larger or the smaller;
+    None when it asks something else, or both."""
+    lower = question.lower()
+    if not _WHICH_YEAR.search(lower) or re.search(r"\byears\b", lower):
+        return None
+    said = set(WORD.findall(lower))
+    directions = [name for name, words in (("more", _MORE), ("less", _LESS)) if said & words]
+    return directions[0] if len(directions) == 1 else None
+
+
+def _year_compared(q: _Question, grid: Grid, direction: str) -> _Answer | None:
+    """The year whose cell in the row the question names is the larger ("more") or the smaller,
+    among the columns of one year each (those the question names, when it names two or more)."""
+    found = best_row(grid, q.stems, _COMPARE_STEMS)
+    if found is None:
+        return None
+    row, score = found
+    columns = [j for j in range(1, len(grid.columns)) if len(years_in(grid.columns[j])) == 1]
+    asked = {year for year, _, _ in q.years}
+    if len(asked) >= 2:
+        columns = [j for j in columns if years_in(grid.columns[j])[0] in asked]
+    years = [years_in(grid.columns[j])[0] for j in columns]
+    values = [parse_number(grid.rows[row][j]) for j in columns]
+    if len(columns) < 2 or len(set(years)) != len(years) or None in values or not _about(q, grid, [row], columns):
+        return None
+    best = (max if direction == "more" else min)(values)
+    if values.count(best) > 1:
+        return None
+    chosen = values.index(best)
+    word = next(w for w in WORD.findall(q.lower) if w in (_MORE if direction == "more" else _LESS))
+    others = [(year, grid.rows[row][j]) for j, year in zip(columns, years) if year != years[chosen]]
+    label = label_in_section(grid, row, row_words(grid, row, q.stems))
+    text = f"{label} was {word} in {years[chosen]} {bracketed(grid.rows[row][columns[chosen]])}"
+    text += (f" than in {others[0][0]} {bracketed(others[0][1])}" if len(others) == 1 else
+             f", against {listed([f'{cell} in {year}' for year, cell in others])}")
+    cells = tuple(grid.rows[row][j] for j in columns)
+    return _Answer(text, years[chosen], cells, score, (grid.sources[row],))
 
 
 # --- which reading: one row or two ---------------------------------------------------------------
@@ -217,7 +275,8 @@ def _columns(q: _Question, grid: Grid, used: set[str], op: str) -> list[int] | N
     words = {word: where for word, where in q.words.items() if word not in used}
     years = [(year, optional) for year, _, optional in q.years
              if year not in used and (not optional or op in ("average", "sum"))]
-    return named_columns(grid, words, years, op)
+    plain = {word: where for word, where in q.plain.items() if word not in used}
+    return named_columns(grid, words, years, op, plain)
 
 
 # --- the answers -------------------------------------------------------------------------------
@@ -234,14 +293,14 @@ def _one_row_answer(q: _Question, grid: Grid, row: int, score: tuple[int, int, f
     if op == "difference" and dated(grid, columns):
         op = "change"  # between two years: from the earlier to the later
     cells = [grid.rows[row][j] for j in columns]
-    label = _label_in_section(grid, row, used)
+    label = label_in_section(grid, row, used)
     if op == "lookup":
         if not all(cells) or ("percent" in _families_named(q) and not _percentages(cells, grid, columns, label_cell)):
             return None
         if len(cells) == 1:
-            text = f"{label}: {cells[0]}{_where(grid.shown[columns[0]])}"
+            text = f"{label}: {cells[0]}{where_shown(grid.shown[columns[0]])}"
         else:  # the values together, in the order asked, as a list is read: "4.6%, 4.1% in 2018 and 2019 respectively"
-            text = f"{label}: {', '.join(cells)} {_columns_named(grid, columns)} respectively"
+            text = f"{label}: {', '.join(cells)} {columns_named(grid, columns)} respectively"
         return _Answer(text, ", ".join(cells), tuple(cells), score, (grid.sources[row],))
     if (len(columns) < 2) if op in ("average", "sum") else (len(columns) != 2):
         return None
@@ -251,13 +310,13 @@ def _one_row_answer(q: _Question, grid: Grid, row: int, score: tuple[int, int, f
     result = _computed(op, cells)
     if result is None:
         return None
-    shown = [f"{grid.shown[j] or 'the value column'} {_bracketed(cell)}" for cell, j in zip(cells, columns)]
+    shown = [f"{grid.shown[j] or 'the value column'} {bracketed(cell)}" for cell, j in zip(cells, columns)]
     text = {"change": f"The change in {label} from {shown[0]} to {shown[1]} was {result}",
             "pct_change": f"The percentage change in {label} from {shown[0]} to {shown[1]} was {result}",
             "difference": f"The difference in {label} between {shown[0]} and {shown[1]} was {result}",
             "ratio": f"The ratio of {label} in {shown[0]} to {shown[1]} was {result}",
-            "average": f"The average of {label} over {_listed(shown)} was {result}",
-            "sum": f"The total of {label} over {_listed(shown)} was {result}"}[op]
+            "average": f"The average of {label} over {listed(shown)} was {result}",
+            "sum": f"The total of {label} over {listed(shown)} was {result}"}[op]
     return _Answer(text, result, (result,), score, (grid.sources[row],))
 
 
@@ -269,10 +328,10 @@ def _two_row_answer(q: _Question, grid: Grid, rows: tuple[int, int], score: tupl
         return None
     if not _about(q, grid, rows, columns):
         return None
-    labels = [_label_in_section(grid, i, used) for i in rows]
+    labels = [label_in_section(grid, i, used) for i in rows]
     numbers = tuple(sorted({grid.sources[i] for i in rows}))
     cells = [grid.rows[i][columns[0]] for i in rows]
-    where = _where(grid.shown[columns[0]])
+    where = where_shown(grid.shown[columns[0]])
     if op == "lookup":
         if not all(cells):
             return None
@@ -281,7 +340,7 @@ def _two_row_answer(q: _Question, grid: Grid, rows: tuple[int, int], score: tupl
     result = _computed(op, cells)
     if result is None:
         return None
-    a, b = (f"{label} {_bracketed(cell)}" for label, cell in zip(labels, cells))
+    a, b = (f"{label} {bracketed(cell)}" for label, cell in zip(labels, cells))
     text = {"difference": f"The difference between {a} and {b}{where} was {result}",
             "ratio": f"The ratio of {a} to {b}{where} was {result}",
             "share": f"{a} as a percentage of {b}{where} was {result}",
@@ -326,51 +385,3 @@ def _computed(op: str, cells: list[str]) -> str | None:
     percent = op in ("pct_change", "share") or (
         op in ("change", "difference", "average", "sum") and all(cell.strip().endswith("%") for cell in cells))
     return format_number(value) + ("%" if percent else "")
-
-
-def format_number(value: float) -> str:
-    """Two decimals at most, no trailing zeros, no thousands separators (a computed value is not a
-    cell, and "72,471.33" reads as three numbers to a word-level comparison): 15090.0 → "15090",
-    -5.1432 → "-5.14"."""
-    text = f"{round(value, 2):.2f}".rstrip("0").rstrip(".")
-    return "0" if text == "-0" else text
-
-
-def _bracketed(cell: str) -> str:
-    """A cell shown beside its name: "(6,268)"; an accountant's negative "(596)" already is."""
-    return cell if cell.startswith("(") and cell.endswith(")") else f"({cell})"
-
-
-def _label(cell: str) -> str:
-    """The row's name as a sentence shows it: without trailing dots or a footnote mark ("Total(2)")."""
-    label = cell.strip().rstrip(" .:")
-    opening = label.rfind("(")
-    if label.endswith(")") and 0 < opening and label[opening + 1:-1].isdigit() and len(label) - opening <= 4:
-        label = label[:opening].rstrip()
-    return label
-
-
-def _label_in_section(grid: Grid, row: int, used: set[str]) -> str:
-    """The row's label, with its section when the question named the section's words too:
-    "AMER (Operating income (loss))"."""
-    label, section = _label(grid.rows[row][0]), _label(grid.sections[row])
-    extra = label_words(section) - label_words(label)
-    return f"{label} ({section})" if extra and extra & used else label
-
-
-def _columns_named(grid: Grid, columns: Sequence[int]) -> str:
-    """Where the values of a list are: "in 2018 and 2019", or "(As Reported and Adjustments)"."""
-    names = [grid.shown[j] or "the value column" for j in columns]
-    listed = _listed(names)
-    return f"in {listed}" if all(years_in(name) for name in names) else f"({listed})"
-
-
-def _where(column: str) -> str:
-    """How a value's column reads after it: " in 2019", " (As Reported)", or nothing."""
-    if not column:
-        return ""
-    return f" in {column}" if years_in(column) else f" ({column})"
-
-
-def _listed(parts: list[str]) -> str:
-    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]

@@ -33,6 +33,11 @@ _DATE_STEMS = content_words("year years ended ending fiscal fy as of at quarter 
                             "jan feb mar apr jun jul aug sep sept oct nov dec dollars thousands millions billions "
                             "usd eur gbp unaudited")
 
+# The words of a header cell that only gives the unit its cells are in: "(U.S. $ in thousands)", "%", "£m".
+_UNIT_WORDS = frozenset("u s us usd dollar dollars thousand thousands million millions billion billions m bn k eur "
+                        "euro euros gbp pound pounds rmb cad aud jpy yen percent percentage pts points in of 000 "
+                        "000s".split())
+
 
 @dataclass(frozen=True)
 class Grid:
@@ -58,7 +63,7 @@ def grids(passages: Sequence[EvidenceItem]) -> list[Grid]:
     found = []
     for (_, headers), seen in merged.items():
         columns = tuple(" ".join(cells) for cells in headers)
-        leaves = tuple(cells[-1] if cells else "" for cells in headers)
+        leaves = tuple(_leaf(cells) for cells in headers)
         found.append(Grid(columns, leaves, _shown(columns, leaves), tuple(seen), tuple(s for s, _ in seen.values()),
                           tuple(n for _, n in seen.values())))
     return found
@@ -80,6 +85,17 @@ def _tables(text: str) -> list[tuple[tuple[tuple[str, ...], ...], list[tuple[tup
     return tables
 
 
+def _leaf(cells: tuple[str, ...]) -> str:
+    """The lowest header cell that names the column: a unit alone under it ("(U.S. $ in
+    thousands)" under "Amount", "%" under "2017") only says how its cells read."""
+    named = [cell for cell in cells if not _is_unit(cell)]
+    return named[-1] if named else (cells[-1] if cells else "")
+
+
+def _is_unit(cell: str) -> bool:
+    return all(word.lower() in _UNIT_WORDS for word in WORD.findall(cell))
+
+
 def _shown(columns: tuple[str, ...], leaves: tuple[str, ...]) -> tuple[str, ...]:
     years = [years_in(column) for column in columns]
     single, leaf_count = Counter(found[0] for found in years if len(found) == 1), Counter(leaves)
@@ -98,9 +114,12 @@ def covered(word: str, words) -> bool:
 
 
 def label_words(label: str) -> set[str]:
-    """A row label's content words, without footnote marks ("Capital expenditures 1"); a label
-    of stop words only ("Other") keeps them."""
-    words = {word for word in content_words(label) if not (word.isdigit() and len(word) < 4)}
+    """A row label's content words, without footnote marks ("Capital expenditures 1"); a number
+    that opens the label names the row ("14 nanometers and under", "2 to 5 years"); a label of
+    stop words only ("Other") keeps them."""
+    opening = WORD.match(label.strip())
+    first = opening.group() if opening and opening.group().isdigit() else None
+    words = {word for word in content_words(label) if not (word.isdigit() and len(word) < 4 and word != first)}
     return words or {stem(word) for word in WORD.findall(label.lower()) if not word.isdigit()}
 
 
@@ -133,11 +152,12 @@ def best_row(grid: Grid, asked, ignored: set[str], strict: bool = True) -> tuple
 
 # --- columns -----------------------------------------------------------------------------------
 
-def named_columns(grid: Grid, words: dict[str, int], years: Sequence[tuple[str, bool]], op: str) -> list[int] | None:
+def named_columns(grid: Grid, words: dict[str, int], years: Sequence[tuple[str, bool]], op: str,
+                  plain: dict[str, int] | None = None) -> list[int] | None:
     """The value columns named by ``years`` ((year, only inside a range)) or, when there are none,
     by ``words`` (stem -> where the question says it), in the question's order; else the ones
     the operation implies. None when a year has no single column."""
-    named = word_named(grid, words)
+    named = word_named(grid, words, plain)
     chosen: list[int] = []
     for year, optional in years:
         candidates = _year_columns(grid, year)
@@ -165,14 +185,20 @@ def _year_columns(grid: Grid, year: str) -> list[int]:
     return dates or alone or found
 
 
-def word_named(grid: Grid, words: dict[str, int]) -> list[int]:
+def word_named(grid: Grid, words: dict[str, int], plain: dict[str, int] | None = None) -> list[int]:
     """Columns whose lowest header cell's words (years aside, other numbers kept: "1-3 years")
-    ``words`` all hold, in the order the question says them."""
+    ``words`` all hold, in the order the question says them. A cell of stop words only
+    ("Amount", "Other") is named by those words exactly, when ``plain`` (every word's stem ->
+    where the question says it) holds them."""
     named = []
     for j in range(1, len(grid.columns)):
         own = {w for w in content_words(grid.leaves[j]) if not years_in(w)}
         if own and all(covered(w, words) for w in own):
             named.append((min(where for word, where in words.items() if covered(word, own)), j))
+        elif not own and plain:
+            bare = {stem(w) for w in WORD.findall(grid.leaves[j].lower()) if not w.isdigit()}
+            if bare and bare <= plain.keys():
+                named.append((min(plain[w] for w in bare), j))
     return [j for _, j in sorted(named)]
 
 

@@ -197,7 +197,7 @@ def test_the_evidence_sentence_that_answers_is_quoted_with_its_citation(question
     quote = best_quote(question, QUOTED, encode)
     assert (quote.text if quote else None) == expected
     assert answer_type("How many justices sat?") == "number" and answer_type("When did it start?") == "year"
-    assert answer_type("Who discovered penicillin?") == "name" and answer_type("Why?") is None
+    assert answer_type("Who discovered penicillin?") == "name" and answer_type("How?") is None
 
 
 def test_a_quote_stands_on_its_own_and_is_never_a_table_row(encode):
@@ -221,6 +221,55 @@ def test_a_typed_question_quotes_only_a_sentence_holding_its_type(encode):
     items = number_evidence([], [("Bank of England", "The Bank of England is the central bank of the United "
                                                      "Kingdom. The bank acts as the government's banker.")])
     assert best_quote("In what year was the Bank of England founded?", items, encode) is None  # no year: no quote
+
+
+@pytest.mark.parametrize("question,kind", [
+    ("Why?", "reason"), ("What was the reason for the change in other income?", "reason"),
+    ("What is the increase in total revenue attributed to?", "reason"),
+    ("How many quarters did net income attributable to VMware exceed $1,000 million?", "number"),  # not a cause
+    ("When did it start?", "year"), ("When are multi-year agreement customers invoiced?", None),  # how it is done
+    ("Which country became the 20th member of the euro area when it adopted the euro in 2023?", "name"),
+])
+def test_what_a_question_asks_for(question, kind):
+    from assistant.evidence_quotes import answer_type
+
+    assert answer_type(question) == kind
+
+
+def test_a_when_question_about_how_things_are_done_quotes_a_sentence_without_a_year(encode):
+    from assistant.evidence_quotes import best_quote
+
+    items = number_evidence([], [("Contract balances", "The agreements were first signed with customers in 2018. For "
+                                                       "multi-year agreements, we generally invoice customers annually "
+                                                       "at the beginning of each annual coverage period.")])
+    assert best_quote("When are multi-year agreement customers invoiced?", items, encode).text == (
+        "For multi-year agreements, we generally invoice customers annually at the beginning of each annual "
+        "coverage period [1].")
+
+
+def test_a_reason_question_prefers_the_sentence_that_gives_a_cause(encode):
+    from assistant.evidence_quotes import best_quote
+
+    items = number_evidence([], [("Other income", "Other income changed by $119.4 million from 2018 to 2019. Other "
+                                                  "income changed because of a $158.3 million gain on an equity "
+                                                  "investment from 2018 to 2019.")])
+    assert best_quote("What was the reason for the change in other income from 2018 to 2019?", items,
+                      encode).text == ("Other income changed because of a $158.3 million gain on an equity investment "
+                                       "from 2018 to 2019 [1].")
+
+
+def test_a_sentence_opening_with_a_pronoun_is_quoted_after_the_sentence_it_continues(encode):
+    from assistant.evidence_quotes import best_quote
+
+    items = number_evidence([], [("Annual report excerpt: stock-based compensation expense by type of award",
+                                  "As of December 31, 2019, there was $1,882 of unrecognized stock-based compensation "
+                                  "expense related to unvested RSUs. These costs are expected to be recognized over a "
+                                  "weighted-average period of 2.33 years.")])
+    quote = best_quote("How long is it expected to take for the unrecognized stock-based compensation expense related "
+                       "to unvested RSUs to be recognized?", items, encode)
+    assert quote.text == ("As of December 31, 2019, there was $1,882 of unrecognized stock-based compensation expense "
+                          "related to unvested RSUs. These costs are expected to be recognized over a weighted-average "
+                          "period of 2.33 years [1].")
 
 
 # --- how the chat and the evidence panel show it ------------------------------------------------------

@@ -92,7 +92,7 @@ def test_each_operation_gives_its_exact_value_with_the_cells_it_used(question, t
 
 
 def test_a_footnote_mark_is_not_part_of_a_rows_name():
-    from assistant.table_answers import _label
+    from assistant.table_wording import row_label as _label
 
     assert _label("Total(2)") == "Total" and _label("Daina Middleton (5)") == "Daina Middleton"
     assert _label("Inventories .") == "Inventories" and _label("Revenue (2019)") == "Revenue (2019)"
@@ -105,7 +105,8 @@ def test_two_rows_named_one_after_the_other_are_both_read():
 @pytest.mark.parametrize("question", [
     "What was the inventory in 2019?",  # no row
     "What was the dividend yield in 2017?",  # no such column
-    "Which year had the higher dividend yield?",  # a year, not a cell
+    "Which region had the higher revenue in 2019?",  # a name, not a cell
+    "Which year had the higher and the lower dividend yield?",  # both directions: unclear
     "Why did the dividend yield fall in 2019?",  # a reason
     "Was the dividend yield higher in 2018?",  # a yes/no question
     "What was the dividend yield?",  # two columns and none named
@@ -173,3 +174,48 @@ def test_the_work_is_bounded_for_huge_tables():
                                         (72471.3333, "72471.33"), (0.5, "0.5"), (100.0, "100")])
 def test_numbers_are_rounded_to_two_decimals_without_trailing_zeros(value, text):
     assert format_number(value) == text
+
+
+# --- which year's cell is the larger; labels opening with a number; unit-only header cells -------
+
+@pytest.mark.parametrize("question,text", [
+    ("Which year had the higher dividend yield?", "Dividend yield was higher in 2018 (4.6%) than in 2019 (4.1%) [3]."),
+    ("In which year was Interest expense lower?", "Interest expense was lower in 2019 (717) than in 2018 (596) [3]."),
+    ("In which year was cash and cash equivalents larger?",
+     "Cash and cash equivalents was larger in 2019 (21,956) than in 2018 (20,003) [3]."),
+])
+def test_which_year_a_rows_cell_is_the_larger_or_the_smaller(question, text):
+    found = lead(question)
+    assert found.text == text and found.kind == "table"
+
+
+def test_which_year_among_three_names_the_others_beside_it():
+    income = EvidenceItem(2, "passage", "Item | 2019 | 2018 | 2017\nInterest income | 5,318 | 4,784 | 2,650",
+                          "Other income")
+    assert table_lead("Which year has the highest interest income?", [income]).text == \
+        "Interest income was highest in 2019 (5,318), against 4,784 in 2018 and 2,650 in 2017 [2]."
+    tied = EvidenceItem(2, "passage", "Item | 2019 | 2018\nInterest income | 5,318 | 5,318", "Other income")
+    assert table_lead("Which year has the highest interest income?", [tied]) is None  # a tie: no year
+
+
+def test_a_number_opening_a_label_names_the_row():
+    mix = EvidenceItem(6, "passage", """ | Years Ended December 31, |
+Process Technologies | 2017 | 2018
+ | % | %
+14 nanometers and under | 0.9 | 2.6
+28 nanometers | 16.2 | 12.6""", "Product mix")
+    assert table_lead("What was the percentage of 14 nanometers and under in 2017?", [mix]).text == \
+        "14 nanometers and under: 0.9 in 2017 [6]."
+    assert table_lead("What was the percentage of 28 nanometers in 2018?", [mix]).text == "28 nanometers: 12.6 in 2018 [6]."
+
+
+def test_a_unit_under_a_column_name_leaves_the_name_to_name_it():
+    shares = EvidenceItem(3, "passage", """ | Number of Shares | Amount
+ | | (U.S. $ in thousands)
+Details | |
+Balance as of June 30, 2017 | 91,979,704 | $9,198
+Exercise of share options | 1,902,084 | 190""", "Movements in share capital")
+    assert table_lead("What is the amount for Balance as of June 30, 2017?", [shares]).text == \
+        "Balance as of June 30, 2017: $9,198 (Amount) [3]."
+    assert table_lead("What is the number of shares for Balance as of June 30, 2017?", [shares]).text == \
+        "Balance as of June 30, 2017: 91,979,704 (Number of Shares) [3]."
