@@ -8,7 +8,7 @@ import pytest
 
 from adapters.prompts import number_evidence
 from assistant.findings import finding, negated
-from assistant.yes_no import decide, label_lead
+from assistant.yes_no import abbreviations, clauses, decide, label_lead
 
 
 @pytest.mark.parametrize("sentence,expected", [
@@ -120,3 +120,48 @@ def test_only_the_documents_about_the_question_vote():
     question = "Do mutations causing low HDL increase carotid thickness?"
     assert decide(question, number_evidence([], [neighbour])).label == "Yes"  # alone, the neighbour says "Yes"
     assert decide(question, number_evidence([], [("Study", NULL_ABSTRACT), neighbour])).label == "No"
+
+
+@pytest.mark.parametrize("sentence,expected", [
+    # A subject negator ("none", "neither") denies the whole predicate after it, not three words of it.
+    ("None of the patients had elevated cTnI 18-24 hours after the DSE.", -1),
+    ("In regression analyses, none of the general practice variables were associated with online use.", -1),
+    # A negator reaches a reported effect's word and a study's verbs of observing.
+    ("The procedure was not safe.", -1),
+    ("Ultrasonography did not detect the retractile testes.", -1),
+    ("Of the 135 cases, 47 per cent were not found on the register.", -1),
+    # "Similarly," opening a sentence and "a similar relation" report another finding, not an absence.
+    ("Similarly, the group receiving tamoxifen had fewer fractures (P<.001).", 1),
+    ("A similar relation was found for intermediate-acting insulin (p = 0.01).", 1),
+    # "no. 2" is a number, not a negator.
+    ("The mean scores for tests no. 1 and no. 2 were higher in the group that built maps.", 1),
+])
+def test_negators_reach_what_a_reader_takes_them_to_deny(sentence, expected):
+    assert finding(sentence) == expected
+
+
+def test_a_sentence_is_read_side_by_side_where_it_turns_from_one_finding_to_another():
+    assert clauses("ADNase B levels were significantly higher (p<0.001); however, ASO levels were similar.") == [
+        ("ADNase B levels were significantly higher (p<0.001)", False), (", ASO levels were similar.", False)]
+    # "X, but not Y, was associated with Z": Z's association holds for X and is denied of Y.
+    sides = clauses("Stromal invasion, but not the response to NACT, was associated with upper LNM.")
+    assert [denied for _, denied in sides] == [False, True]
+    assert "associated with upper LNM" in sides[0][0] and sides[1][0].startswith("the response to NACT")
+    # An absent side effect is a side of its own, and keeps its "without".
+    assert [side.strip() for side, _ in clauses("Blood flow improved without affecting blood pressure.")] == [
+        "Blood flow improved", "without affecting blood pressure."]
+    # The finding about the question's subject decides, not the null one beside it in the same sentence.
+    items = number_evidence([], [("Study", "RESULTS: ADNase B levels were significantly higher in patients with "
+                                           "multiple sclerosis than in controls (p<0.001); however, ASO levels "
+                                           "were similar in both groups.")])
+    assert decide("Are ADNase B levels higher in multiple sclerosis?", items).label == "Yes"
+
+
+def test_an_abbreviation_the_abstract_defines_stands_for_the_words_of_its_long_form():
+    text = ("METHODS: Women with cervical cancer received neoadjuvant chemotherapy (NACT) before surgery or surgery "
+            "alone. RESULTS: Lymph node metastasis was significantly more frequent in older patients (p<0.01). "
+            "Metastasis rates were similar with and without NACT.")
+    assert abbreviations(text) == {"nact": frozenset({"neoadjuvant", "chemotherap"})}
+    # The null finding is about the treatment asked about, named by its abbreviation.
+    decision = decide("Does neoadjuvant chemotherapy change lymph node metastasis?", number_evidence([], [("Study", text)]))
+    assert decision.label == "No" and decision.reason.sentence.startswith("Metastasis rates were similar")
