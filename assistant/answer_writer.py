@@ -5,6 +5,8 @@
    ``answer_max_sentences`` sentences asked for.
 2. The lead, written from the evidence before the model runs; the model continues it, and is
    not called at all when the lead fills every sentence. The first that applies:
+   - a multi-hop question whose first evidence names the entity it goes through (the caller
+     followed the bridge, assistant/bridge.py): the first hop's sentence and the second's, cited;
    - graph facts (assistant/fact_answers.py): a fact that answers the question, cited;
    - a yes/no question: the label the evidence's findings give and the sentence it rests on
      (assistant/yes_no.py, ``evidence_labels``);
@@ -33,6 +35,7 @@ from typing import Callable, Iterator, Sequence
 from adapters import prompts
 from adapters.fact_wording import FactLine
 from assistant.attribution import AnswerSentence, attribute, render
+from assistant.bridge import Bridge, chain_lead
 from assistant.engine_base import EngineBase
 from assistant.evidence_quotes import best_quote
 from assistant.fact_answers import Lead, is_yes_no_question, lead_for
@@ -122,11 +125,12 @@ class AnswerWriter:
 
     def begin(self, question: str, prompt: prompts.Prompt, facts: Sequence[RankedFact], *,
               adapter: str | None = None, domain: str | None = None, cancel: threading.Event | None = None,
-              max_new_tokens: int | None = None, temperature: float = 0.0) -> Draft:
+              max_new_tokens: int | None = None, temperature: float = 0.0, bridge: Bridge | None = None) -> Draft:
         """Submit the answer to ``prompt`` (``facts``: the RankedFacts numbered first in it).
-        ``adapter`` or ``domain`` choose the model as in Engine.submit. Raises EngineBusy."""
+        ``adapter`` or ``domain`` choose the model as in Engine.submit; ``bridge``: the second hop
+        the caller followed for a multi-hop question (assistant/bridge.py). Raises EngineBusy."""
         grounded = bool(prompt.evidence)
-        lead = self.lead(question, facts[:prompt.facts_used], prompt.evidence) if grounded else None
+        lead = self.lead(question, facts[:prompt.facts_used], prompt.evidence, bridge) if grounded else None
         handle = None
         if lead is None or not self._limit.full(lead.text):  # room for the model to add a sentence
             choices = self.engine.token_ids(LABEL_WORDS) if lead is None and is_yes_no_question(question) else ()
@@ -137,24 +141,9 @@ class AnswerWriter:
                                         first_token_choices=choices, temperature=temperature)
         return Draft(self, question, prompt, lead, handle, grounded)
 
-    def lead(self, question: str, facts: Sequence[RankedFact], evidence: Sequence[prompts.EvidenceItem]) -> Lead | None:
-        """The facts that answer the question; else for a yes/no question its label from the
-        evidence; else the table cells it asks about; else the evidence sentence most likely to
-        answer it (see the module's docstring)."""
-        lines = [FactLine(i + 1, f.fact.head, f.fact.relation, f.fact.tail) for i, f in enumerate(facts)]
-        found = lead_for(question, lines, self.settings.answer_max_sentences) if self.settings.facts_first else None
-        if found is not None:
-            return found
-        if is_yes_no_question(question):
-            return label_lead(question, evidence, self.settings.answer_max_sentences) \
-                if self.settings.evidence_labels else None
-        if self.settings.table_answers:
-            found = table_lead(question, evidence)
-        if found is None and self.settings.answer_quotes:
-            quote = best_quote(question, evidence, self.encode)
-            if quote is not None:
-                found = Lead(quote.text, (quote.number,), None, kind="quote")
-        return found
+    def lead(self, question: str, facts: Sequence[RankedFact], evidence: Sequence[prompts.EvidenceItem],
+             bridge: Bridge | None = None) -> Lead | None:
+        return opening(self.settings, self.encode, question, facts, evidence, bridge)
 
     def attribute(self, question: str, draft: str, evidence: Sequence[prompts.EvidenceItem], lead: Lead | None,
                   result: GenerationResult | None, grounded: bool) -> WrittenAnswer:
@@ -165,3 +154,28 @@ class AnswerWriter:
         shown = [s for s in everything if s.supported] if strict else everything
         text = render(shown) if everything else (draft.strip() or prompts.NO_ANSWER)
         return WrittenAnswer(text, shown, everything, draft, lead, result, list(evidence))
+
+
+def opening(settings: Settings, encode: Callable[[list[str]], object], question: str, facts: Sequence[RankedFact],
+            evidence: Sequence[prompts.EvidenceItem], bridge: Bridge | None = None) -> Lead | None:
+    """Both hops of a followed bridge; else the facts that answer the question; else for a
+    yes/no question its label from the evidence; else the table cells it asks about; else the
+    evidence sentence most likely to answer it (see the module's docstring). No model call, so
+    the evaluation's retrieval stage can ask for it before any model is loaded."""
+    if bridge is not None:
+        chained = chain_lead(bridge, question, evidence, encode)
+        if chained is not None:
+            return chained
+    lines = [FactLine(i + 1, f.fact.head, f.fact.relation, f.fact.tail) for i, f in enumerate(facts)]
+    found = lead_for(question, lines, settings.answer_max_sentences) if settings.facts_first else None
+    if found is not None:
+        return found
+    if is_yes_no_question(question):
+        return label_lead(question, evidence, settings.answer_max_sentences) if settings.evidence_labels else None
+    if settings.table_answers:
+        found = table_lead(question, evidence)
+    if found is None and settings.answer_quotes:
+        quote = best_quote(question, evidence, encode)
+        if quote is not None:
+            found = Lead(quote.text, (quote.number,), None, kind="quote")
+    return found

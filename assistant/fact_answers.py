@@ -35,7 +35,7 @@ class Lead:
     label: str | None  # "Yes" when it confirms a yes/no question
     kind: str = "facts"  # "facts"; "quote": an evidence sentence (assistant/evidence_quotes.py); "table": cell
     # values or a value computed from them (assistant/table_answers.py); "label": a yes/no label with the
-    # evidence sentence it rests on (assistant/yes_no.py)
+    # evidence sentence it rests on (assistant/yes_no.py); "bridge": a multi-hop question's two hops (assistant/bridge.py)
     computed: tuple[str, ...] = ()  # numbers the lead computed from the cells it cites (attribution accepts them)
 
 

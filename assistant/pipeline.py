@@ -18,6 +18,7 @@ from typing import Iterator, Sequence
 from assistant.adapter_pool import AdapterLoadError
 from assistant.answer_writer import AnswerOptions, AnswerWriter
 from assistant.attribution import AnswerSentence
+from assistant.bridge import Bridge, Bridged, follow
 from assistant.engine_base import EngineBase
 from assistant.generation import EngineBusy, EngineStopped, GenerationFailed, RequestRejected
 from assistant.grounded_stream import GroundedStream
@@ -37,7 +38,8 @@ MAX_QUESTION_CHARS = 4000
 # line and the evidence. Characters alone do not bound tokens: 4,000 emoji are 12,000 tokens.
 QUESTION_SHARE_OF_CONTEXT = 2 / 3
 _LEAD_NOTES = {"facts": "graph facts", "label": "the label its findings give, with the finding",
-               "table": "table cells", "quote": "a quoted evidence sentence"}
+               "table": "table cells", "quote": "a quoted evidence sentence",
+               "bridge": "two hops: the entity the first evidence names, then what a second search found about it"}
 BUSY_TEXT = "The assistant is busy right now; please try again in a moment."
 
 
@@ -51,6 +53,7 @@ class Answer:
     facts: list[RankedFact] = field(default_factory=list)  # numbered 1..len(facts) in the prompt
     passages: list[Passage] = field(default_factory=list)  # numbered after the facts
     walk: list[WalkNode] = field(default_factory=list)  # the graph walk's top entities and passages
+    bridge: Bridge | None = None  # a multi-hop question's second search (assistant/bridge.py), when one was made
     timings: dict[str, float] = field(default_factory=dict)  # seconds: route, retrieve, prompt, generate, and
     # first_token (from the request, as the user waits)
     notes: list[str] = field(default_factory=list)
@@ -146,16 +149,20 @@ class ChatPipeline:
         answer.timings["retrieve"] = time.perf_counter() - clock
         answer.notes += evidence.notes
         answer.degraded, answer.walk = evidence.graph_degraded, evidence.walk_nodes
+        facts, passages = evidence.facts, evidence.passages
+        bridged = self._follow_bridge(question, domains, facts, passages, answer)
+        if bridged is not None:
+            facts, passages, answer.bridge = bridged.facts, bridged.passages, bridged.bridge
         clock = time.perf_counter()
-        prompt = self.writer.prompt(question, answer.domain, evidence.facts, evidence.passages, history)
-        answer.facts, answer.passages = evidence.facts[:prompt.facts_used], evidence.passages[:prompt.passages_used]
+        prompt = self.writer.prompt(question, answer.domain, facts, passages, history)
+        answer.facts, answer.passages = facts[:prompt.facts_used], passages[:prompt.passages_used]
         answer.prompt, answer.prompt_tokens = prompt.messages, prompt.tokens
         answer.timings["prompt"] = time.perf_counter() - clock
         try:  # the domain's active adapter when the engine starts the request (a hot-load may come first)
             draft = self.writer.begin(question, prompt, answer.facts, cancel=cancel,
                                       domain=None if options.base_model else answer.domain,
                                       adapter=options.adapter, max_new_tokens=options.max_new_tokens,
-                                      temperature=options.temperature)
+                                      temperature=options.temperature, bridge=answer.bridge)
         except EngineStopped as exc:  # not a wait-and-retry: the engine will not come back by itself
             answer.text = "The assistant's model is not running; please tell the administrator (the app needs a restart)."
             answer.error, answer.refused = f"stopped: {exc}", "busy"
@@ -203,6 +210,24 @@ class ChatPipeline:
             answer.notes.append(f"the answer was cut off after {self.settings.generation_timeout_s:.0f} s")
         elif result.stopped == "max_tokens":
             answer.notes.append(f"the answer reached the {result.new_tokens}-token limit (max_new_tokens) and may be cut")
+
+    def _follow_bridge(self, question: str, domains: list[str], facts: list[RankedFact], passages: list[Passage],
+                       answer: Answer) -> Bridged | None:
+        """A multi-hop question's second search, about the entity its first evidence names
+        (assistant/bridge.py); its time counts as retrieval."""
+        if not self.settings.follow_bridges or not (facts or passages):
+            return None
+        clock = time.perf_counter()
+
+        def retrieve(query: str):
+            second = self.retriever.retrieve(query, domains)
+            answer.notes += [note for note in second.notes if note not in answer.notes]
+            answer.degraded = answer.degraded or second.graph_degraded
+            return second
+
+        bridged = follow(question, facts, passages, self.writer.lead, retrieve)
+        answer.timings["retrieve"] += time.perf_counter() - clock
+        return bridged
 
     def _route(self, question: str, history: list[dict], forced: str | None, answer: Answer,
                query) -> tuple[Route, list[str]]:

@@ -147,6 +147,7 @@ def evidence_markdown(answer: Answer, turn: int = 0) -> str:
             [(answer.evidence_number(p), p) for p in answer.passages]
     if not items:
         return "\n".join(parts) if parts else "No evidence was used for this answer."
+    parts += chain_markdown(answer, items)
     used = [(n, item) for n, item in items if n in cited]
     rest = [(n, item) for n, item in items if n not in cited]
     if used:
@@ -160,6 +161,20 @@ def evidence_markdown(answer: Answer, turn: int = 0) -> str:
     parts += walk_markdown(answer)
     timings = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in answer.timings.items())
     return "\n".join(parts + ["", f"*{timings}*"])
+
+
+def chain_markdown(answer: Answer, items: list) -> list[str]:
+    """How a multi-hop answer was reached: the item of the first search that names the bridge,
+    then the second search about it and the items it brought (assistant/bridge.py)."""
+    bridge = answer.bridge
+    if bridge is None:
+        return []
+    first = [n for n, item in items if item.text == bridge.first_item]
+    second = [n for n, item in items if item.text in bridge.second_items]
+    cited = ", ".join(f"[{n}]" for n in second) or "nothing the prompt could hold"
+    return ["**How the answer was reached**", "",
+            f"1. {' '.join(f'[{n}]' for n in first)} names **{_md(bridge.entity)}**.",
+            f"2. A second search asked “{_md(bridge.query)}” and found {cited}.", ""]
 
 
 def walk_markdown(answer: Answer) -> list[str]:
@@ -280,6 +295,7 @@ def answer_json(answer: Answer) -> dict:
                       "title": p.title, "text": p.text, "score": p.score, "dense_rank": p.dense_rank,
                       "lexical_rank": p.lexical_rank, "walk_rank": p.walk_rank} for p in answer.passages],
         "walk": [{"kind": n.kind, "name": n.name, "score": round(n.score, 5), "doc_id": n.doc_id} for n in answer.walk],
+        "bridge": {"entity": answer.bridge.entity, "query": answer.bridge.query} if answer.bridge else None,
         "timings": {k: round(v, 4) for k, v in answer.timings.items()},
     }
 

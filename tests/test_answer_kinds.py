@@ -1,7 +1,8 @@
 """What opens an answer, through the real pipeline (real indexes, embedder, base model on the
 serving engine): a yes/no question gets the label its evidence gives and the finding it rests
 on, which agree; a question about a table's cells gets the cells or the value computed from
-them, cited, never a quote of the rendered table; a quote stands on its own."""
+them, cited, never a quote of the rendered table; a quote stands on its own; a multi-hop question
+is answered through the entity its first evidence names, citing both hops."""
 
 from __future__ import annotations
 
@@ -29,6 +30,16 @@ METHODS: Women were randomised to usual care or counseling.
 RESULTS: Counseling did not significantly change screening rates compared with usual care (61% vs 60%, P = NS).
 Costs were similar in both groups.
 """
+BROWN = """Brown v. Board of Education
+
+Brown v. Board of Education was decided by the Supreme Court in 1954. Thurgood Marshall argued Brown v. Board of
+Education for the plaintiffs. The court ruled that segregated public schools were unconstitutional.
+"""
+MARSHALL = """Thurgood Marshall
+
+Thurgood Marshall was born in Baltimore in 1908. In 1967 President Lyndon B. Johnson chose Thurgood Marshall for the
+nation's highest court, where he served until 1991.
+"""
 
 
 @pytest.fixture(scope="module")
@@ -47,12 +58,14 @@ def engine(base_model, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pipeline(engine, embedder, tmp_path_factory):
-    """Two small domains indexed for real (FAISS and BM25; no graph: passages only)."""
+    """Three small domains indexed for real (FAISS and BM25; no graph: passages only)."""
     settings, serving = engine
     corpora = tmp_path_factory.mktemp("kinds-corpora")
-    for domain, name, text in (("finance", "northwind.txt", REPORT), ("medicine", "trial.txt", TRIAL)):
-        (corpora / domain).mkdir()
+    for domain, name, text in (("finance", "northwind.txt", REPORT), ("medicine", "trial.txt", TRIAL),
+                               ("law", "brown.txt", BROWN), ("law", "marshall.txt", MARSHALL)):
+        (corpora / domain).mkdir(exist_ok=True)
         (corpora / domain / name).write_text(text)
+    for domain in ("finance", "medicine", "law"):
         report = index_source(settings.indexing_params, corpora / domain, domain, progress=False, embedder=embedder)
         assert report.ok, report.format()
     return ChatPipeline.create(settings, None, embedder=embedder, engine=serving)
@@ -102,3 +115,23 @@ def test_a_streamed_label_comes_with_its_reason(pipeline):
     assert isinstance(answer, Answer) and "".join(pieces) == answer.text
     assert pieces[0] == "No." and pieces[1].startswith(" Counseling did not significantly change"), pieces
     assert answer.sentences[0].supported and not answer.sentences[0].contradiction
+
+
+def test_a_multi_hop_question_goes_through_the_entity_its_first_evidence_names(pipeline):
+    """The first search finds who argued the case (the question's inner clause); the answer follows
+    that name to a second search and quotes both hops, cited, and the panel shows the chain."""
+    from assistant.presenter import evidence_markdown
+
+    question = "Which president nominated to the Supreme Court the lawyer who argued Brown v. Board of Education?"
+    answer = pipeline.respond(question, domain="law")
+    assert answer.error is None and answer.bridge is not None and answer.bridge.entity == "Thurgood Marshall"
+    first, second = answer.sentences[:2]
+    assert first.text.startswith("Thurgood Marshall argued Brown v. Board of Education") and first.supported
+    assert "Lyndon B. Johnson" in second.text and second.supported and second.citations != first.citations
+    assert answer.stopped == "evidence" and answer.new_tokens == 0
+    panel = evidence_markdown(answer)
+    assert "How the answer was reached" in panel and "names **Thurgood Marshall**" in panel
+
+    without = pipeline.settings.model_copy(update={"follow_bridges": False})
+    plain = type(pipeline)(without, pipeline.router, pipeline.retriever, pipeline.engine).respond(question, domain="law")
+    assert plain.bridge is None and "Lyndon" not in plain.text.split("]")[0]  # the first hop alone does not answer

@@ -123,7 +123,7 @@ def test_eval_scores_what_the_product_answers_with_citations_and_support(demo_en
         assert all(wanted <= set(scores) for scores in entry["by_grounding"].values())
         assert set(entry["draft"]) == {"citation_rate", "supported_sentence_rate", "contradiction_rate",
                                        "contradictions", "citation_precision"}
-        assert set(entry["opened_with"]) == {"facts", "quote", "table", "label"}
+        assert set(entry["opened_with"]) == {"facts", "quote", "table", "label", "bridge"}
     assert report["answers"]["base_closed_book"]["citation_rate"] == 0.0  # nothing to cite
     assert report["answers"]["base_rag"]["citation_precision"] in (None, 1.0)  # attribution keeps only supported ones
     assert "### Faithfulness" in (out / REPORT_MD).read_text()

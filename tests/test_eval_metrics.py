@@ -142,7 +142,7 @@ def test_answer_scores_per_configuration_and_the_paired_adapter_table():
     assert base["draft"] == {"citation_rate": 0.0, "supported_sentence_rate": 0.5, "contradiction_rate": 0.0,
                              "contradictions": 0, "citation_precision": 0.0}
     assert base["by_grounding"]["strict"]["contains"] == 0.5
-    assert base["opened_with"] == {"facts": 1.0, "quote": 0.0, "table": 0.0, "label": 0.0}
+    assert base["opened_with"] == {"facts": 1.0, "quote": 0.0, "table": 0.0, "label": 0.0, "bridge": 0.0}
     assert "by_answer_type" not in base and "label_distribution" not in base  # no types, no label questions
     assert base["by_domain"]["finance"]["f1"] == 0.4 and base["multi_hop"]["n"] == 1
     adapter = score_config(runs, ADAPTER_RAG)
@@ -217,7 +217,7 @@ def test_score_config_reports_the_label_distribution_of_label_questions_only():
     assert spread["gold"]["counts"] == {"yes": 2, "no": 1, "maybe": 1}
     assert spread["predicted"]["counts"] == {"yes": 2, "no": 1, "maybe": 0, "none": 1}
     assert spread["largest_predicted_share"] == 0.5 and spread["predicted"]["largest"] == "yes"
-    assert section["opened_with"] == {"facts": 0.2, "quote": 0.2, "table": 0.0, "label": 0.2}
+    assert section["opened_with"] == {"facts": 0.2, "quote": 0.2, "table": 0.0, "label": 0.2, "bridge": 0.0}
 
 
 def test_score_config_groups_by_answer_type_when_questions_have_one():

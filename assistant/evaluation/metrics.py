@@ -21,7 +21,7 @@ _LABELS = ("yes", "no", "maybe")
 _LABEL_WORD = re.compile(r"\b(yes|no|maybe)\b")
 # What can open an answer before the model writes (Lead.kind in assistant/fact_answers.py); here, not
 # there, so the report reads it without importing the answering path.
-LEAD_KINDS = ("facts", "quote", "table", "label")
+LEAD_KINDS = ("facts", "quote", "table", "label", "bridge")
 
 
 def best_match(prediction: str, answers: Sequence[str]) -> tuple[float, float]:

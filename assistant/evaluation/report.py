@@ -150,7 +150,7 @@ def _opened_with(section: dict) -> str:
     return ("### What opened the answer\n\n" + table(["configuration", *LEAD_KINDS], rows)
             + "\n\nShare of answers whose opening the answering path wrote itself: graph facts, a quoted evidence "
               "sentence, table cells (or a value computed from them), a yes/no label with the sentence it rests "
-              "on; the rest opened with the model's own words.")
+              "on, both hops of a multi-hop question (bridge); the rest opened with the model's own words.")
 
 
 def _faithfulness(section: dict) -> str:

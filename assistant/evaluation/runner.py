@@ -22,6 +22,7 @@ measured.
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,6 +30,8 @@ from typing import Callable, Sequence
 
 from tqdm import tqdm
 
+from assistant.answer_writer import opening
+from assistant.bridge import follow
 from assistant.evaluation import metrics
 from assistant.evaluation.answering import answer_all
 from assistant.evaluation.questions import EvalQuestion, load_questions, spread_over_domains
@@ -100,13 +103,14 @@ def retrieve_all(workspace: Workspace, questions: Sequence[EvalQuestion], option
                   "hybrid": Retriever(deep.model_copy(update={"walk_weight": 0.0}), vectors, embedder, None)}
     domains = router.domains()
     runs = []
+    lead = functools.partial(opening, settings, embedder.encode)
     for question in tqdm(questions, desc="route + retrieve", unit="q", disable=not options.progress):
-        runs.append(_retrieve_one(question, router, retrievers, vectors, domains, depth))
+        runs.append(_retrieve_one(question, router, retrievers, vectors, domains, depth, lead))
     return runs
 
 
 def _retrieve_one(question: EvalQuestion, router: Router, retrievers: dict[str, Retriever], vectors: VectorStore,
-                  domains: list[str], depth: int) -> QuestionRun:
+                  domains: list[str], depth: int, lead) -> QuestionRun:
     clock = time.perf_counter()
     query = router.query_vector(question.question, [])
     route = router.route(question.question, [], domains, query)
@@ -122,12 +126,18 @@ def _retrieve_one(question: EvalQuestion, router: Router, retrievers: dict[str, 
     walked = sorted(full.walk_passages, key=lambda p: -p.score)
     run.ranked["graph_walk"] = [(p.doc_id,) for p in walked[:depth]]
     clock = time.perf_counter()
-    evidence = retrievers["answer"].retrieve(question.question, searched, query)
-    run.timings["retrieve"] = time.perf_counter() - clock
+    answering = retrievers["answer"]
+    evidence = answering.retrieve(question.question, searched, query)
     run.answer_evidence = evidence.ranked
     run.ranked["answer"] = [entry_documents(entry) for entry in evidence.ranked]
     run.degraded = evidence.graph_degraded
     run.prompt_facts, run.prompt_passages = evidence.facts, evidence.passages
+    if answering.settings.follow_bridges:  # the product's second search for a multi-hop question
+        bridged = follow(question.question, evidence.facts, evidence.passages, lead,
+                         lambda asked: answering.retrieve(asked, searched))
+        if bridged is not None:
+            run.prompt_facts, run.prompt_passages, run.bridge = bridged.facts, bridged.passages, bridged.bridge
+    run.timings["retrieve"] = time.perf_counter() - clock
     return run
 
 
@@ -210,5 +220,6 @@ def question_row(run: QuestionRun, k: int) -> dict:
                               "documents": list(entry_documents(entry))}
                              for entry in run.answer_evidence],
             "evidence": run.evidence_given,
+            "bridge": {"entity": run.bridge.entity, "query": run.bridge.query} if run.bridge else None,
             "answers": {config: {key: value for key, value in answer.items() if key != "seconds"}
                         for config, answer in run.answers.items()}}

@@ -39,7 +39,7 @@ def _begin(writer: AnswerWriter, run: QuestionRun, adapter: str | None, grounded
         run.evidence_given = [{"number": item.number, "kind": item.kind, "title": item.title, "text": item.text}
                               for item in prompt.evidence]
     return writer.begin(run.question.question, prompt, facts[:prompt.facts_used], adapter=adapter,
-                        max_new_tokens=max_new_tokens)
+                        max_new_tokens=max_new_tokens, bridge=run.bridge if grounded else None)
 
 
 def _scored(draft: Draft, run: QuestionRun) -> dict:
