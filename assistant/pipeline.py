@@ -26,7 +26,7 @@ from assistant.remote_engine import serving_engine
 from assistant.retrieval import Passage, RankedFact, Retriever
 from assistant.router import Route, Router
 from assistant.settings import Settings
-from indexing.embedding import Embedder, get_embedder
+from indexing.embedding import CachedEncoder, Embedder, get_embedder
 from indexing.graph_store import GraphStore
 from indexing.graph_walk import WalkNode
 from indexing.vector_store import VectorStore
@@ -80,7 +80,9 @@ class Answer:
 class ChatPipeline:
     def __init__(self, settings: Settings, router: Router, retriever: Retriever, engine: EngineBase):
         self.settings, self.router, self.retriever, self.engine = settings, router, retriever, engine
-        self.writer = AnswerWriter(settings, engine, retriever.embedder.encode)
+        # One cache of sentence vectors for every answer: the quote picker, attribution and the
+        # stream's sentence-by-sentence attribution embed the same evidence sentences.
+        self.writer = AnswerWriter(settings, engine, CachedEncoder(retriever.embedder))
 
     @classmethod
     def create(cls, settings: Settings, graph: GraphStore | None, *, embedder: Embedder | None = None,

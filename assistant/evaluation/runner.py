@@ -41,7 +41,7 @@ from assistant.evaluation.workspace import Workspace, open_workspace
 from assistant.retrieval import Passage, RankedFact, Retriever
 from assistant.router import Router
 from assistant.settings import Settings
-from indexing.embedding import get_embedder
+from indexing.embedding import CachedEncoder, get_embedder
 from indexing.vector_store import IndexUnavailable, VectorStore
 
 
@@ -71,7 +71,7 @@ def run_evaluation(app: Settings, options: EvalOptions, save: Callable[[dict], o
 
         checkpoint("routing and retrieval", {})
         if options.generate:
-            answer_all(workspace, runs, options, app, embedder.encode, checkpoint)
+            answer_all(workspace, runs, options, app, CachedEncoder(embedder), checkpoint)
         report["complete"] = True
         _add_run_tables(report, runs, options.k)
         return report
@@ -103,7 +103,7 @@ def retrieve_all(workspace: Workspace, questions: Sequence[EvalQuestion], option
                   "hybrid": Retriever(deep.model_copy(update={"walk_weight": 0.0}), vectors, embedder, None)}
     domains = router.domains()
     runs = []
-    lead = functools.partial(opening, settings, embedder.encode)
+    lead = functools.partial(opening, settings, CachedEncoder(embedder))
     for question in tqdm(questions, desc="route + retrieve", unit="q", disable=not options.progress):
         runs.append(_retrieve_one(question, router, retrievers, vectors, domains, depth, lead))
     return runs
