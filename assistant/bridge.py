@@ -179,12 +179,12 @@ def find_bridge(question: str, lead: Lead | None, items: Sequence[EvidenceItem])
 
 
 def follow(question: str, facts: Sequence[RankedFact], passages: Sequence[Passage],
-           opening: Callable[[str, Sequence[RankedFact], Sequence[EvidenceItem]], Lead | None],
-           retrieve: Callable[[str], Evidence]) -> Bridged | None:
-    """The evidence for a two-hop answer, or None when there is no bridge to follow: ``opening``
-    is the answer writer's lead for the first evidence, ``retrieve`` the second search. The item
-    the first hop cites comes first, then the second search's best items, then the first
-    search's others (the prompt's budget cuts from the end)."""
+           opening: Callable[..., Lead | None], retrieve: Callable[[str], Evidence]) -> Bridged | None:
+    """The evidence for a two-hop answer, or None when there is no bridge to follow or the second
+    search does not answer: ``opening(question, facts, items, bridge=None)`` is the answer
+    writer's lead, ``retrieve`` the second search. The item the first hop cites comes first, then
+    the second search's best items, then the first search's others (the prompt's budget cuts from
+    the end)."""
     if is_yes_no_question(question) or not is_chain_shaped(question):  # before the opening: it embeds sentences
         return None
     items = number_evidence([f.text for f in facts], [(p.title, p.text) for p in passages])
@@ -198,8 +198,12 @@ def follow(question: str, facts: Sequence[RankedFact], passages: Sequence[Passag
         return None
     texts = frozenset(item.text for item in [*second_facts, *second_passages])
     bridge = Bridge(bridge.entity, bridge.first, bridge.first_item, bridge.query, texts)
-    return Bridged(bridge, _merged([f for f in facts if f.text == bridge.first_item], second_facts, facts),
-                   _merged([p for p in passages if p.text == bridge.first_item], second_passages, passages))
+    merged = Bridged(bridge, _merged([f for f in facts if f.text == bridge.first_item], second_facts, facts),
+                     _merged([p for p in passages if p.text == bridge.first_item], second_passages, passages))
+    # Only a second hop that answers changes the evidence: else the answer is the one the first search gave.
+    chained = opening(question, merged.facts, number_evidence([f.text for f in merged.facts],
+                                                              [(p.title, p.text) for p in merged.passages]), bridge)
+    return merged if chained is not None and chained.kind == "bridge" else None
 
 
 def chain_lead(bridge: Bridge, question: str, items: Sequence[EvidenceItem], encode) -> Lead | None:

@@ -73,7 +73,9 @@ def test_following_the_bridge_quotes_both_hops_each_cited(embedder):
     first = [_passage("brown", BROWN), _passage("miranda", MIRANDA)]
     asked = []
 
-    def opening(question, facts, items):
+    def opening(question, facts, items, bridge_followed=None):
+        if bridge_followed is not None:  # the writer's lead with both hops, as the answer will open
+            return bridge.chain_lead(bridge_followed, question, items, embedder.encode)
         return Lead(f"{FIRST} [1].", (1,), None, kind="quote")
 
     def retrieve(query):
@@ -83,6 +85,8 @@ def test_following_the_bridge_quotes_both_hops_each_cited(embedder):
     bridged = bridge.follow(QUESTION, [], first, opening, retrieve)
     assert asked == ["Which president nominated Supreme Court lawyer Thurgood Marshall"]
     assert [p.doc_id for p in bridged.passages] == ["brown", "marshall", "miranda"]  # first hop, second, the rest
+    assert bridge.follow(QUESTION, [], first, opening, lambda query: Evidence(ranked=[_passage("miranda", MIRANDA)])) \
+        is None  # a second search that does not answer leaves the first evidence as it was
     items = number_evidence([], [(p.title, p.text) for p in bridged.passages])
     lead = bridge.chain_lead(bridged.bridge, QUESTION, items, embedder.encode)
     assert lead is not None and lead.kind == "bridge" and lead.numbers == (1, 2)
