@@ -115,7 +115,7 @@ def _describe(settings: Settings, graph) -> None:
 
 
 def _start(args, settings: Settings, graph_store, signals: StopSignals):
-    from assistant.server import queue_demo_adapters, serve
+    from assistant.web.server import queue_demo_adapters, serve
 
     print("Loading the base model and adapters ...", flush=True)
     running = serve(settings, graph_store, host=args.host, port=args.port, share=args.share)

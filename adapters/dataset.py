@@ -210,7 +210,7 @@ def _grounded(domain: str, group: str, fact: Fact, distractors: list[Fact], chun
     rng.shuffle(facts)
     passages = [(chunks[fact.chunk_ids[0]].title, supporting_sentence(fact, chunks))] if fact.chunk_ids[0] in chunks else []
     evidence = prompts.number_evidence([f.text for f in facts], passages)
-    # the fact in its own words, cited: the sentence a served answer opens with (assistant/fact_answers.py)
+    # the fact in its own words, cited: the sentence a served answer opens with (assistant/answering/fact_answers.py)
     answer = fact_sentence(_line(fact, facts.index(fact) + 1), fact_question(fact))
     return Example(example_id(group, "grounded"), "grounded", group,
                    prompts.chat_messages(domain, fact_question(fact), evidence, answer), fact.tail, "span",

@@ -2,7 +2,7 @@
 "Alexander Fleming discovered penicillin [1]." The relation's verb in the question's tense, an
 article where a category noun needs one, several answers listed with their citations.
 
-Answers in the chat open with these sentences (assistant/fact_answers.py) and the adapters are
+Answers in the chat open with these sentences (assistant/answering/fact_answers.py) and the adapters are
 taught them (adapters/dataset.py), so the wording lives here, below both.
 """
 

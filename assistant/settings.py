@@ -143,7 +143,7 @@ class Settings(BaseSettings):
     eval_max_new_tokens: int = Field(default=32, ge=1)
     train_seed: int = Field(default=0)
 
-    # --- routing (assistant/router.py) --------------------------------------------------------
+    # --- routing (assistant/answering/router.py) --------------------------------------------------------
     router_neighbours: int = Field(default=10, ge=1, description="Nearest chunks over all domains that vote.")
     router_knn_weight: float = Field(default=0.5, ge=0, le=1, description="Weight of the k-NN vote; the rest is centroid similarity.")
     router_centroid_temperature: float = Field(default=0.05, gt=0, description="Softmax temperature over centroid cosines.")
@@ -153,7 +153,7 @@ class Settings(BaseSettings):
     router_lexical_temperature: float = Field(default=1.0, gt=0, description="Softmax temperature of the lexical vote, in IDF units (natural log).")
     router_history_weight: float = Field(default=0.4, ge=0, description="Weight of the previous user turn in the routing query.")
 
-    # --- retrieval (assistant/retrieval.py) -----------------------------------------------------
+    # --- retrieval (assistant/answering/retrieval.py) -----------------------------------------------------
     dense_candidates: int = Field(default=20, ge=1, description="FAISS hits per domain before fusion.")
     lexical_candidates: int = Field(default=20, ge=0, description="BM25 hits per domain before fusion (0: dense only).")
     rrf_k: int = Field(default=60, ge=1, description="Reciprocal rank fusion constant.")
@@ -181,22 +181,22 @@ class Settings(BaseSettings):
     history_tokens: int = Field(default=384, ge=0, description="Part of the budget earlier turns may use.")
     max_new_tokens: int = Field(default=160, ge=1, description="A ceiling only: an answer ends when it has said answer_max_sentences sentences.")
     answer_max_sentences: int = Field(default=2, ge=1, le=8, description="Sentences an answer may have; generation stops when one more begins (graph facts that answer the question count).")
-    facts_first: bool = Field(default=True, description="When a retrieved graph fact answers the question, the answer opens with it in its own words, cited (assistant/fact_answers.py).")
+    facts_first: bool = Field(default=True, description="When a retrieved graph fact answers the question, the answer opens with it in its own words, cited (assistant/answering/fact_answers.py).")
     answer_quotes: bool = Field(default=True, description="When no graph fact answers the question, open the answer with the evidence sentence most likely to, quoted and cited (not for yes/no questions).")
-    evidence_labels: bool = Field(default=True, description="A yes/no question without a confirming graph fact opens with the label the evidence's findings give and the sentence it rests on (assistant/yes_no.py); off: the model's likeliest first token among Yes/No/Maybe.")
-    follow_bridges: bool = Field(default=True, description="A multi-hop question whose first evidence names the entity it goes through (\"the lawyer who argued Brown v. Board\" -> Thurgood Marshall) gets a second search about that entity, and the answer quotes both hops (assistant/bridge.py).")
-    table_answers: bool = Field(default=True, description="A question about a table's cells opens with the cells, or the value computed from them (change, percentage change, average, total, ratio), citing the table (assistant/table_answers.py).")
-    strict_grounding: bool = Field(default=True, description="Leave out answer sentences no evidence item supports (assistant/attribution.py); off: keep them, marked unsupported.")
+    evidence_labels: bool = Field(default=True, description="A yes/no question without a confirming graph fact opens with the label the evidence's findings give and the sentence it rests on (assistant/answering/yes_no.py); off: the model's likeliest first token among Yes/No/Maybe.")
+    follow_bridges: bool = Field(default=True, description="A multi-hop question whose first evidence names the entity it goes through (\"the lawyer who argued Brown v. Board\" -> Thurgood Marshall) gets a second search about that entity, and the answer quotes both hops (assistant/answering/bridge.py).")
+    table_answers: bool = Field(default=True, description="A question about a table's cells opens with the cells, or the value computed from them (change, percentage change, average, total, ratio), citing the table (assistant/answering/table_answers.py).")
+    strict_grounding: bool = Field(default=True, description="Leave out answer sentences no evidence item supports (assistant/answering/attribution.py); off: keep them, marked unsupported.")
     support_threshold: float = Field(default=0.55, ge=0, le=1, description="Support score (word, name and number overlap plus embedding similarity) at which an evidence item supports an answer sentence.")
     generation_timeout_s: float = Field(default=90.0, gt=0, description="A generation is cut off after this long; the partial answer is kept and marked.")
-    engine_max_batch: int = Field(default=8, ge=1, description="Requests the serving engine decodes together, one forward pass per token for all of them (assistant/engine.py).")
+    engine_max_batch: int = Field(default=8, ge=1, description="Requests the serving engine decodes together, one forward pass per token for all of them (assistant/serving/engine.py).")
     engine_max_waiting: int = Field(default=32, ge=1, description="Requests that may wait for a place in the engine's batch; more are refused at once with 'busy, try again'.")
     engine_prefill_tokens_per_step: int = Field(default=1024, ge=1, description="Prompt tokens the engine prefills between two decode steps (at least one prompt): bounds how long running answers pause while newcomers start.")
     engine_prefill_chunk_tokens: int = Field(default=2048, ge=16, description="A prompt longer than this is prefilled in chunks of this many tokens; between chunks the engine checks the request's cancellation and deadline. A chunk costs a forward pass and a copy of the cache so far (a 1,400-token prompt: 1.70 s in chunks of 512, 1.49 s in one pass here), so the chat's prompts (context_tokens, 1536) are one pass and only longer raw /v1 prompts are cut.")
     engine_call_timeout_s: float = Field(default=300.0, gt=0, description="An adapter command (hot-load, unload, rollback) that the serving engine has not run within this long fails with a timeout (a stuck engine never hangs the admin tab); one not yet started is withdrawn.")
     serve_quantization: Literal["none", "nf4"] = Field(default="none", description="none: full-precision base (fastest on CPU); nf4: 4-bit base, less memory.")
 
-    # --- the app (launch.py, assistant/ui.py, assistant/admin.py) --------------------------------
+    # --- the app (launch.py, assistant/web/ui.py, assistant/admin/service.py) --------------------------------
     ui_host: str = Field(default="127.0.0.1", description="Address Gradio listens on (loopback unless you mean it).")
     ui_port: int = Field(default=7860, ge=1, le=65535)
     admin_username: str = Field(default="admin")
@@ -205,7 +205,7 @@ class Settings(BaseSettings):
     admin_idle_timeout_s: float = Field(default=1800, gt=0, description="...or after this long without an admin action (the status polling does not count).")
     admin_login_failures_allowed: int = Field(default=5, ge=1, description="Failed admin logins in a row from one client address before that address's logins pause (other addresses are not held).")
     admin_login_backoff_s: float = Field(default=30, gt=0, description="The first pause; it doubles with each further failure, up to 15 minutes.")
-    admin_login_budget: int = Field(default=30, ge=1, description="Password checks per admin_login_budget_window_s from all addresses that have not logged in before, together (a right one gives its place back); past it they are refused unchecked until the window has room. Throttles guessing from many addresses (assistant/admin_sessions.py).")
+    admin_login_budget: int = Field(default=30, ge=1, description="Password checks per admin_login_budget_window_s from all addresses that have not logged in before, together (a right one gives its place back); past it they are refused unchecked until the window has room. Throttles guessing from many addresses (assistant/admin/sessions.py).")
     admin_login_budget_window_s: float = Field(default=60, gt=0, description="The window of admin_login_budget.")
     max_upload_bytes: int = Field(default=50_000_000, ge=1, description="Largest corpus or adapter upload (unpacked).")
     max_request_bytes: int = Field(default=1_000_000, ge=10_000, description="Largest HTTP request body except file uploads (a chat request with its history); larger ones are refused (413).")
@@ -218,7 +218,7 @@ class Settings(BaseSettings):
     demo_adapter_steps: int = Field(default=20, ge=0, description="First run: train a quick adapter per demo domain in the background with this many steps (0: none).")
     shutdown_wait_s: float = Field(default=180.0, gt=0, description="On Ctrl-C or SIGTERM, how long launch.py waits for a running admin job to stop: training stops after its current step (tens of seconds on 2 CPU cores) and checkpoints. Past this (or on a second Ctrl-C) the app exits without waiting; training then resumes from its last periodic checkpoint.")
 
-    # --- the OpenAI-compatible API (assistant/openai_api.py) and remote generation ----------------
+    # --- the OpenAI-compatible API (assistant/web/openai_api.py) and remote generation ----------------
     api_keys: SecretStr | None = Field(default=None, description="Bearer keys for /v1 (comma-separated). Unset or empty: the API is off (404), never open.")
     api_max_concurrent: int = Field(default=24, ge=1, description="/v1/chat/completions requests worked on at once (routing, retrieval, generation); more are refused at once with HTTP 429. Beyond it the serving engine's own queue (engine_max_waiting) answers 503.")
     api_max_tokens: int = Field(default=2048, ge=1, description="Largest max_tokens (max_completion_tokens) a /v1 request may ask for; more is refused with HTTP 400. The prompt and the answer must also fit the model's context (400 otherwise).")

@@ -17,7 +17,7 @@ the default base model on CPU and no adapters.
   caches first (centroids, BM25 indexes, entity catalogs, the model's first forward pass).
 * Table 2 reports, over every demo question, whether any of the top ``--k`` passages comes from
   one of the question's ``evidence_doc_ids``: for the dense (FAISS) list, the BM25 list and their
-  reciprocal rank fusion (``assistant.retrieval.fuse_rankings``), with the candidate counts and
+  reciprocal rank fusion (``assistant.answering.retrieval.fuse_rankings``), with the candidate counts and
   RRF constant of the settings. Each question is searched in the domain the router picks, or in
   its own domain when the router abstains (the pipeline would search every domain then).
 * Table 3 is the router's accuracy on every demo question.
@@ -117,8 +117,8 @@ def index_demo(data_dir: Path, max_new_tokens: int) -> Demo:
 
 
 def build_pipeline(demo: Demo):
-    from assistant.engine import Engine
-    from assistant.pipeline import ChatPipeline
+    from assistant.serving.engine import Engine
+    from assistant.answering.pipeline import ChatPipeline
 
     engine = Engine(demo.settings, load_registered=False)
     return ChatPipeline.create(demo.settings, demo.graph, embedder=demo.embedder, engine=engine)
@@ -257,7 +257,7 @@ def first_evidence_rank(ranking, evidence: set[str]) -> int | None:
 
 
 def retrieve_all(pipeline, questions: list[dict]) -> list[RetrievalOutcome]:
-    from assistant.retrieval import fuse_rankings
+    from assistant.answering.retrieval import fuse_rankings
 
     settings, router = pipeline.settings, pipeline.router
     outcomes = []

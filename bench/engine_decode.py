@@ -7,7 +7,7 @@ Run from the repository root (``make bench`` does)::
     .venv/bin/python bench/engine_decode.py [--batches 1,2,4,8] [--new-tokens 48] [--long-tokens 900]
 
 The default base model is converted into a temporary data dir (./data is never touched) and
-served by ``assistant.engine.Engine`` as the app serves it (float32 on CPU, CUDA when there is
+served by ``assistant.serving.engine.Engine`` as the app serves it (float32 on CPU, CUDA when there is
 one). For each batch size B, the engine's thread is held while B requests are submitted (each
 asks to explain a different demo passage; the long ones carry the passage's document repeated to
 the prompt length), then released, so all B start together; the engine's own counters give the
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     batches = [int(b) for b in args.batches.split(",")]
 
-    from assistant.engine import Engine
+    from assistant.serving.engine import Engine
     from assistant.settings import load_settings
 
     with tempfile.TemporaryDirectory(prefix="bench-engine-") as scratch:

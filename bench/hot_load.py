@@ -72,7 +72,7 @@ def smoke_test(model, tokenizer) -> None:
     """What the engine's smoke test runs: one forward pass and a few greedy tokens."""
     import torch
 
-    from assistant.engine_base import SMOKE_NEW_TOKENS, SMOKE_QUESTION
+    from assistant.serving.engine_base import SMOKE_NEW_TOKENS, SMOKE_QUESTION
 
     prompt = tokenizer.apply_chat_template([{"role": "user", "content": SMOKE_QUESTION}], tokenize=False,
                                            add_generation_prompt=True)
@@ -128,8 +128,8 @@ def settings_for(work: Path):
 def measure_pool(work: Path) -> dict:
     import importlib
 
-    from assistant.engine import Engine
-    from assistant.engine_base import SMOKE_QUESTION
+    from assistant.serving.engine import Engine
+    from assistant.serving.engine_base import SMOKE_QUESTION
 
     importlib.import_module("peft")  # imported before the first RSS reading, like everything the pool needs
 

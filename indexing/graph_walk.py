@@ -13,7 +13,7 @@ written beside FAISS and BM25 (``walk.npz``, checksummed in the manifest like th
 in-process with scipy, so the walk reads nothing from the graph server and behaves the same on
 FalkorDB and Neo4j. A question's walk starts from the entities it names, weighted by how
 specific they are (1 / the number of chunks that mention them), and from its best dense and
-BM25 passages (the caller picks the seeds: assistant/retrieval.py); the chunks where the walk's probability gathers are passages a second or third
+BM25 passages (the caller picks the seeds: assistant/answering/retrieval.py); the chunks where the walk's probability gathers are passages a second or third
 document holds, linked to the question only through shared entities.
 """
 

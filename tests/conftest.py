@@ -154,8 +154,8 @@ def free_port() -> int:
 def served_app(settings: Settings, graph: GraphStore | None, embedder: Embedder):
     """The Gradio app with its own serving engine (local, or remote when the settings say so) on a
     free loopback port, closed afterwards."""
-    from assistant.remote_engine import serving_engine
-    from assistant.server import serve
+    from assistant.serving.remote_engine import serving_engine
+    from assistant.web.server import serve
 
     engine = serving_engine(settings, load_registered=False)
     try:

@@ -1,4 +1,4 @@
-"""The admin job runner (assistant/admin_jobs.py) on its own: a job table that threads read while
+"""The admin job runner (assistant/admin/jobs.py) on its own: a job table that threads read while
 others submit, pruned to a bound without ever losing a queued or running job, and a shutdown that
 waits for the running job to stop but never forever. Pure logic: the jobs are small functions."""
 
@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from assistant.admin_jobs import JobRunner, JobStopped
+from assistant.admin.jobs import JobRunner, JobStopped
 
 HANG_GUARD_S = 60  # only against a hang; no test here waits for time
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.findings import finding, negated
-from assistant.pipeline import ChatPipeline
+from assistant.answering.findings import finding, negated
+from assistant.answering.pipeline import ChatPipeline
 from indexing.pipeline import index_source
 
 REPORT = """Northwind annual report
@@ -44,7 +44,7 @@ nation's highest court, where he served until 1991.
 
 @pytest.fixture(scope="module")
 def engine(base_model, tmp_path_factory):
-    from assistant.engine import Engine
+    from assistant.serving.engine import Engine
     from assistant.settings import load_settings
 
     data = tmp_path_factory.mktemp("kinds") / "data"
@@ -107,7 +107,7 @@ def test_a_table_chunk_keeps_its_rows_as_lines(pipeline):
 def test_a_streamed_label_comes_with_its_reason(pipeline):
     """The OpenAI-compatible stream sends each sentence once it is attributed; the label is judged
     by the finding after it (it waits for it), and the pieces join into the final answer."""
-    from assistant.pipeline import Answer
+    from assistant.answering.pipeline import Answer
 
     items = list(pipeline.stream("Does telephone counseling increase mammography screening?", domain="medicine",
                                  grounded_pieces=True))
@@ -120,7 +120,7 @@ def test_a_streamed_label_comes_with_its_reason(pipeline):
 def test_a_multi_hop_question_goes_through_the_entity_its_first_evidence_names(pipeline):
     """The first search finds who argued the case (the question's inner clause); the answer follows
     that name to a second search and quotes both hops, cited, and the panel shows the chain."""
-    from assistant.presenter import evidence_markdown
+    from assistant.web.presenter import evidence_markdown
 
     question = "Which president nominated to the Supreme Court the lawyer who argued Brown v. Board of Education?"
     answer = pipeline.respond(question, domain="law")

@@ -9,10 +9,10 @@ import time
 import pytest
 
 from adapters import prompts
-from assistant.cli import main
-from assistant.pipeline import Answer, ChatPipeline
-from assistant.retrieval import fuse_rankings, spread_documents
-from assistant.router import Router
+from assistant.cli.main import main
+from assistant.answering.pipeline import Answer, ChatPipeline
+from assistant.answering.retrieval import fuse_rankings, spread_documents
+from assistant.answering.router import Router
 from assistant.settings import DEMO_CORPORA_DIR
 from indexing.pipeline import index_source
 from indexing.vector_store import Hit, VectorStore
@@ -31,7 +31,7 @@ FACT_QUESTIONS = [
 
 @pytest.fixture(scope="module")
 def pipeline(demo_env, embedder):
-    from assistant.engine import Engine
+    from assistant.serving.engine import Engine
 
     engine = Engine(demo_env.settings, load_registered=False)
     yield ChatPipeline.create(demo_env.settings, demo_env.graph, embedder=embedder, engine=engine)

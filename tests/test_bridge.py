@@ -1,13 +1,13 @@
-"""The multi-hop bridge on fixed texts (assistant/bridge.py): which questions are followed, which
+"""The multi-hop bridge on fixed texts (assistant/answering/bridge.py): which questions are followed, which
 name is the bridge, what the second search asks, and the answer that quotes both hops. The real
 pipeline's two-hop answer is in tests/test_answer_kinds.py."""
 
 from __future__ import annotations
 
 from adapters.prompts import EvidenceItem, number_evidence
-from assistant import bridge
-from assistant.fact_answers import Lead
-from assistant.retrieval import Evidence, Passage
+from assistant.answering import bridge
+from assistant.answering.fact_answers import Lead
+from assistant.answering.retrieval import Evidence, Passage
 
 QUESTION = "Which president nominated to the Supreme Court the lawyer who argued Brown v. Board of Education?"
 FIRST = "Thurgood Marshall argued Brown v. Board of Education for the plaintiffs"

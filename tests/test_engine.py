@@ -12,10 +12,10 @@ from contextlib import contextmanager
 import pytest
 
 from adapters.base_model import BaseModel
-from assistant.adapter_pool import AdapterLoadError
-from assistant.decoding import REPETITION_PENALTY, DecodeBatch, Row, prefill
-from assistant.engine import Engine
-from assistant.generation import EngineBusy, GenerationFailed
+from assistant.serving.adapter_pool import AdapterLoadError
+from assistant.serving.decoding import REPETITION_PENALTY, DecodeBatch, Row, prefill
+from assistant.serving.engine import Engine
+from assistant.serving.generation import EngineBusy, GenerationFailed
 from assistant.settings import load_settings
 from conftest import write_lora_adapter
 
@@ -85,7 +85,7 @@ def test_next_tokens_are_greedy_at_temperature_0_and_drawn_from_the_softmax_abov
 
     import torch
 
-    from assistant.decoding import next_tokens
+    from assistant.serving.decoding import next_tokens
 
     logits = torch.tensor([[0.0, math.log(3.0), -5.0]] * 4)
     unseen = torch.zeros_like(logits, dtype=torch.bool)
@@ -212,7 +212,7 @@ def test_generation_stops_at_the_token_limit_deadline_or_cancel(engine):
 
 
 def test_a_stopping_criterion_ends_the_reply_before_the_token_that_met_it(engine):
-    from assistant.sentences import SentenceLimit
+    from assistant.answering.sentences import SentenceLimit
 
     free = _alone(engine, OTHER, tokens=60)
     seen: list[str] = []

@@ -10,11 +10,11 @@ import threading
 
 import pytest
 
-import assistant.decoding
-import assistant.engine
-from assistant.decoding import DecodeBatch
-from assistant.engine import Engine
-from assistant.generation import EngineBusy, EngineStopped, GenerationFailed, RequestRejected
+import assistant.serving.decoding
+import assistant.serving.engine
+from assistant.serving.decoding import DecodeBatch
+from assistant.serving.engine import Engine
+from assistant.serving.generation import EngineBusy, EngineStopped, GenerationFailed, RequestRejected
 from test_engine import MESSAGES, OTHER, WAIT_S, _settings, held
 
 LONG = [{"role": "user", "content": (
@@ -58,7 +58,7 @@ def test_cancelled_and_expired_waiting_requests_give_their_places_back_at_once(e
 
 def test_the_remote_engine_counts_only_live_requests(base_model, tmp_path, monkeypatch):
     """Accounting only: the server's streams are replaced by ones that wait for the test."""
-    from assistant.remote_engine import RemoteEngine
+    from assistant.serving.remote_engine import RemoteEngine
 
     settings = _settings(base_model, tmp_path, generation_backend="openai", generation_base_url="http://127.0.0.1:9/v1",
                          generation_base_model="base", generation_max_concurrent=1, engine_max_waiting=2)
@@ -197,7 +197,7 @@ def test_a_command_the_engine_does_not_run_in_time_times_out_and_is_withdrawn(en
 def test_a_burst_of_one_token_requests_is_never_slept_on(engine, monkeypatch):
     """One prompt is admitted per loop here and each request ends on its first token, so the
     batch is empty after every loop while requests still wait: the engine must not idle then."""
-    monkeypatch.setattr(assistant.engine, "IDLE_WAIT_S", 3600.0)
+    monkeypatch.setattr(assistant.serving.engine, "IDLE_WAIT_S", 3600.0)
     with held(engine):
         burst = [engine.submit(MESSAGES, max_new_tokens=1) for _ in range(MAX_WAITING)]
     assert all(handle.wait(WAIT_S) for handle in burst)  # a bound against a hang only
@@ -212,16 +212,16 @@ def test_a_prompt_longer_than_a_chunk_decodes_like_transformers_generate(engine,
     assert len(ids) > 3 * CHUNK
     with torch.inference_mode():  # the reference runs on this thread: the engine is idle meanwhile
         expected = engine.pool.model.generate(torch.tensor([ids]), max_new_tokens=12, do_sample=False,
-                                              repetition_penalty=assistant.decoding.REPETITION_PENALTY,
+                                              repetition_penalty=assistant.serving.decoding.REPETITION_PENALTY,
                                               eos_token_id=engine.tokenizer.eos_token_id,
                                               pad_token_id=engine.tokenizer.pad_token_id)
-    forward, passes = assistant.decoding.forward, []
+    forward, passes = assistant.serving.decoding.forward, []
 
     def counted(model, input_ids, *args, **kwargs):
         passes.append(input_ids.shape[1])  # tokens fed: a prefill chunk, or one per decode step
         return forward(model, input_ids, *args, **kwargs)
 
-    monkeypatch.setattr(assistant.decoding, "forward", counted)
+    monkeypatch.setattr(assistant.serving.decoding, "forward", counted)
     handle = engine.submit(LONG, max_new_tokens=12)
     assert handle.text() == engine.tokenizer.decode(expected[0, len(ids):], skip_special_tokens=True)
     steps = handle.result.new_tokens - 1  # the first token comes from the prefill
@@ -231,7 +231,7 @@ def test_a_prompt_longer_than_a_chunk_decodes_like_transformers_generate(engine,
 
 @pytest.mark.parametrize("stop", ["cancelled", "timeout"])
 def test_a_cancel_or_the_deadline_stops_a_prefill_between_chunks(engine, monkeypatch, stop):
-    forward, chunks, victims = assistant.decoding.forward, [], []
+    forward, chunks, victims = assistant.serving.decoding.forward, [], []
 
     def stopping(model, input_ids, *args, **kwargs):
         if input_ids.shape[1] > 1 and victims:
@@ -242,7 +242,7 @@ def test_a_cancel_or_the_deadline_stops_a_prefill_between_chunks(engine, monkeyp
                 victims[0].request.deadline = 0.0  # long past
         return forward(model, input_ids, *args, **kwargs)
 
-    monkeypatch.setattr(assistant.decoding, "forward", stopping)
+    monkeypatch.setattr(assistant.serving.decoding, "forward", stopping)
     with held(engine):
         victims.append(engine.submit(LONG, max_new_tokens=12))
     assert victims[0].wait(WAIT_S) and victims[0].text() == ""
@@ -276,7 +276,7 @@ def test_token_ids_outside_the_vocabulary_are_rejected(engine):
 
 
 def test_the_remote_engine_checks_the_same_limits(base_model, tmp_path):
-    from assistant.remote_engine import RemoteEngine
+    from assistant.serving.remote_engine import RemoteEngine
 
     settings = _settings(base_model, tmp_path, generation_backend="openai", generation_base_url="http://127.0.0.1:9/v1",
                          generation_base_model="base")

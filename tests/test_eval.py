@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant import cli
+from assistant.cli import main as cli
 from assistant.evaluation import metrics
 from assistant.evaluation.report import CHARTS, REPORT_JSON, REPORT_MD
 from assistant.settings import DEMO_CORPORA_DIR
@@ -104,8 +104,8 @@ def test_eval_scores_what_the_product_answers_with_citations_and_support(demo_en
     strict_grounding setting, each row lists the numbered evidence the model was given, and the
     answer scored is the one the chat pipeline (what /ask runs) gives for the same question."""
     from adapters.prompts import NO_ANSWER
-    from assistant.engine import Engine
-    from assistant.pipeline import ChatPipeline
+    from assistant.serving.engine import Engine
+    from assistant.answering.pipeline import ChatPipeline
 
     monkeypatch.setenv("ASSISTANT_DATA_DIR", str(demo_env.settings.data_dir))
     out = tmp_path / "report"

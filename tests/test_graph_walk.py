@@ -9,7 +9,7 @@ import shutil
 import networkx as nx
 import pytest
 
-from assistant.retrieval import Passage, RankedFact, fuse_rankings, has_lexical_cue, merge_evidence
+from assistant.answering.retrieval import Passage, RankedFact, fuse_rankings, has_lexical_cue, merge_evidence
 from indexing.chunking import Chunk
 from indexing.entity_resolution import DomainGraph, EntityRecord, FactRecord
 from indexing.graph_store import Fact

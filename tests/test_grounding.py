@@ -8,9 +8,9 @@ import pytest
 
 from adapters.fact_wording import FactLine
 from adapters.prompts import NO_ANSWER, number_evidence
-from assistant.attribution import attribute, render
-from assistant.fact_answers import is_yes_no_question, lead_for
-from assistant.sentences import SentenceLimit, answer_sentences, citations_in, split_sentences, without_citations
+from assistant.answering.attribution import attribute, render
+from assistant.answering.fact_answers import is_yes_no_question, lead_for
+from assistant.answering.sentences import SentenceLimit, answer_sentences, citations_in, split_sentences, without_citations
 
 # --- sentences ---------------------------------------------------------------------------------
 
@@ -192,7 +192,7 @@ QUOTED = number_evidence(
     ("How do I bake sourdough bread?", None),
 ])
 def test_the_evidence_sentence_that_answers_is_quoted_with_its_citation(question, expected, encode):
-    from assistant.evidence_quotes import answer_type, best_quote
+    from assistant.answering.evidence_quotes import answer_type, best_quote
 
     quote = best_quote(question, QUOTED, encode)
     assert (quote.text if quote else None) == expected
@@ -201,7 +201,7 @@ def test_the_evidence_sentence_that_answers_is_quoted_with_its_citation(question
 
 
 def test_a_quote_stands_on_its_own_and_is_never_a_table_row(encode):
-    from assistant.evidence_quotes import best_quote
+    from assistant.answering.evidence_quotes import best_quote
 
     items = number_evidence([], [
         ("Metformin", "Metformin is studied widely. It is the first-line drug treatment for type 2 diabetes in most "
@@ -216,7 +216,7 @@ def test_a_quote_stands_on_its_own_and_is_never_a_table_row(encode):
 
 
 def test_a_typed_question_quotes_only_a_sentence_holding_its_type(encode):
-    from assistant.evidence_quotes import best_quote
+    from assistant.answering.evidence_quotes import best_quote
 
     items = number_evidence([], [("Bank of England", "The Bank of England is the central bank of the United "
                                                      "Kingdom. The bank acts as the government's banker.")])
@@ -231,13 +231,13 @@ def test_a_typed_question_quotes_only_a_sentence_holding_its_type(encode):
     ("Which country became the 20th member of the euro area when it adopted the euro in 2023?", "name"),
 ])
 def test_what_a_question_asks_for(question, kind):
-    from assistant.evidence_quotes import answer_type
+    from assistant.answering.evidence_quotes import answer_type
 
     assert answer_type(question) == kind
 
 
 def test_a_when_question_about_how_things_are_done_quotes_a_sentence_without_a_year(encode):
-    from assistant.evidence_quotes import best_quote
+    from assistant.answering.evidence_quotes import best_quote
 
     items = number_evidence([], [("Contract balances", "The agreements were first signed with customers in 2018. For "
                                                        "multi-year agreements, we generally invoice customers annually "
@@ -248,7 +248,7 @@ def test_a_when_question_about_how_things_are_done_quotes_a_sentence_without_a_y
 
 
 def test_a_reason_question_prefers_the_sentence_that_gives_a_cause(encode):
-    from assistant.evidence_quotes import best_quote
+    from assistant.answering.evidence_quotes import best_quote
 
     items = number_evidence([], [("Other income", "Other income changed by $119.4 million from 2018 to 2019. Other "
                                                   "income changed because of a $158.3 million gain on an equity "
@@ -259,7 +259,7 @@ def test_a_reason_question_prefers_the_sentence_that_gives_a_cause(encode):
 
 
 def test_a_sentence_opening_with_a_pronoun_is_quoted_after_the_sentence_it_continues(encode):
-    from assistant.evidence_quotes import best_quote
+    from assistant.answering.evidence_quotes import best_quote
 
     items = number_evidence([], [("Annual report excerpt: stock-based compensation expense by type of award",
                                   "As of December 31, 2019, there was $1,882 of unrecognized stock-based compensation "
@@ -275,10 +275,10 @@ def test_a_sentence_opening_with_a_pronoun_is_quoted_after_the_sentence_it_conti
 # --- how the chat and the evidence panel show it ------------------------------------------------------
 
 def test_the_chat_links_each_citation_to_its_evidence_item_and_marks_unsupported_sentences():
-    from assistant.attribution import AnswerSentence
-    from assistant.pipeline import Answer
-    from assistant.presenter import answer_html, evidence_anchor, evidence_markdown, from_chat
-    from assistant.retrieval import Passage, RankedFact
+    from assistant.answering.attribution import AnswerSentence
+    from assistant.answering.pipeline import Answer
+    from assistant.web.presenter import answer_html, evidence_anchor, evidence_markdown, from_chat
+    from assistant.answering.retrieval import Passage, RankedFact
     from indexing.graph_store import Fact
 
     fact = RankedFact(Fact("aspirin", "aspirin", "inhibit", "cyclooxygenase", "cyclooxygenase", 0.9, 2, ("a.md#1",),
@@ -303,9 +303,9 @@ def test_the_chat_links_each_citation_to_its_evidence_item_and_marks_unsupported
 
 
 def test_the_evidence_panel_shows_where_the_graph_walk_went():
-    from assistant.pipeline import Answer
-    from assistant.presenter import answer_json, evidence_markdown
-    from assistant.retrieval import Passage
+    from assistant.answering.pipeline import Answer
+    from assistant.web.presenter import answer_json, evidence_markdown
+    from assistant.answering.retrieval import Passage
     from indexing.graph_walk import WalkNode
 
     passages = [Passage("insulin.md#0", "insulin.md", "Insulin", "Insulin is made in the pancreas.", "medicine",

@@ -1,6 +1,8 @@
 """The packages form layers that only look down: indexing → adapters → assistant → entry points
-(launch.py, bench/, scripts/). Read from the source with ``ast``, every import counted, those
-inside functions and under TYPE_CHECKING too, so a cycle cannot hide in a late import."""
+(launch.py, bench/, scripts/), and inside assistant its parts do too: its base modules
+(settings, bootstrap, markdown_table) → serving → answering → evaluation → admin → web → cli.
+Read from the source with ``ast``, every import counted, those inside functions and under
+TYPE_CHECKING too, so a cycle cannot hide in a late import."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS = ("indexing", "adapters", "assistant")  # lowest first
+ASSISTANT_PARTS = ("", "serving", "answering", "evaluation", "admin", "web", "cli")  # lowest first; "": its base modules
+ASSISTANT_BASE = {"assistant", "assistant.settings", "assistant.bootstrap", "assistant.markdown_table"}
 MAX_MODULE_LINES = 400
 
 
@@ -58,6 +62,36 @@ def test_every_import_goes_to_the_same_layer_or_one_below():
     assert upward == []
 
 
+def _part(module: str) -> int:
+    """Where an assistant module sits among ASSISTANT_PARTS: its sub-package, or 0 for a base module."""
+    parts = module.split(".")
+    return ASSISTANT_PARTS.index(parts[1]) if len(parts) > 1 and parts[1] in ASSISTANT_PARTS else 0
+
+
+def _downward_in_assistant(graph: nx.DiGraph) -> list[str]:
+    return sorted(f"{a} imports {b}" for a, b in graph.edges
+                  if a.startswith("assistant") and b.startswith("assistant") and _part(b) > _part(a))
+
+
+def test_the_assistants_parts_import_only_their_own_and_those_below():
+    """Serving knows nothing of answering; answering nothing of evaluation, admin, the web or the
+    CLI; the web and the CLI sit on top."""
+    assert _downward_in_assistant(import_graph()) == []
+
+
+def test_every_assistant_module_is_in_a_part():
+    """A new module goes into the sub-package that owns its concern, not beside the base modules."""
+    flat = {name for name in _modules() if name.startswith("assistant") and _part(name) == 0}
+    assert flat == ASSISTANT_BASE
+
+
+def test_the_parts_check_sees_a_violation():
+    graph = import_graph()
+    assert graph.has_edge("assistant.answering.pipeline", "assistant.serving.engine_base")
+    graph.add_edge("assistant.answering.pipeline", "assistant.web.presenter")
+    assert _downward_in_assistant(graph) == ["assistant.answering.pipeline imports assistant.web.presenter"]
+
+
 def test_no_module_imports_itself_through_others():
     cycles = sorted(" -> ".join(cycle + cycle[:1]) for cycle in nx.simple_cycles(import_graph()))
     assert cycles == []
@@ -77,6 +111,14 @@ def test_importing_a_lower_package_loads_nothing_from_a_higher_one(package, high
     """The same at run time: import every module of the package in a fresh interpreter."""
     modules = sorted(name for name in _modules() if name.split(".")[0] == package)
     assert _loaded_after_importing(modules, higher) == []
+
+
+@pytest.mark.parametrize("part", ["serving", "answering"])
+def test_importing_a_lower_part_of_the_assistant_loads_nothing_above_it(part):
+    modules = sorted(name for name in _modules() if name.startswith(f"assistant.{part}"))
+    higher = tuple(f"assistant.{above}" for above in ASSISTANT_PARTS[ASSISTANT_PARTS.index(part) + 1:])
+    loaded = _loaded_after_importing(modules, ("assistant",))
+    assert [name for name in loaded if name.startswith(higher)] == []
 
 
 def test_no_product_module_is_over_the_size_limit():

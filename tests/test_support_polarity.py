@@ -1,4 +1,4 @@
-"""The support check sees negation, number order and labels (assistant/attribution.py), with the
+"""The support check sees negation, number order and labels (assistant/answering/attribution.py), with the
 real embedder: a sentence that denies its evidence, numbers stated in the other direction, and a
 yes/no label contradicted by its own reason are not supported, and are marked contradictions."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from adapters.prompts import number_evidence
-from assistant.attribution import attribute, is_bare_label
+from assistant.answering.attribution import attribute, is_bare_label
 
 METFORMIN = number_evidence([], [("Metformin", "Metformin is a first-line treatment for type 2 diabetes. "
                                                "It rarely causes weight gain.")])

@@ -1,4 +1,4 @@
-"""Table answers (assistant/table_answers.py): the cells a question names, or the value computed
+"""Table answers (assistant/answering/table_answers.py): the cells a question names, or the value computed
 from them, as one cited sentence; and nothing at all when the table does not say for sure."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from adapters.prompts import EvidenceItem
-from assistant.table_answers import format_number, table_lead
+from assistant.answering.table_answers import format_number, table_lead
 
 REPORT = """TABLE:
  | 2019 | 2018
@@ -92,7 +92,7 @@ def test_each_operation_gives_its_exact_value_with_the_cells_it_used(question, t
 
 
 def test_a_footnote_mark_is_not_part_of_a_rows_name():
-    from assistant.table_wording import row_label as _label
+    from assistant.answering.table_wording import row_label as _label
 
     assert _label("Total(2)") == "Total" and _label("Daina Middleton (5)") == "Daina Middleton"
     assert _label("Inventories .") == "Inventories" and _label("Revenue (2019)") == "Revenue (2019)"

@@ -114,8 +114,8 @@ def test_hot_loading_through_the_api_serves_the_next_answer(client, token, runni
 
 
 def test_an_answer_that_fails_while_it_is_written_says_so():
-    from assistant.pipeline import Answer
-    from assistant.presenter import answer_header
+    from assistant.answering.pipeline import Answer
+    from assistant.web.presenter import answer_header
 
     failed = Answer(text="Vitamin K\n\nSorry, the answer could not be written: RuntimeError: out of memory.",
                     domain="medicine", confidence=0.9, error="generation failed: RuntimeError: out of memory")
@@ -132,8 +132,8 @@ def test_an_answer_that_fails_while_it_is_written_says_so():
 
 def test_a_stream_that_fails_mid_answer_shows_the_failure_in_the_chat(client, monkeypatch):
     """The serving engine's decode step breaks once the first token has been streamed to the page."""
-    from assistant.decoding import DecodeBatch
-    from assistant.presenter import message_text
+    from assistant.serving.decoding import DecodeBatch
+    from assistant.web.presenter import message_text
 
     steps = []
 
@@ -178,7 +178,7 @@ def test_concurrent_chats_all_get_answers_during_a_reindex(client, token, runnin
 def test_uploads_are_untrusted(running_app, base_model, tmp_path):
     import zipfile
 
-    from assistant.admin import AdminError, AdminService
+    from assistant.admin.service import AdminError, AdminService
 
     admin = running_app.admin
     session = admin.login("admin", ADMIN_PASSWORD)

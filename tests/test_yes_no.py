@@ -1,4 +1,4 @@
-"""Yes/no answers decided from the evidence's findings (assistant/findings.py, assistant/yes_no.py):
+"""Yes/no answers decided from the evidence's findings (assistant/answering/findings.py, assistant/answering/yes_no.py):
 what a sentence denies or reports, the label a set of findings gives, and the lead that opens
 the answer with the label and the sentence it rests on, which always agree."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from adapters.prompts import number_evidence
-from assistant.findings import finding, negated
-from assistant.yes_no import abbreviations, clauses, decide, label_lead
+from assistant.answering.findings import finding, negated
+from assistant.answering.yes_no import abbreviations, clauses, decide, label_lead
 
 
 @pytest.mark.parametrize("sentence,expected", [
@@ -100,7 +100,7 @@ def test_the_lead_opens_with_the_label_and_the_sentence_it_rests_on():
     ("Metformin?", False),
 ])
 def test_yes_no_questions_are_recognised_after_a_lead_in(question, expected):
-    from assistant.fact_answers import is_yes_no_question
+    from assistant.answering.fact_answers import is_yes_no_question
 
     assert is_yes_no_question(question) is expected
 

@@ -19,7 +19,7 @@ from adapters.answer_metrics import exact_match, normalize_answer, token_f1
 ABSTAIN = "(abstain)"
 _LABELS = ("yes", "no", "maybe")
 _LABEL_WORD = re.compile(r"\b(yes|no|maybe)\b")
-# What can open an answer before the model writes (Lead.kind in assistant/fact_answers.py); here, not
+# What can open an answer before the model writes (Lead.kind in assistant/answering/fact_answers.py); here, not
 # there, so the report reads it without importing the answering path.
 LEAD_KINDS = ("facts", "quote", "table", "label", "bridge")
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from assistant.bridge import Bridge
+from assistant.answering.bridge import Bridge
 from assistant.evaluation import metrics
 from assistant.evaluation.questions import EvalQuestion
-from assistant.retrieval import Passage, RankedFact
+from assistant.answering.retrieval import Passage, RankedFact
 
 METHODS = ("bm25", "dense", "hybrid", "graph_walk", "full", "answer")
 METHOD_LABELS = {"bm25": "BM25 only", "dense": "dense (FAISS) only", "hybrid": "hybrid (BM25 + dense), no graph",
@@ -53,7 +53,7 @@ class QuestionRun:
     prompt_facts: list[RankedFact] = field(default_factory=list)  # the same items by kind: what stage 2 answers from
     prompt_passages: list[Passage] = field(default_factory=list)
     evidence_given: list[dict] = field(default_factory=list)  # the numbered evidence texts the model was given
-    bridge: Bridge | None = None  # the second search a multi-hop question got (assistant/bridge.py)
+    bridge: Bridge | None = None  # the second search a multi-hop question got (assistant/answering/bridge.py)
     answers: dict[str, dict] = field(default_factory=dict)  # config -> {adapter, text, em, f1, label_ok, seconds, ...}
 
     def found(self, method: str, k: int) -> set[str]:

@@ -9,7 +9,7 @@ import collections
 from typing import Iterator, Sequence
 
 from adapters.answer_metrics import contains_answer
-from assistant.answer_writer import AnswerWriter, Draft, WrittenAnswer
+from assistant.answering.answer_writer import AnswerWriter, Draft, WrittenAnswer
 from assistant.evaluation import metrics
 from assistant.evaluation.run_records import CONFIG_LABELS, QuestionRun
 

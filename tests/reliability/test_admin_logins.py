@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import pytest
 
-from assistant import admin_sessions
-from assistant.admin_sessions import AdminSessions, SessionRefused
+from assistant.admin.service import sessions as admin_sessions
+from assistant.admin.sessions import AdminSessions, SessionRefused
 from conftest import ADMIN_PASSWORD
 
 
@@ -115,7 +115,7 @@ def test_the_remembered_addresses_are_bounded(monkeypatch):
 def test_the_admin_service_pauses_only_the_failing_address(running_app, tmp_path):
     from pydantic import SecretStr
 
-    from assistant.admin import AdminDenied, AdminService
+    from assistant.admin.service import AdminDenied, AdminService
     from assistant.settings import load_settings
 
     settings = load_settings(data_dir=tmp_path / "data", _env_file=None, admin_password=SecretStr(ADMIN_PASSWORD),

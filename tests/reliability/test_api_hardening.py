@@ -1,4 +1,4 @@
-"""Careless and hostile clients of the OpenAI-compatible API (/v1, assistant/openai_api.py) on a
+"""Careless and hostile clients of the OpenAI-compatible API (/v1, assistant/web/openai_api.py) on a
 real app with the real serving engine: the key is checked before the body is read, bodies that
 would crash the parser are 400s, fields this server does not implement are refused by name,
 limits (max_tokens, the model's context, allowed_token_ids, stop strings) are 400s that never
@@ -19,8 +19,8 @@ import openai
 import pytest
 from pydantic import SecretStr
 
-from assistant.decoding import DecodeBatch
-from assistant.openai_protocol import MAX_ALLOWED_TOKEN_IDS, MAX_JSON_DEPTH, MAX_STOP_CHARS, json_depth
+from assistant.serving.decoding import DecodeBatch
+from assistant.web.openai_protocol import MAX_ALLOWED_TOKEN_IDS, MAX_JSON_DEPTH, MAX_STOP_CHARS, json_depth
 from assistant.settings import load_settings
 from conftest import served_app
 

@@ -11,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 import matplotlib.pyplot
 from PIL import Image
 
-from assistant.pipeline import Answer
-from assistant.presenter import facts_picture, message_text
-from assistant.retrieval import RankedFact
+from assistant.answering.pipeline import Answer
+from assistant.web.presenter import facts_picture, message_text
+from assistant.answering.retrieval import RankedFact
 from indexing.graph_render import draw_subgraph
 from indexing.graph_store import Fact, Subgraph
 

@@ -20,12 +20,12 @@ import pytest
 
 from adapters import registry as registry_module
 from adapters.registry import AdapterRegistry
-from assistant.adapter_pool import AdapterLoadError
-from assistant.admin import AdminService
+from assistant.serving.adapter_pool import AdapterLoadError
+from assistant.admin.service import AdminService
 from assistant.bootstrap import bootstrap
-from assistant.cli import main as cli_main
-from assistant.engine import Engine
-from assistant.pipeline import ChatPipeline
+from assistant.cli.main import main as cli_main
+from assistant.serving.engine import Engine
+from assistant.answering.pipeline import ChatPipeline
 from assistant.settings import DEMO_CORPORA_DIR, PROJECT_ROOT, Settings, load_settings
 from indexing import vector_store
 from indexing.domain_summary import summarise_domains
@@ -423,7 +423,7 @@ def test_corrupted_index_file_is_named_other_domains_serve_and_reindex_repairs(
     damage(DomainVersions(settings.domains_dir, "law").current_path() / file)
 
     chat = ChatPipeline.create(settings, None, embedder=embedder, engine=engine)
-    with caplog.at_level(logging.WARNING, logger="assistant.router"):
+    with caplog.at_level(logging.WARNING, logger="assistant.answering.router"):
         assert chat.router.domains() == ["finance"]
     assert "not routing to law" in caplog.text and expected in caplog.text
     answer = chat.respond(FINANCE_QUESTION)

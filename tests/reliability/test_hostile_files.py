@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 
 from adapters.registry import ADAPTER_NAME, AdapterInvalid, AdapterRegistry, validate_adapter
-from assistant.adapter_pool import _VERSION
+from assistant.serving.adapter_pool import _VERSION
 from conftest import write_lora_adapter
 from indexing.corpus import DOMAIN_NAME, MAX_HTML_DEPTH, HtmlTagScanner, html_depth_exceeds, read_corpus
 from indexing.versions import _VERSION_NAME, DomainVersions
@@ -203,7 +203,7 @@ NAME_RULES = {
     "domain (indexing.corpus.DOMAIN_NAME)": (DOMAIN_NAME.match, "law", "law\n"),
     "adapter (adapters.registry.ADAPTER_NAME)": (ADAPTER_NAME.match, "law-v1", "law-v1\n"),
     "index version (indexing.versions._VERSION_NAME)": (_VERSION_NAME.match, "v000001", "v000001\n"),
-    "adapter version (assistant.adapter_pool._VERSION)": (_VERSION.search, "law-v3", "law-v3\n"),
+    "adapter version (assistant.serving.adapter_pool._VERSION)": (_VERSION.search, "law-v3", "law-v3\n"),
 }
 
 

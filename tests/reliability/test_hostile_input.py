@@ -26,10 +26,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from assistant.pipeline import MAX_QUESTION_CHARS, QUESTION_SHARE_OF_CONTEXT, Answer, ChatPipeline
-from assistant.presenter import answer_header, answer_json, evidence_markdown, jobs_markdown
+from assistant.answering.pipeline import MAX_QUESTION_CHARS, QUESTION_SHARE_OF_CONTEXT, Answer, ChatPipeline
+from assistant.web.presenter import answer_header, answer_json, evidence_markdown, jobs_markdown
 from indexing.graph_walk import WalkNode
-from assistant.retrieval import Passage, RankedFact
+from assistant.answering.retrieval import Passage, RankedFact
 from indexing import cypher
 from indexing.corpus import MAX_HTML_DEPTH, read_corpus
 from indexing.graph_store import Fact

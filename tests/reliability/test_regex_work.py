@@ -28,8 +28,8 @@ import re._constants as sre_constants  # Python 3.11+ (pyproject), where possess
 import re._parser as sre_parse
 
 from adapters import prompts
-from assistant import attribution, retrieval, sentences
-from assistant.sentences import CitationScan
+from assistant.answering import attribution, retrieval, sentences
+from assistant.answering.sentences import CitationScan
 from indexing import words
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -347,8 +347,8 @@ def product_regexes() -> list[tuple[str, int, str | None, int]]:
 def test_no_product_regex_nests_an_unbounded_repeat_in_another():
     regexes = product_regexes()
     # the scan reads what the product compiles, patterns built at run time included
-    assert ("assistant/sentences.py", sentences.CITATION.pattern) in {(path, p) for path, _, p, _ in regexes}
-    assert any(path == "assistant/fact_answers.py" and p and "x(?:s|es)?" in p for path, _, p, _ in regexes)
+    assert ("assistant/answering/sentences.py", sentences.CITATION.pattern) in {(path, p) for path, _, p, _ in regexes}
+    assert any(path == "assistant/answering/fact_answers.py" and p and "x(?:s|es)?" in p for path, _, p, _ in regexes)
     unreadable = [f"{path}:{line}" for path, line, pattern, _ in regexes if pattern is None]
     assert not unreadable, f"patterns the guard cannot read from the source (build them from literals and re.escape): {unreadable}"
     nested = [f"{path}:{line} {pattern!r}" for path, line, pattern, flags in regexes

@@ -28,7 +28,7 @@ import pytest
 from gradio_client import Client
 from pydantic import SecretStr
 
-from assistant.admin import AdminDenied, AdminService
+from assistant.admin.service import AdminDenied, AdminService
 from assistant.settings import Settings, load_settings
 from indexing import cypher
 from indexing.graph_connection import GraphConnection, GraphError
@@ -242,7 +242,7 @@ def _listening_addresses(port: int) -> list[str]:
 
 
 def test_the_app_listens_on_loopback_unless_told_otherwise(running_app, embedder, monkeypatch):
-    from assistant.server import serve
+    from assistant.web.server import serve
     from conftest import free_port
 
     monkeypatch.delenv("ASSISTANT_UI_HOST", raising=False)

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from assistant.admin import AdminError, AdminService
+from assistant.admin.service import AdminError, AdminService
 from assistant.settings import load_settings
 from conftest import write_lora_adapter
 from indexing.versions import DomainVersions

@@ -12,7 +12,7 @@
 * Anonymous callers learn no addresses, paths or exception texts; the facts pictures are bounded.
 * Gradio's upload route takes files only from an admin session's upload ticket (cookie or
   header); anonymous, forged and expired tickets are refused and nothing is stored; a full
-  upload folder refuses even an admin (assistant/web_guards.py).
+  upload folder refuses even an admin (assistant/web/guards.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from assistant.web_guards import TICKET_COOKIE, UPLOAD_ROUTE
+from assistant.web.guards import TICKET_COOKIE, UPLOAD_ROUTE
 from conftest import ADMIN_PASSWORD
 
 
@@ -122,7 +122,7 @@ def test_a_body_without_a_length_is_cut_off_at_the_limit_too(running_app):
 def test_only_the_last_turns_of_a_long_history_reach_the_prompt(running_app):
     """A long history (and turns of other roles) from the client: the answer comes from the last
     history_max_turns user/assistant turns, each cut to the question limit."""
-    from assistant.pipeline import MAX_QUESTION_CHARS, recent_turns
+    from assistant.answering.pipeline import MAX_QUESTION_CHARS, recent_turns
 
     keep = running_app.pipeline.settings.history_max_turns
     history = [{"role": "user", "content": f"turn {i} " + "w" * 9000} for i in range(400)]
@@ -237,7 +237,7 @@ def test_logout_ends_the_session_and_its_upload_ticket(running_app):
 def _service(running_app, tmp_path, **settings):
     from pydantic import SecretStr
 
-    from assistant.admin import AdminService
+    from assistant.admin.service import AdminService
     from assistant.settings import load_settings
 
     return AdminService(load_settings(data_dir=tmp_path / "data", _env_file=None, admin_password=SecretStr(ADMIN_PASSWORD),
@@ -247,7 +247,7 @@ def _service(running_app, tmp_path, **settings):
 def test_an_idle_session_ends_and_status_polling_does_not_keep_it_alive(running_app, tmp_path):
     import time
 
-    from assistant.admin import AdminDenied
+    from assistant.admin.service import AdminDenied
 
     admin = _service(running_app, tmp_path, admin_idle_timeout_s=1.0)
     try:
@@ -270,7 +270,7 @@ def test_an_idle_session_ends_and_status_polling_does_not_keep_it_alive(running_
 def test_the_login_backoff_doubles_and_a_good_login_resets_it():
     """The session table's rules with a clock the test moves (pure logic); who a failure holds
     back is tested in test_admin_logins.py."""
-    from assistant.admin_sessions import AdminSessions, SessionRefused
+    from assistant.admin.sessions import AdminSessions, SessionRefused
 
     now = [1000.0]
     sessions = AdminSessions(lifetime_s=100, idle_s=10, failures_allowed=2, backoff_s=5, max_backoff_s=30,
@@ -334,7 +334,7 @@ def test_hot_loading_an_adapter_folder_is_limited_to_the_adapter_roots(running_a
     (test_ui.py hot-loads by folder and by name)."""
     from gradio_client import Client
 
-    from assistant.admin import AdminError
+    from assistant.admin.service import AdminError
 
     admin, settings = running_app.admin, running_app.pipeline.settings
     registry = running_app.pipeline.engine.pool.registry
@@ -368,8 +368,7 @@ def test_the_chat_reads_only_the_last_turns_of_the_history_a_client_sends(runnin
     The work is counted in characters the tag scanner examines (test_chat_history.py)."""
     from gradio_client import Client
 
-    from assistant import presenter
-
+    from assistant.web import presenter
     examined = []
 
     class CountingStripper(presenter.TagStripper):

@@ -1,0 +1,7 @@
+"""``python -m assistant.cli``: the ``assistant`` command."""
+
+import sys
+
+from assistant.cli.main import main
+
+sys.exit(main())
