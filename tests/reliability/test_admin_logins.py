@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.admin.service import sessions as admin_sessions
+from assistant.admin import sessions as admin_sessions
 from assistant.admin.sessions import AdminSessions, SessionRefused
 from conftest import ADMIN_PASSWORD
 
