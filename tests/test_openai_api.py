@@ -234,6 +234,19 @@ def test_the_stop_filter_holds_back_what_may_begin_a_stop_string():
     assert [plain.add(p) for p in ["a", "b"]] + [plain.flush()] == ["a", "b", ""]
 
 
+def _same_sentences(here, there) -> bool:
+    """The same sentences, citations and support, scores equal to 1e-6: each app embeds the
+    evidence through its own cache of sentence vectors, batched differently, which moves a score
+    by ~1e-8."""
+    def read(s):
+        return s.text, s.citations, s.supported, s.claim, s.contradiction, s.draft_citations, sorted(s.support)
+
+    return len(here) == len(there) and all(
+        read(a) == read(b) and a.score == pytest.approx(b.score, abs=1e-6)
+        and all(a.support[n] == pytest.approx(b.support[n], abs=1e-6) for n in a.support)
+        for a, b in zip(here, there))
+
+
 def test_the_remote_backend_answers_like_the_local_engine(api_app, demo_env, embedder, base_model, tmp_path):
     """App A generates on B's /v1 (B: the local engine, as vLLM would be); A's answers are B's."""
     remote = _settings(demo_env, tmp_path / "a", generation_backend="openai",
@@ -244,7 +257,7 @@ def test_the_remote_backend_answers_like_the_local_engine(api_app, demo_env, emb
         for question in (QUESTION, YES_NO, "Which Secretary of State refused to hand over William Marbury's commission?"):
             here, there = app_a.pipeline.respond(question), local.respond(question)
             assert here.error is None and here.text == there.text and here.stopped == there.stopped
-            assert here.sentences == there.sentences
+            assert _same_sentences(here.sentences, there.sentences), (here.sentences, there.sentences)
         # A's own /v1 works the same on top of the remote backend.
         streamed = "".join(c.choices[0].delta.content or "" for c in _ask(_client(app_a), stream=True) if c.choices)
         assert streamed == local.respond(QUESTION).text
