@@ -9,10 +9,10 @@ import time
 import pytest
 
 from adapters import prompts
-from assistant.cli.main import main
 from assistant.answering.pipeline import Answer, ChatPipeline
 from assistant.answering.retrieval import fuse_rankings, spread_documents
 from assistant.answering.router import Router
+from assistant.cli.main import main
 from assistant.settings import DEMO_CORPORA_DIR
 from indexing.pipeline import index_source
 from indexing.vector_store import Hit, VectorStore

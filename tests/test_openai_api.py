@@ -15,10 +15,10 @@ import pytest
 from pydantic import SecretStr
 
 from adapters.registry import AdapterRegistry
-from assistant.serving.adapter_pool import AdapterLoadError
-from assistant.web.openai_raw import StopFilter
-from assistant.settings import load_settings
 from assistant.answering.sentences import citations_in
+from assistant.serving.adapter_pool import AdapterLoadError
+from assistant.settings import load_settings
+from assistant.web.openai_raw import StopFilter
 from conftest import served_app, write_lora_adapter
 
 KEY = "test-key-0123456789"

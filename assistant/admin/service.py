@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from adapters.registry import ADAPTER_NAME
-from assistant.serving.adapter_pool import AdapterLoadError
 from assistant.admin.errors import AdminDenied, AdminError
 from assistant.admin.jobs import Job, JobRunner, JobStopped
 from assistant.admin.password import admin_password
 from assistant.admin.sessions import AdminSessions, SessionRefused
 from assistant.admin.uploads import receive_adapter, receive_corpus
 from assistant.answering.pipeline import ChatPipeline
+from assistant.serving.adapter_pool import AdapterLoadError
 from assistant.settings import Settings
 from indexing.domain_name import DOMAIN_NAME
 from indexing.domain_summary import summarise_domains

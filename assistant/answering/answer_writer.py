@@ -36,15 +36,15 @@ from adapters import prompts
 from adapters.fact_wording import FactLine
 from assistant.answering.attribution import AnswerSentence, attribute, render
 from assistant.answering.bridge import Bridge, chain_lead
-from assistant.serving.engine_base import EngineBase
 from assistant.answering.evidence_quotes import best_quote
 from assistant.answering.fact_answers import Lead, is_yes_no_question, lead_for
-from assistant.serving.generation import GenerationHandle, GenerationResult
 from assistant.answering.retrieval import Passage, RankedFact
 from assistant.answering.sentences import SentenceLimit
-from assistant.settings import Settings
 from assistant.answering.table_answers import table_lead
 from assistant.answering.yes_no import label_lead
+from assistant.serving.engine_base import EngineBase
+from assistant.serving.generation import GenerationHandle, GenerationResult
+from assistant.settings import Settings
 
 LABEL_WORDS = ["Yes", "No", "Maybe"]
 

@@ -15,16 +15,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
-from assistant.serving.adapter_pool import AdapterLoadError
 from assistant.answering.answer_writer import AnswerOptions, AnswerWriter
 from assistant.answering.attribution import AnswerSentence
 from assistant.answering.bridge import Bridge, Bridged, follow
-from assistant.serving.engine_base import EngineBase
-from assistant.serving.generation import EngineBusy, EngineStopped, GenerationFailed, RequestRejected
 from assistant.answering.grounded_stream import GroundedStream
-from assistant.serving.remote_engine import serving_engine
 from assistant.answering.retrieval import Passage, RankedFact, Retriever
 from assistant.answering.router import Route, Router
+from assistant.serving.adapter_pool import AdapterLoadError
+from assistant.serving.engine_base import EngineBase
+from assistant.serving.generation import EngineBusy, EngineStopped, GenerationFailed, RequestRejected
+from assistant.serving.remote_engine import serving_engine
 from assistant.settings import Settings
 from indexing.embedding import CachedEncoder, Embedder, get_embedder
 from indexing.graph_store import GraphStore

@@ -18,13 +18,13 @@ from typing import Callable, Sequence
 from tqdm import tqdm
 
 from adapters.registry import AdapterInvalid, AdapterRegistry
-from assistant.serving.adapter_pool import AdapterLoadError, AdapterPool
 from assistant.answering.answer_writer import AnswerWriter
-from assistant.serving.engine import Engine
 from assistant.evaluation.run_records import ADAPTER_RAG, BASE_RAG, CLOSED_BOOK, CONFIG_LABELS, EvalOptions, QuestionRun
 from assistant.evaluation.scored_answers import answer_many, score_config
 from assistant.evaluation.transfer import train_domain_adapters, transfer_section
 from assistant.evaluation.workspace import Workspace
+from assistant.serving.adapter_pool import AdapterLoadError, AdapterPool
+from assistant.serving.engine import Engine
 from assistant.settings import Settings
 
 log = logging.getLogger(__name__)

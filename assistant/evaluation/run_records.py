@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from assistant.answering.bridge import Bridge
+from assistant.answering.retrieval import Passage, RankedFact
 from assistant.evaluation import metrics
 from assistant.evaluation.questions import EvalQuestion
-from assistant.answering.retrieval import Passage, RankedFact
 
 METHODS = ("bm25", "dense", "hybrid", "graph_walk", "full", "answer")
 METHOD_LABELS = {"bm25": "BM25 only", "dense": "dense (FAISS) only", "hybrid": "hybrid (BM25 + dense), no graph",

@@ -32,14 +32,14 @@ from tqdm import tqdm
 
 from assistant.answering.answer_writer import opening
 from assistant.answering.bridge import follow
+from assistant.answering.retrieval import Passage, RankedFact, Retriever
+from assistant.answering.router import Router
 from assistant.evaluation import metrics
 from assistant.evaluation.answering import answer_all
 from assistant.evaluation.questions import EvalQuestion, load_questions, spread_over_domains
 from assistant.evaluation.run_records import METHOD_LABELS, METHODS, EvalOptions, QuestionRun
 from assistant.evaluation.transfer_goals import goal_checks
 from assistant.evaluation.workspace import Workspace, open_workspace
-from assistant.answering.retrieval import Passage, RankedFact, Retriever
-from assistant.answering.router import Router
 from assistant.settings import Settings
 from indexing.embedding import CachedEncoder, get_embedder
 from indexing.vector_store import IndexUnavailable, VectorStore

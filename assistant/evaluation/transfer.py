@@ -27,12 +27,12 @@ from typing import Sequence
 from adapters.dataset import build_dataset
 from adapters.dataset_files import META_FILE, combine_datasets, dataset_hash
 from adapters.train import planned_steps, train_adapter
-from assistant.serving.adapter_pool import AdapterPool
 from assistant.answering.answer_writer import AnswerWriter
 from assistant.evaluation import metrics
 from assistant.evaluation.run_records import BASE_RAG, EvalOptions, QuestionRun
 from assistant.evaluation.scored_answers import answer_many
 from assistant.evaluation.workspace import Workspace
+from assistant.serving.adapter_pool import AdapterPool
 
 MIXED = "mixed"
 

@@ -41,8 +41,8 @@ from assistant.serving.adapter_pool import AdapterLoadError, AdapterPool
 from assistant.serving.decoding import DecodeBatch, Row, column_major_weights, prefill
 from assistant.serving.engine_base import SMOKE_NEW_TOKENS, SMOKE_QUESTION, STOPPED, EngineBase, context_window_of
 from assistant.serving.generation import EngineStopped, GenerationHandle, GenerationRequest
-from assistant.settings import Settings
 from assistant.serving.waiting_line import WaitingLine
+from assistant.settings import Settings
 
 log = logging.getLogger(__name__)
 

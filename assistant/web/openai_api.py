@@ -45,14 +45,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 
-from assistant.web import openai_protocol as protocol
 from assistant.answering.answer_writer import AnswerOptions
+from assistant.answering.pipeline import Answer, ChatPipeline
+from assistant.settings import Settings
+from assistant.web import openai_protocol as protocol
 from assistant.web.openai_protocol import ApiError, ChatRequest, ModelChoice
 from assistant.web.openai_raw import RawGeneration
 from assistant.web.openai_transport import Slot, closer, error_response, run_while_connected, sse_response
-from assistant.answering.pipeline import Answer, ChatPipeline
 from assistant.web.presenter import answer_json
-from assistant.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 import threading
 from typing import Iterator
 
-from assistant.web import openai_protocol as protocol
 from assistant.serving.adapter_pool import AdapterLoadError
 from assistant.serving.engine_base import EngineBase
 from assistant.serving.generation import EngineBusy, GenerationFailed, RequestRejected
+from assistant.web import openai_protocol as protocol
 from assistant.web.openai_protocol import ApiError, ChatRequest, ModelChoice
 from assistant.web.openai_transport import Slot, closer, sse_response
 

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from gradio.utils import get_upload_folder
 from starlette.middleware import Middleware
 
-from assistant.web import openai_api
 from assistant.admin.service import AdminService
-from assistant.serving.engine_base import EngineBase
 from assistant.answering.pipeline import ChatPipeline
+from assistant.serving.engine_base import EngineBase
 from assistant.settings import Settings
+from assistant.web import openai_api
 from assistant.web.guards import AdminUploadGuard, RequestSizeLimit
 from indexing.embedding import Embedder
 from indexing.graph_store import GraphStore

@@ -20,8 +20,8 @@ import pytest
 from pydantic import SecretStr
 
 from assistant.serving.decoding import DecodeBatch
-from assistant.web.openai_protocol import MAX_ALLOWED_TOKEN_IDS, MAX_JSON_DEPTH, MAX_STOP_CHARS, json_depth
 from assistant.settings import load_settings
+from assistant.web.openai_protocol import MAX_ALLOWED_TOKEN_IDS, MAX_JSON_DEPTH, MAX_STOP_CHARS, json_depth
 from conftest import served_app
 
 KEY = "hardening-key-0123456789"

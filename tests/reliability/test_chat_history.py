@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from assistant.web import presenter
 from assistant.answering.pipeline import recent_turns
+from assistant.web import presenter
 from assistant.web.presenter import TagStripper, chat_turns, from_chat
 
 # The regex the scanner replaced, kept only as the reference for what it removes: from every '<'

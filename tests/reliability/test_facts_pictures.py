@@ -12,8 +12,8 @@ import matplotlib.pyplot
 from PIL import Image
 
 from assistant.answering.pipeline import Answer
-from assistant.web.presenter import facts_picture, message_text
 from assistant.answering.retrieval import RankedFact
+from assistant.web.presenter import facts_picture, message_text
 from indexing.graph_render import draw_subgraph
 from indexing.graph_store import Fact, Subgraph
 

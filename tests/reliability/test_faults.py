@@ -20,12 +20,12 @@ import pytest
 
 from adapters import registry as registry_module
 from adapters.registry import AdapterRegistry
-from assistant.serving.adapter_pool import AdapterLoadError
 from assistant.admin.service import AdminService
+from assistant.answering.pipeline import ChatPipeline
 from assistant.bootstrap import bootstrap
 from assistant.cli.main import main as cli_main
+from assistant.serving.adapter_pool import AdapterLoadError
 from assistant.serving.engine import Engine
-from assistant.answering.pipeline import ChatPipeline
 from assistant.settings import DEMO_CORPORA_DIR, PROJECT_ROOT, Settings, load_settings
 from indexing import vector_store
 from indexing.domain_summary import summarise_domains
