@@ -51,7 +51,8 @@ def run_evaluation(app: Settings, options: EvalOptions, save: Callable[[dict], o
     embedder = get_embedder(app.embedder, app.embed_batch_size)
     workspace = open_workspace(app, options.corpus, progress=options.progress, embedder=embedder)
     try:
-        runs = retrieve_all(workspace, questions, options, embedder)
+        sentence_vectors = CachedEncoder(embedder)  # one cache for the bridge's openings and the answers
+        runs = retrieve_all(workspace, questions, options, embedder, sentence_vectors)
         report = {
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "corpus": str(workspace.corpus), "questions_file": str(Path(options.questions).resolve()),
@@ -71,7 +72,7 @@ def run_evaluation(app: Settings, options: EvalOptions, save: Callable[[dict], o
 
         checkpoint("routing and retrieval", {})
         if options.generate:
-            answer_all(workspace, runs, options, app, CachedEncoder(embedder), checkpoint)
+            answer_all(workspace, runs, options, app, sentence_vectors, checkpoint)
         report["complete"] = True
         _add_run_tables(report, runs, options.k)
         return report
@@ -91,7 +92,7 @@ def _add_run_tables(report: dict, runs: Sequence[QuestionRun], k: int) -> None:
 # --- stage 1: routing and retrieval -------------------------------------------------------------
 
 def retrieve_all(workspace: Workspace, questions: Sequence[EvalQuestion], options: EvalOptions,
-                 embedder) -> list[QuestionRun]:
+                 embedder, sentence_vectors: CachedEncoder) -> list[QuestionRun]:
     settings = workspace.settings
     depth = max(options.k, settings.passages_per_answer, settings.facts_per_answer)
     deep = settings.model_copy(update={"passages_per_answer": depth, "facts_per_answer": depth,
@@ -103,7 +104,7 @@ def retrieve_all(workspace: Workspace, questions: Sequence[EvalQuestion], option
                   "hybrid": Retriever(deep.model_copy(update={"walk_weight": 0.0}), vectors, embedder, None)}
     domains = router.domains()
     runs = []
-    lead = functools.partial(opening, settings, CachedEncoder(embedder))
+    lead = functools.partial(opening, settings, sentence_vectors)
     for question in tqdm(questions, desc="route + retrieve", unit="q", disable=not options.progress):
         runs.append(_retrieve_one(question, router, retrievers, vectors, domains, depth, lead))
     return runs
