@@ -39,6 +39,7 @@ import json  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
 import shutil  # noqa: E402
+import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import tracemalloc  # noqa: E402
@@ -50,6 +51,7 @@ DEFAULT_SIZES = (1, 2, 4)
 SEED = 18
 QUARTERS = 4
 CHANGE = "\n\nThis paragraph was added for the re-index: the Bank of Lisbon lent to the Porto Wine Company in 1761."
+WALK_QUESTIONS = 24  # questions whose graph walks are timed at each size
 SECTION_CHARS = 4000  # a pydoc topic is cut at paragraphs into sections of about this length
 DOMAIN = "scale"
 GROUP = "indexing scale"
@@ -131,6 +133,9 @@ class SizeRun:
     reindex_stages: dict[str, float] = field(default_factory=dict)
     reindex_names_embedded: int = 0
     names_embedded: int = 0
+    walk_nodes: int = 0
+    walk_edges: int = 0
+    walk_ms: float = 0.0  # one question's graph walk (Personalized PageRank), median over WALK_QUESTIONS
     error: str | None = None
 
 
@@ -177,7 +182,44 @@ def index_size(work: Path, documents: list[dict], size: int, embedder, reindex: 
     embedder.encode(texts)
     run.embed_alone_s = time.perf_counter() - started
     run.entity_keys, run.fusion_peak_mb = fusion_memory(extractions, embedder, settings)
+    run.walk_nodes, run.walk_edges, run.walk_ms = walk_cost(settings, embedder)
     return run
+
+
+def walk_cost(settings, embedder) -> tuple[int, int, float]:
+    """(nodes, edges, median ms) of the retriever's graph walk on the version's walk graph, seeded as
+    retrieval seeds it: the dense and BM25 candidates of each of the demo's first questions, scaled
+    within their lists (assistant/answering/retrieval.py). Only the walk is timed."""
+    from assistant.answering.retrieval import scaled_scores
+    from indexing.graph_walk import WalkParams
+    from indexing.vector_store import VectorStore
+
+    index = VectorStore(settings.domains_dir).get(DOMAIN)
+    walk_graph = index.walk_graph
+    params = WalkParams(damping=settings.walk_damping, passage_seed_share=settings.walk_passage_seed_share)
+    timings = []
+    for question in demo_questions()[:WALK_QUESTIONS]:
+        seeds: dict[int, float] = {}
+        for ranking in (index.search(embedder.encode([question])[0], settings.dense_candidates),
+                        index.search_lexical(question, settings.lexical_candidates)):
+            for hit, share in scaled_scores(ranking[:settings.walk_seed_passages]):
+                position = index.position_of(hit.chunk_id)
+                seeds[position] = seeds.get(position, 0.0) + share
+        started = time.perf_counter()
+        walk_graph.walk({}, seeds, params)
+        timings.append(time.perf_counter() - started)
+    return walk_graph.size, walk_graph.adjacency.nnz // 2, 1000 * statistics.median(timings)
+
+
+def demo_questions() -> list[str]:
+    """The demo evaluation set's questions, each domain's in turn."""
+    from assistant.settings import DEMO_CORPORA_DIR
+
+    questions = []
+    for path in sorted((Path(DEMO_CORPORA_DIR).parent / "eval").glob("*.jsonl")):
+        with open(path, encoding="utf-8") as f:
+            questions += [json.loads(line)["question"] for line in f if line.strip()]
+    return questions
 
 
 def saved_chunks_and_extractions(version_dir: Path):
@@ -243,6 +285,9 @@ def print_tables(runs: list[SizeRun]) -> None:
               ["entity keys", f"{last.entity_keys / max(first.entity_keys, 1):.2f}"]]
     growth += [[f"{r.size}x: indexing / embedding-alone speed", f"{r.embed_alone_s / r.seconds:.2f}"] for r in done]
     growth += [[f"{r.size}x: fusion peak traced memory, MB", f"{r.fusion_peak_mb:.1f}"] for r in done]
+    growth.append(["graph walk, ms per question", f"{last.walk_ms / max(first.walk_ms, 1e-9):.2f}"])
+    growth += [[f"{r.size}x: graph walk, ms per question ({r.walk_nodes} nodes, {r.walk_edges} edges)",
+                f"{r.walk_ms:.2f}"] for r in done]
     print_table(f"Growth from {first.size}x to {last.size}x ({factor:.0f} times the text; linear is {factor:.1f})",
                 ["measure", "value"], growth, notes)
 
@@ -258,6 +303,8 @@ def record_runs(runs: list[SizeRun]) -> None:
                None if r is base else whole_base, "lower")
         record(GROUP, f"fusion, seconds, {r.size}x", r.stages.get("fuse", 0.0), "s",
                None if r is base else fuse_base, "lower")
+        record(GROUP, f"graph walk, ms per question, {r.size}x", r.walk_ms, "ms",
+               None if r is base else f"graph walk, ms per question, {base.size}x", "lower")
     last = done[-1]
     if last.reindex_seconds:
         record(GROUP, f"re-index, one document changed, seconds, {last.size}x", last.reindex_seconds, "s",

@@ -44,10 +44,14 @@ def test_eval_without_generation_reports_routing_and_retrieval_and_touches_nothi
     assert {row["domain"] for row in report["per_question"]} == {"medicine", "finance", "law"}
     assert report["routing"]["accuracy"] >= 0.8
     methods = report["retrieval"]["methods"]
-    assert set(methods) == {"bm25", "dense", "hybrid", "graph_walk", "full", "answer"}
+    assert set(methods) == {"bm25", "dense", "hybrid", "graph_walk", "fused", "full", "answer"}
     assert methods["full"]["all"]["recall_at"][4] >= methods["dense"]["all"]["recall_at"][4]
     assert methods["answer"]["all"]["recall_at"][4] >= methods["dense"]["all"]["recall_at"][4]
     assert methods["graph_walk"]["all"]["recall_at"][4] > 0.5
+    # The walk ranks: the prompt's list keeps what the walk alone finds, overall and in each domain.
+    for domain, walk_recall in methods["graph_walk"]["by_domain"].items():
+        assert methods["answer"]["by_domain"][domain] >= walk_recall - 0.01, domain
+    assert methods["answer"]["all"]["recall_at"][1] >= methods["graph_walk"]["all"]["recall_at"][1]
     budget = served.evidence_per_answer
     for row in report["per_question"]:  # the prompt's one list: each item once, kinds capped, within the budget
         kinds = [item["kind"] for item in row["answer_items"]]

@@ -9,7 +9,8 @@ import shutil
 import networkx as nx
 import pytest
 
-from assistant.answering.retrieval import Passage, RankedFact, fuse_rankings, has_lexical_cue, merge_evidence
+from assistant.answering.retrieval import (Passage, RankedFact, fuse_rankings, has_lexical_cue, merge_evidence,
+                                          scaled_scores, walk_ranked)
 from indexing.chunking import Chunk
 from indexing.entity_resolution import DomainGraph, EntityRecord, FactRecord
 from indexing.graph_store import Fact
@@ -124,6 +125,30 @@ def test_weighted_fusion_lets_a_heavier_list_decide():
     walked = fuse_rankings({"dense": (1.0, dense), "walk": (1.0, [_hit("c#1")])}, rrf_k=60)
     assert {p.chunk_id: p.walk_rank for p in walked} == {"a#1": None, "b#1": None, "c#1": 1}
     assert fuse_rankings({"dense": (0.0, dense)}, rrf_k=60)[0].score == 0.0
+
+
+def test_seed_weights_scale_each_list_to_one_unit_whatever_its_scores():
+    cosines = scaled_scores([_hit("a#1", 0.82), _hit("b#1", 0.62), _hit("c#1", 0.42)])
+    bm25 = scaled_scores([_hit("a#1", 31.0), _hit("b#1", 16.0), _hit("c#1", 1.0)])
+    # The same order and spacing on two scales gives the same restart; the list's last gets none.
+    assert [(h.chunk_id, round(w, 6)) for h, w in cosines] == [("a#1", 0.666667), ("b#1", 0.333333)]
+    assert [round(w, 6) for _, w in bm25] == [round(w, 6) for _, w in cosines]
+    assert [w for _, w in scaled_scores([_hit("a#1", 0.5), _hit("b#1", 0.5)])] == [0.5, 0.5]  # a tie shares
+    assert scaled_scores([]) == []
+
+
+def test_the_walk_ranking_is_the_passage_list_with_every_vote_at_its_rank():
+    dense, lexical = [_hit("b#1"), _hit("a#1")], [_hit("a#1")]
+    walked = [_hit("c#1", 0.3), _hit("a#1", 0.2), _hit("b#1", 0.1)]  # c: only the graph reached it
+    rankings = {"dense": (1.0, dense), "lexical": (1.0, lexical)}
+    passages = walk_ranked(walked, rankings, walk_weight=1.0, rrf_k=60)
+    assert [p.chunk_id for p in passages] == ["c#1", "a#1", "b#1"]  # the walk's order, not the fused one
+    assert passages[0].score == pytest.approx(3 / 61, abs=1e-6) and passages[2].score == pytest.approx(3 / 63, abs=1e-6)
+    assert [(p.dense_rank, p.lexical_rank, p.walk_rank) for p in passages] == [(None, None, 1), (2, 1, 2), (1, None, 3)]
+    # Its scores sit on the fused scale: a first fact (1/61) follows five passages, as with fusion.
+    five = walk_ranked([_hit(f"{c}#1") for c in "abcde"], rankings, 1.0, 60)
+    merged = merge_evidence([_fact("f1")], five, fact_weight=1.0, rrf_k=60, budget=6)
+    assert isinstance(merged[5], RankedFact) and all(isinstance(e, Passage) for e in merged[:5])
 
 
 def _passage(chunk_id: str, score: float) -> Passage:

@@ -1,16 +1,21 @@
 """Evidence for one question: one ranked list of graph facts and passages from the routed domain(s).
 
-Passages: three rankings of the same chunks, fused by weighted reciprocal rank fusion: FAISS
-(dense), BM25 (lexical; its weight can rise for a question with a number or a rare code, which
-similarity misses: ``lexical_cue_weight``), and a Personalized PageRank walk over the domain's
-entity-chunk graph (indexing/graph_walk.py) started from the entities the question names, the
-entities of its best facts and its best dense and BM25 passages, which finds the second and third documents a multi-hop
-question needs through the entities they share. Facts: the question's mentions linked to graph
-entities, their 1-2 hop facts, ranked by how similar the fact's text is to the question, its
-confidence and its evidence count. Facts and passages are then fused into **one list**, cut at
-the prompt's budget (``evidence_per_answer``, each kind capped): what the prompt gets is that
-list, and ``assistant eval`` scores exactly it (method ``answer``). Everything keeps its chunk
-id, document id and title for citations.
+Passages are ranked by a Personalized PageRank walk over the domain's entity-chunk graph
+(indexing/graph_walk.py), as HippoRAG 2 ranks them: the walk restarts from the question's FAISS
+(dense) and BM25 (lexical) candidates, each weighted by its score scaled within its list, and from
+the entities the question names and its best facts' entities, each weighted by how specific it
+is. Its ranking is the passage list (``passage_ranking`` walk): similarity and words decide where
+it starts, the graph where its probability gathers, so the second and third documents a
+multi-hop question needs, linked to the question only through shared entities, rise beside the
+first. ``passage_ranking`` fusion instead fuses the dense, BM25 and walk rankings by weighted
+reciprocal rank fusion (BM25's weight can rise for a question with a number or a rare code,
+``lexical_cue_weight``), the list before issue 35; without a walk graph the dense and BM25
+rankings are fused. Facts: the question's mentions linked to graph entities, their 1-2 hop
+facts, ranked by how similar the fact's text is to the question, its confidence and its
+evidence count. Facts and passages are then merged into **one list**, cut at the prompt's
+budget (``evidence_per_answer``, each kind capped): what the prompt gets is that list, and
+``assistant eval`` scores exactly it (method ``answer``). Everything keeps its chunk id,
+document id and title for citations.
 
 A graph failure never fails the answer: the facts are left out, marked ``degraded`` (the walk
 needs no graph server and still runs from the passages), and the graph is left alone for
@@ -134,15 +139,18 @@ class Retriever:
         lexical = index.search_lexical(question, settings.lexical_candidates)
         lexical_weight = settings.lexical_weight * (settings.lexical_cue_weight if has_lexical_cue(question) else 1.0)
         rankings = {"dense": (settings.dense_weight, dense), "lexical": (lexical_weight, lexical)}
-        if settings.walk_weight > 0:
-            walked = self._walk(index, links, facts, dense, lexical, evidence)
-            rankings["walk"] = (settings.walk_weight, walked)
-            walk_ranking = fuse_rankings({"walk": (1.0, walked)}, settings.rrf_k)
-            evidence.walk_passages += walk_ranking
+        if settings.walk_weight <= 0:
+            return fuse_rankings(rankings, settings.rrf_k, supported, settings.fact_support_boost)
+        walked = self._walk(index, links, facts, rankings, evidence)
+        evidence.walk_passages += fuse_rankings({"walk": (1.0, walked)}, settings.rrf_k)
+        if settings.passage_ranking == "walk" and walked:
+            return walk_ranked(walked, rankings, settings.walk_weight, settings.rrf_k, supported,
+                               settings.fact_support_boost)
+        rankings["walk"] = (settings.walk_weight, walked)
         return fuse_rankings(rankings, settings.rrf_k, supported, settings.fact_support_boost)
 
-    def _walk(self, index: DomainIndex, links: list[EntityLink], facts: list[RankedFact], dense: list[Hit],
-              lexical: list[Hit], evidence: Evidence) -> list[Hit]:
+    def _walk(self, index: DomainIndex, links: list[EntityLink], facts: list[RankedFact],
+              rankings: Mapping[str, tuple[float, Sequence[Hit]]], evidence: Evidence) -> list[Hit]:
         """The graph walk's passages, best first (none for a version built without a graph)."""
         try:
             walk_graph = index.walk_graph
@@ -159,13 +167,11 @@ class Retriever:
             for key in (ranked.fact.head_key, ranked.fact.tail_key):
                 entity_seeds[key] = max(entity_seeds.get(key, 0.0), max(ranked.score, 0.0))
         passage_seeds: dict[int, float] = {}
-        for ranking in (dense, lexical):  # each list's best passages, by their share of its top scores
-            top = ranking[:settings.walk_seed_passages]
-            total = sum(max(hit.score, 0.0) for hit in top) or 1.0
-            for hit in top:
+        for weight, ranking in rankings.values():
+            for hit, share in scaled_scores(ranking[:settings.walk_seed_passages]):
                 position = index.position_of(hit.chunk_id)
                 if position is not None:
-                    passage_seeds[position] = passage_seeds.get(position, 0.0) + max(hit.score, 0.0) / total
+                    passage_seeds[position] = passage_seeds.get(position, 0.0) + weight * share
         params = WalkParams(damping=settings.walk_damping, passage_seed_share=settings.walk_passage_seed_share)
         result = walk_graph.walk(entity_seeds, passage_seeds, params, top_entities=WALK_NODES_SHOWN)
         hits = [index.hit_at(position, score) for position, score in result.chunk_scores[:settings.walk_candidates]]
@@ -210,6 +216,36 @@ class Retriever:
 def has_lexical_cue(question: str) -> bool:
     """A number or a code (HbA1c, eGFR, 10-K, GDPR): what word search finds and similarity misses."""
     return bool(_LEXICAL_CUE.search(question))
+
+
+def scaled_scores(ranking: Sequence[Hit]) -> list[tuple[Hit, float]]:
+    """Each hit's score scaled to 0-1 between the list's last and first (all 1 when they are
+    equal), then divided by the list's sum: a list's hits share one unit of restart, so a list of
+    cosine similarities and a list of BM25 scores weigh the same whatever their scales."""
+    if not ranking:
+        return []
+    best, worst = max(hit.score for hit in ranking), min(hit.score for hit in ranking)
+    scaled = [(hit.score - worst) / (best - worst) if best > worst else 1.0 for hit in ranking]
+    total = sum(scaled)
+    return [(hit, value / total) for hit, value in zip(ranking, scaled) if value > 0]
+
+
+def walk_ranked(walked: Sequence[Hit], rankings: Mapping[str, tuple[float, Sequence[Hit]]], walk_weight: float,
+                rrf_k: int, supported: set[str] = frozenset(), support_boost: float = 1.0) -> list[Passage]:
+    """The walk's passages in the walk's order: the walk restarted from the dense and BM25 hits,
+    so its ranking already holds their votes. The passage at walk rank r scores every ranking's
+    weight / (rrf_k + r), the score it would fuse to if all of them had ranked it r-th, which keeps
+    the one evidence list's facts on the scale ``merge_evidence`` expects. Each passage keeps its
+    dense and BM25 ranks for the evidence panel."""
+    ranks = {name: {hit.chunk_id: rank for rank, hit in enumerate(ranking, 1)} for name, (_, ranking) in rankings.items()}
+    total_weight = walk_weight + sum(weight for weight, _ in rankings.values())
+    passages = []
+    for rank, hit in enumerate(walked, 1):
+        score = total_weight / (rrf_k + rank) + (support_boost / (rrf_k + 1) if hit.chunk_id in supported else 0.0)
+        passages.append(Passage(hit.chunk_id, hit.doc_id, hit.title, hit.text, hit.domain, round(score, 6),
+                                ranks["dense"].get(hit.chunk_id), ranks["lexical"].get(hit.chunk_id),
+                                hit.chunk_id in supported, rank))
+    return sorted(passages, key=lambda p: (-p.score, p.walk_rank))
 
 
 def fuse_rankings(rankings: Mapping[str, tuple[float, Sequence[Hit]]], rrf_k: int, supported: set[str] = frozenset(),

@@ -75,8 +75,9 @@ def _retrieval(section: dict) -> str:
     rows, domains = [], sorted(next(iter(section["methods"].values()))["single_document_by_domain"])
     for method, entry in section["methods"].items():
         every, multi, two, three = entry["all"], entry["multi_hop"], entry["two_hop"], entry["three_hop"]
-        rows.append([METHOD_LABELS[method], every["recall_at"][0], every["recall_at"][-1],
-                     every["all_evidence_at"][-1], multi["recall_at"][-1], two["all_evidence_at"][-1],
+        rows.append([METHOD_LABELS[method], every["recall_at"][0], every["recall_at"][min(1, k - 1)],
+                     every["recall_at"][-1], every["all_evidence_at"][-1], multi["recall_at"][min(1, k - 1)],
+                     multi["recall_at"][-1], two["all_evidence_at"][-1],
                      three["all_evidence_at"][-1],
                      *[entry["single_document_by_domain"][d] for d in domains]])
     note = (f"Evidence recall: share of a question's evidence documents among the documents of its top-k "
@@ -86,7 +87,8 @@ def _retrieval(section: dict) -> str:
             f"{counts['three_hop']} with three or more). Searched in the routed domain.")
     if section["graph_degraded_questions"]:
         note += f" The graph failed for {section['graph_degraded_questions']} questions."
-    headers = ["method", "recall@1", f"recall@{k}", f"all evidence@{k}", f"multi-hop recall@{k}",
+    headers = ["method", "recall@1", f"recall@{min(2, k)}", f"recall@{k}", f"all evidence@{k}",
+               f"multi-hop recall@{min(2, k)}", f"multi-hop recall@{k}",
                f"2-doc all@{k}", f"3-doc all@{k}", *[f"single-doc recall@{k} {d}" for d in domains]]
     return "## Retrieval\n\n" + table(headers, rows) + "\n\n" + note
 

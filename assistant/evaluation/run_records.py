@@ -12,9 +12,10 @@ from assistant.answering.retrieval import Passage, RankedFact
 from assistant.evaluation import metrics
 from assistant.evaluation.questions import EvalQuestion
 
-METHODS = ("bm25", "dense", "hybrid", "graph_walk", "full", "answer")
+METHODS = ("bm25", "dense", "hybrid", "graph_walk", "fused", "full", "answer")
 METHOD_LABELS = {"bm25": "BM25 only", "dense": "dense (FAISS) only", "hybrid": "hybrid (BM25 + dense), no graph",
-                 "graph_walk": "graph walk alone", "full": "full (passages + as many facts, up to 2k items)",
+                 "graph_walk": "graph walk alone",
+                 "fused": "fused (weighted RRF of dense, BM25 and the walk)", "full": "full (passages + as many facts, up to 2k items)",
                  "answer": "answer (the prompt's evidence list)"}
 CLOSED_BOOK, BASE_RAG, ADAPTER_RAG = "base_closed_book", "base_rag", "adapter_rag"
 CONFIG_LABELS = {CLOSED_BOOK: "base model, no retrieval", BASE_RAG: "base model + retrieval",

@@ -2,8 +2,10 @@
 with the product's own components, and score each stage.
 
 Stage 1 needs no language model: every question is routed like a chat message and its
-evidence retrieved six ways in the same run, so the ratios are fair: BM25 alone, dense (FAISS)
-alone, hybrid (their weighted fusion, no graph), the graph walk's own passage ranking, ``full``
+evidence retrieved seven ways in the same run, so the ratios are fair: BM25 alone, dense (FAISS)
+alone, hybrid (their weighted fusion, no graph), the graph walk's own passage ranking, ``fused``
+(the weighted fusion of dense, BM25 and the walk: the passage list before the walk became the
+ranker, ``passage_ranking`` fusion), ``full``
 (the product's passages plus as many graph facts again, up to 2k items: the old, generous
 count) and ``answer``: the one evidence list the prompt gets, its first k items, each item's
 documents; at equal k with the others. Each is searched in the routed domain (every domain when
@@ -101,7 +103,9 @@ def retrieve_all(workspace: Workspace, questions: Sequence[EvalQuestion], option
     router = Router(settings, vectors, embedder)
     retrievers = {"answer": Retriever(settings, vectors, embedder, workspace.graph),
                   "full": Retriever(deep, vectors, embedder, workspace.graph),
-                  "hybrid": Retriever(deep.model_copy(update={"walk_weight": 0.0}), vectors, embedder, None)}
+                  "hybrid": Retriever(deep.model_copy(update={"walk_weight": 0.0}), vectors, embedder, None),
+                  "fused": Retriever(deep.model_copy(update={"passage_ranking": "fusion"}), vectors, embedder,
+                                     workspace.graph)}
     domains = router.domains()
     runs = []
     lead = functools.partial(opening, settings, sentence_vectors)
@@ -126,6 +130,7 @@ def _retrieve_one(question: EvalQuestion, router: Router, retrievers: dict[str, 
     run.full_facts = [tuple(f.fact.doc_ids) for f in full.facts]
     walked = sorted(full.walk_passages, key=lambda p: -p.score)
     run.ranked["graph_walk"] = [(p.doc_id,) for p in walked[:depth]]
+    run.ranked["fused"] = [(p.doc_id,) for p in retrievers["fused"].retrieve(question.question, searched, query).passages]
     clock = time.perf_counter()
     answering = retrievers["answer"]
     evidence = answering.retrieve(question.question, searched, query)
