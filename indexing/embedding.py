@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from indexing.openmp_threads import one_thread_here
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -64,6 +66,7 @@ class Embedder:
     def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        one_thread_here()  # beside a serving engine on the CPU: indexing/openmp_threads.py
         with self._lock:
             vectors = self._model.encode(
                 texts,

@@ -251,6 +251,9 @@ def test_cli_ask_prints_the_answer_with_its_evidence(demo_env, monkeypatch, caps
                         "NEO4J_PASSWORD": settings.neo4j_password.get_secret_value(),
                         "ASSISTANT_MAX_NEW_TOKENS": "16"}.items():
         monkeypatch.setenv(name, str(value))
+    # The command holds every thread but its engine's to one OpenMP thread, for the life of the
+    # process: here that would be the whole test session (tests/test_openmp_threads.py checks it).
+    monkeypatch.setattr("assistant.serving.engine_base.share_cores_with_engine", lambda settings: False)
     assert main(["ask", "What reverses the effect of warfarin?", "--show-evidence"]) == 0
     out = capsys.readouterr().out
     assert "[medicine, confidence" in out and "fact: vitamin K reverse effect of warfarin" in out

@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from indexing.openmp_threads import one_thread_here
+
 log = logging.getLogger(__name__)
 
 ACTIVE = ("queued", "running")
@@ -110,6 +112,7 @@ class JobRunner:
             del self._jobs[job_id]
 
     def _work(self) -> None:
+        one_thread_here()  # re-index and training beside a serving engine on the CPU: indexing/openmp_threads.py
         while True:
             item = self._queue.get()
             if item is None or self.stopping.is_set():

@@ -29,12 +29,12 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from assistant.settings import Settings
-from indexing.embedding import Embedder
+from indexing.embedding import CachedEncoder, Embedder
 from indexing.entity_linking import EntityLink
 from indexing.graph_connection import GraphError
 from indexing.graph_store import Fact, GraphStore
@@ -101,6 +101,9 @@ class Evidence:
 class Retriever:
     def __init__(self, settings: Settings, vectors: VectorStore, embedder: Embedder, graph: GraphStore | None):
         self.settings, self.vectors, self.embedder, self.graph = settings, vectors, embedder, graph
+        # A domain's facts come back question after question (the same entities' neighbourhoods):
+        # their texts' vectors are kept rather than embedded again for each ranking.
+        self._fact_vectors = CachedEncoder(embedder)
         self._graph_down_until = 0.0
         self._lock = threading.Lock()
 
@@ -195,7 +198,7 @@ class Retriever:
                 return [], []
             facts = self.graph.facts(domain, [link.key for link in links], hops=self.settings.fact_hops,
                                      limit=self.settings.fact_candidates)
-            ranked = rank_facts(facts, query, self.embedder, self.settings.facts_per_answer)
+            ranked = rank_facts(facts, query, self._fact_vectors, self.settings.facts_per_answer)
             titles = self.graph.document_titles(domain, sorted({d for f, _ in ranked for d in f.doc_ids}))
         except GraphError as exc:
             log.warning("graph unavailable, answering from passages: %s", exc)
@@ -297,12 +300,13 @@ def spread_documents(passages: Sequence[Passage], per_document: int) -> list[Pas
     return leading + trailing
 
 
-def rank_facts(facts: Sequence[Fact], query: np.ndarray, embedder: Embedder, keep: int) -> list[tuple[Fact, float]]:
+def rank_facts(facts: Sequence[Fact], query: np.ndarray, encode: Callable[[list[str]], np.ndarray],
+               keep: int) -> list[tuple[Fact, float]]:
     """Facts ordered by 0.6 x cosine(question, fact text) + 0.2 x confidence + 0.1 x evidence
     (count, saturating at 5) + 0.1 for facts touching a linked entity directly."""
     if not facts:
         return []
-    similarities = embedder.encode([f.text for f in facts]) @ query
+    similarities = encode([f.text for f in facts]) @ query
     scored = [(fact, 0.6 * float(sim) + 0.2 * fact.confidence + 0.1 * min(fact.count, 5) / 5 + (0.1 if fact.hop == 1 else 0.0))
               for fact, sim in zip(facts, similarities)]
     return sorted(scored, key=lambda pair: -pair[1])[:keep]

@@ -12,9 +12,11 @@ from assistant.settings import load_settings
 def _open_pipeline(settings):
     """The chat pipeline over the local data dir; without a graph (said on stderr) if it is down."""
     from assistant.answering.pipeline import ChatPipeline
+    from assistant.serving.engine_base import share_cores_with_engine
     from indexing.graph_connection import GraphConnection, GraphError
     from indexing.graph_store import GraphStore
 
+    share_cores_with_engine(settings)  # before any torch work (indexing/openmp_threads.py)
     try:
         connection = GraphConnection.open(settings.graph_params)
         graph = GraphStore(connection, settings.domains_dir)

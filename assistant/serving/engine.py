@@ -43,6 +43,7 @@ from assistant.serving.engine_base import SMOKE_NEW_TOKENS, SMOKE_QUESTION, STOP
 from assistant.serving.generation import EngineStopped, GenerationHandle, GenerationRequest
 from assistant.serving.waiting_line import WaitingLine
 from assistant.settings import Settings
+from indexing.openmp_threads import claims_the_team
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +168,7 @@ class Engine(EngineBase):
 
     # --- the engine's thread -----------------------------------------------------------------------
     def _run(self, base: BaseModel | None, load_registered: bool, device: str) -> None:
+        claims_the_team()  # the one thread that keeps torch's OpenMP team (share_cores_with_engine)
         try:
             import torch
 

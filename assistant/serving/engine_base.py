@@ -19,9 +19,11 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Callable, TypeVar
 
+from adapters.base_model import training_device
 from assistant.serving.adapter_pool import AdapterLoadError, AdapterPool, ServingAdapter
 from assistant.serving.generation import GenerationHandle, GenerationRequest, RequestRejected
 from assistant.settings import Settings
+from indexing.openmp_threads import hold_other_threads_to_one
 
 T = TypeVar("T")
 SMOKE_QUESTION = "Name one organ of the human body."
@@ -160,3 +162,13 @@ def context_window_of(config) -> int:
         if isinstance(value, int) and value > 0:
             return value
     raise ValueError(f"the model's config ({type(config).__name__}) states no context window")
+
+
+def share_cores_with_engine(settings: Settings) -> bool:
+    """Call first, before any torch work, in a process that will decode on the CPU with an
+    in-process engine (``make run``): every thread but the engine's then runs its torch work on
+    one OpenMP thread, which keeps the engine's decode steps at the speed of the engine alone
+    (indexing/openmp_threads.py says why). True when the threads are held."""
+    if settings.generation_backend == "openai" or training_device() != "cpu":
+        return False
+    return hold_other_threads_to_one()
