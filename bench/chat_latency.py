@@ -21,6 +21,11 @@ the default base model on CPU and no adapters.
   RRF constant of the settings. Each question is searched in the domain the router picks, or in
   its own domain when the router abstains (the pipeline would search every domain then).
 * Table 3 is the router's accuracy on every demo question.
+* Table 4 times ``Retriever.retrieve`` on every demo question (the router's query vector given, so
+  only retrieval is timed) two ways, alternating question by question on the same index: the
+  product's ranking (the graph walk ranks the passages, seeded by 20 dense and 20 BM25
+  candidates) and the fused list before issue 35 (``passage_ranking`` fusion, 5 seed passages per
+  list, half the restart on them). The headline is the ratio of their p50s.
 """
 
 from __future__ import annotations
@@ -328,6 +333,39 @@ def routing_table(outcomes: list[RetrievalOutcome], settings) -> None:
                 [f"not routed to their own domain: {', '.join(wrong)}"] if wrong else [])
 
 
+# --- table 4: retrieval time, the walk as the ranker vs the fused list ------------------------------
+
+FUSED_BEFORE = {"passage_ranking": "fusion", "walk_seed_passages": 5, "walk_passage_seed_share": 0.5}
+
+
+def retrieval_time_table(pipeline, questions: list[dict]) -> None:
+    from assistant.answering.retrieval import Retriever
+
+    settings, router = pipeline.settings, pipeline.router
+    retrievers = {"walk ranks (the product)": pipeline.retriever,
+                  "fused list before issue 35": Retriever(settings.model_copy(update=FUSED_BEFORE),
+                                                          pipeline.retriever.vectors, pipeline.retriever.embedder,
+                                                          pipeline.retriever.graph)}
+    seconds: dict[str, list[float]] = {name: [] for name in retrievers}
+    for number, question in enumerate(questions):
+        text = question["question"]
+        query = router.query_vector(text)
+        domains = [router.route(text, query=query).domain or question["domain"]]
+        names = list(retrievers) if number % 2 == 0 else list(reversed(retrievers))  # alternate who goes first
+        for name in names:
+            started = time.perf_counter()
+            retrievers[name].retrieve(text, domains, query)
+            seconds[name].append(time.perf_counter() - started)
+    rows = [[name, *percentile_cells(times, scale=1000)] for name, times in seconds.items()]
+    product, before = (float(np.percentile(times, 50)) for times in seconds.values())
+    group = f"retrieval time per question, {len(questions)} demo questions"
+    record(group, "fused list before issue 35, p50", 1000 * before, "ms", better="lower")
+    record(group, "walk ranks (the product), p50", 1000 * product, "ms", "fused list before issue 35, p50", "lower")
+    print_table(f"Table 4: retrieval time per question (Retriever.retrieve, facts and the walk included; "
+                f"{settings.dense_candidates} dense and {settings.lexical_candidates} BM25 candidates)",
+                ["ranking", "n", "p50 ms", "p95 ms", "mean ms"], rows, [f"p50 ratio, the product / before: {product / before:.2f}"])
+
+
 # --- main ---------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> None:
@@ -338,6 +376,8 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"the max_new_tokens setting for table 1 (default {DEFAULT_MAX_NEW_TOKENS})")
     parser.add_argument("--k", type=int, default=DEFAULT_K,
                         help=f"top passages counted for the hit rates (default {DEFAULT_K})")
+    parser.add_argument("--all-threads", action="store_true",
+                        help="do not hold the threads other than the engine's to one OpenMP thread (as before issue 38)")
     args = parser.parse_args(argv)
     if args.questions < 1 or args.max_new_tokens < 1 or args.k < 1:
         parser.error("--questions, --max-new-tokens and --k must be >= 1")
@@ -346,6 +386,14 @@ def main(argv: list[str] | None = None) -> None:
     questions = demo_questions()
     print(f"chat_latency: {os.cpu_count()} CPUs, {len(questions)} demo questions, --questions {args.questions}, "
           f"--max-new-tokens {args.max_new_tokens}, --k {args.k}", flush=True)
+    if args.all_threads:
+        print("  every thread may use all cores (share_cores_with_engine not called)", flush=True)
+    else:  # as make run does, before any torch work
+        from assistant.serving.engine_base import share_cores_with_engine
+        from assistant.settings import load_settings
+
+        print(f"  threads other than the engine's held to one OpenMP thread: "
+              f"{share_cores_with_engine(load_settings(_env_file=None))}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-chat-") as scratch:
         demo = index_demo(Path(scratch) / "data", args.max_new_tokens)
         try:
@@ -359,6 +407,7 @@ def main(argv: list[str] | None = None) -> None:
             latency_table(answers, timed_questions, demo.settings, warm_up_s)
             hit_rate_table(outcomes, demo.settings, args.k)
             routing_table(outcomes, demo.settings)
+            retrieval_time_table(pipeline, questions)
         finally:
             demo.connection.close()  # also stops the embedded server
     print(f"\ntotal wall time {time.perf_counter() - started:.0f}s")
