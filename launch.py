@@ -68,13 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     settings = load_settings()
-    if not args.bootstrap_only:  # before any torch work: the engine's decode keeps both cores' speed
-        from assistant.serving.engine_base import share_cores_with_engine
-
-        share_cores_with_engine(settings)
     signals = StopSignals()
     result = None
     try:
+        if not args.bootstrap_only:  # before any torch work: the engine's decode keeps both cores' speed
+            from assistant.serving.engine_base import share_cores_with_engine
+
+            share_cores_with_engine(settings)
         result = bootstrap(settings)
         # From here on a signal only sets a flag: loading the engine runs torch on its own thread,
         # which an exception in this one would leave running.
