@@ -19,9 +19,9 @@ document holds, linked to the question only through shared entities.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import numpy as np
 from scipy import sparse
@@ -56,6 +56,7 @@ class WalkNode:
 class WalkResult:
     chunk_scores: list[tuple[int, float]]  # (chunk position, probability), best first
     top_entities: list[WalkNode]
+    entity_scores: dict[str, float] = field(default_factory=dict)  # the walk's probability at each asked-for key
 
 
 class WalkGraph:
@@ -92,9 +93,10 @@ class WalkGraph:
                 if len(key.split()) >= min_words and count > 0}
 
     def walk(self, entity_seeds: Mapping[str, float], passage_seeds: Mapping[int, float], params: WalkParams,
-             top_entities: int = 8) -> WalkResult:
+             top_entities: int = 8, score_keys: Iterable[str] = ()) -> WalkResult:
         """Personalized PageRank from the given seeds. ``entity_seeds``: entity key -> link
-        score (scaled here by specificity); ``passage_seeds``: chunk position -> dense score."""
+        score (scaled here by specificity); ``passage_seeds``: chunk position -> dense score;
+        ``score_keys``: entities whose probability the result should carry (0 when absent)."""
         reset = self._reset(entity_seeds, passage_seeds, params.passage_seed_share)
         if reset is None:
             return WalkResult([], [])
@@ -112,7 +114,9 @@ class WalkGraph:
         entity_order = np.argsort(-scores[chunks:], kind="stable")[:top_entities]
         entities = [WalkNode("entity", self.entity_keys[i], self.entity_names[i], float(scores[chunks + i]))
                     for i in entity_order if scores[chunks + i] > 0]
-        return WalkResult(ranked, entities)
+        asked = {key: float(scores[self.entity_position[key]]) if key in self.entity_position else 0.0
+                 for key in score_keys}
+        return WalkResult(ranked, entities, asked)
 
     def _reset(self, entity_seeds: Mapping[str, float], passage_seeds: Mapping[int, float],
                passage_share: float) -> np.ndarray | None:

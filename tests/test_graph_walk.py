@@ -10,7 +10,7 @@ import networkx as nx
 import pytest
 
 from assistant.answering.retrieval import (Passage, RankedFact, fuse_rankings, has_lexical_cue, merge_evidence,
-                                          scaled_scores, walk_ranked)
+                                          on_the_walks_path, scaled_scores, walk_ranked)
 from indexing.chunking import Chunk
 from indexing.entity_resolution import DomainGraph, EntityRecord, FactRecord
 from indexing.graph_store import Fact
@@ -44,6 +44,12 @@ FACTS = [("metformin", "insulin", 0.9)]
 @pytest.fixture
 def walk_graph():
     return build_walk_graph(_graph(MENTIONS, FACTS), CHUNKS)
+
+
+def test_the_walk_reports_the_probability_of_the_entities_asked_for(walk_graph):
+    result = walk_graph.walk({"metformin": 1.0}, {}, WalkParams(), score_keys=["insulin", "heart", "not-in-graph"])
+    assert result.entity_scores["insulin"] > 0 and result.entity_scores["heart"] == 0.0
+    assert result.entity_scores["not-in-graph"] == 0.0
 
 
 def test_the_walk_reaches_a_document_only_a_shared_entity_links(walk_graph):
@@ -203,3 +209,18 @@ def test_a_damaged_walk_file_makes_the_domain_unavailable(demo_env, tmp_path):
         f.write(b"\x00\xff\x00\xff")
     with pytest.raises(IndexUnavailable, match="walk.npz is corrupted"):
         VectorStore(tmp_path).get("medicine")
+
+
+def _ranked_fact(head: str, tail: str, score: float) -> RankedFact:
+    return RankedFact(Fact(head, head, "related_to", tail, tail, 1.0, 1, (), (f"{head}.md",), False, 1), "d", score)
+
+
+def test_facts_on_the_walks_path_rise_above_the_first_entitys_neighbours():
+    around = _ranked_fact("metformin", "diarrhoea", 0.70)  # the walk never reached diarrhoea
+    bridge = _ranked_fact("metformin", "insulin", 0.60)  # both ends where the walk gathered
+    reached = {"metformin": 0.30, "insulin": 0.10, "diarrhoea": 0.0}
+    assert [f.fact.tail for f in on_the_walks_path([around, bridge], reached, weight=0.2)] == ["insulin", "diarrhoea"]
+    assert on_the_walks_path([around, bridge], reached, weight=0.2)[0].score == pytest.approx(0.80)
+    # a small weight leaves a clear similarity lead alone; no walk probability leaves the order
+    assert [f.fact.tail for f in on_the_walks_path([around, bridge], reached, weight=0.05)] == ["diarrhoea", "insulin"]
+    assert on_the_walks_path([around, bridge], {}, weight=1.0) == [around, bridge]

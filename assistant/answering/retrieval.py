@@ -112,16 +112,22 @@ class Retriever:
         evidence = Evidence()
         query = query_vector if query_vector is not None else self.embedder.encode([question])[0]
         links: dict[str, list[EntityLink]] = {}
-        facts: list[RankedFact] = []
+        candidates: list[RankedFact] = []
         for domain in domains:
             links[domain], domain_facts = self._facts(domain, question, query, evidence)
-            facts += domain_facts
-        facts = sorted(facts, key=lambda f: -f.score)[:settings.facts_per_answer]
+            candidates += domain_facts
+        candidates.sort(key=lambda f: -f.score)
+        facts = candidates[:settings.facts_per_answer]
         supported = {c for f in facts for c in f.fact.chunk_ids}
         passages: list[Passage] = []
+        walked_to: dict[str, float] = {}  # the walk's probability at each candidate fact's entities, per domain's walk
         for domain in domains:
             seeds = [f for f in facts if f.domain == domain][:settings.walk_seed_facts]
-            passages += self._passages(domain, question, query, links[domain], seeds, supported, evidence)
+            keys = {key for f in candidates if f.domain == domain for key in (f.fact.head_key, f.fact.tail_key)}
+            passages += self._passages(domain, question, query, links[domain], seeds, supported, evidence,
+                                       keys, walked_to)
+        if settings.walk_fact_weight > 0 and walked_to:
+            facts = on_the_walks_path(candidates, walked_to, settings.walk_fact_weight)[:settings.facts_per_answer]
         ranked = spread_documents(sorted(passages, key=lambda p: -p.score), settings.passages_per_document)
         evidence.ranked = merge_evidence(facts, ranked[:settings.passages_per_answer], settings.fact_weight,
                                          settings.rrf_k, settings.evidence_per_answer)
@@ -129,7 +135,8 @@ class Retriever:
 
     # --- passages ------------------------------------------------------------------------------
     def _passages(self, domain: str, question: str, query: np.ndarray, links: list[EntityLink],
-                  facts: list[RankedFact], supported: set[str], evidence: Evidence) -> list[Passage]:
+                  facts: list[RankedFact], supported: set[str], evidence: Evidence, fact_keys: set[str] = frozenset(),
+                  walked_to: dict[str, float] | None = None) -> list[Passage]:
         try:
             index = self.vectors.get(domain)
         except IndexUnavailable as exc:
@@ -144,7 +151,7 @@ class Retriever:
         rankings = {"dense": (settings.dense_weight, dense), "lexical": (lexical_weight, lexical)}
         if settings.walk_weight <= 0:
             return fuse_rankings(rankings, settings.rrf_k, supported, settings.fact_support_boost)
-        walked = self._walk(index, links, facts, rankings, evidence)
+        walked = self._walk(index, links, facts, rankings, evidence, fact_keys, walked_to)
         evidence.walk_passages += fuse_rankings({"walk": (1.0, walked)}, settings.rrf_k)
         if settings.passage_ranking == "walk" and walked:
             return walk_ranked(walked, rankings, settings.walk_weight, settings.rrf_k, supported,
@@ -153,7 +160,8 @@ class Retriever:
         return fuse_rankings(rankings, settings.rrf_k, supported, settings.fact_support_boost)
 
     def _walk(self, index: DomainIndex, links: list[EntityLink], facts: list[RankedFact],
-              rankings: Mapping[str, tuple[float, Sequence[Hit]]], evidence: Evidence) -> list[Hit]:
+              rankings: Mapping[str, tuple[float, Sequence[Hit]]], evidence: Evidence,
+              fact_keys: set[str] = frozenset(), walked_to: dict[str, float] | None = None) -> list[Hit]:
         """The graph walk's passages, best first (none for a version built without a graph)."""
         try:
             walk_graph = index.walk_graph
@@ -176,7 +184,9 @@ class Retriever:
                 if position is not None:
                     passage_seeds[position] = passage_seeds.get(position, 0.0) + weight * share
         params = WalkParams(damping=settings.walk_damping, passage_seed_share=settings.walk_passage_seed_share)
-        result = walk_graph.walk(entity_seeds, passage_seeds, params, top_entities=WALK_NODES_SHOWN)
+        result = walk_graph.walk(entity_seeds, passage_seeds, params, top_entities=WALK_NODES_SHOWN, score_keys=fact_keys)
+        if walked_to is not None:
+            walked_to.update(result.entity_scores)
         hits = [index.hit_at(position, score) for position, score in result.chunk_scores[:settings.walk_candidates]]
         evidence.walk_nodes += result.top_entities
         evidence.walk_nodes += [WalkNode("passage", hit.chunk_id, hit.title, hit.score, hit.doc_id)
@@ -198,7 +208,8 @@ class Retriever:
                 return [], []
             facts = self.graph.facts(domain, [link.key for link in links], hops=self.settings.fact_hops,
                                      limit=self.settings.fact_candidates)
-            ranked = rank_facts(facts, query, self._fact_vectors, self.settings.facts_per_answer)
+            keep = self.settings.fact_candidates if self.settings.walk_fact_weight > 0 else self.settings.facts_per_answer
+            ranked = rank_facts(facts, query, self._fact_vectors, keep)
             titles = self.graph.document_titles(domain, sorted({d for f, _ in ranked for d in f.doc_ids}))
         except GraphError as exc:
             log.warning("graph unavailable, answering from passages: %s", exc)
@@ -298,6 +309,20 @@ def spread_documents(passages: Sequence[Passage], per_document: int) -> list[Pas
         seen[passage.doc_id] = seen.get(passage.doc_id, 0) + 1
         (leading if seen[passage.doc_id] <= per_document else trailing).append(passage)
     return leading + trailing
+
+
+def on_the_walks_path(facts: Sequence[RankedFact], walked_to: Mapping[str, float], weight: float) -> list[RankedFact]:
+    """The facts again, each score raised by ``weight`` x how far the question's walk reached both
+    its ends: the smaller of its head's and tail's walk probability, over the largest such value
+    among the facts. A fact joining two entities the walk gathers at is on the path between the
+    question's entities (the bridge of a multi-hop question); one whose far end the walk never
+    reached is a neighbour of the first entity only."""
+    reach = {id(f): min(walked_to.get(f.fact.head_key, 0.0), walked_to.get(f.fact.tail_key, 0.0)) for f in facts}
+    top = max(reach.values(), default=0.0)
+    if top <= 0:
+        return list(facts)
+    rescored = [RankedFact(f.fact, f.domain, round(f.score + weight * reach[id(f)] / top, 6), f.titles) for f in facts]
+    return sorted(rescored, key=lambda f: -f.score)
 
 
 def rank_facts(facts: Sequence[Fact], query: np.ndarray, encode: Callable[[list[str]], np.ndarray],
