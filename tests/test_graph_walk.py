@@ -218,7 +218,7 @@ def _ranked_fact(head: str, tail: str, score: float) -> RankedFact:
 def test_facts_on_the_walks_path_rise_above_the_first_entitys_neighbours():
     around = _ranked_fact("metformin", "diarrhoea", 0.70)  # the walk never reached diarrhoea
     bridge = _ranked_fact("metformin", "insulin", 0.60)  # both ends where the walk gathered
-    reached = {"metformin": 0.30, "insulin": 0.10, "diarrhoea": 0.0}
+    reached = {("d", "metformin"): 0.30, ("d", "insulin"): 0.10, ("d", "diarrhoea"): 0.0, ("law", "diarrhoea"): 0.9}
     assert [f.fact.tail for f in on_the_walks_path([around, bridge], reached, weight=0.2)] == ["insulin", "diarrhoea"]
     assert on_the_walks_path([around, bridge], reached, weight=0.2)[0].score == pytest.approx(0.80)
     # a small weight leaves a clear similarity lead alone; no walk probability leaves the order

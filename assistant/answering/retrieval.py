@@ -120,7 +120,7 @@ class Retriever:
         facts = candidates[:settings.facts_per_answer]
         supported = {c for f in facts for c in f.fact.chunk_ids}
         passages: list[Passage] = []
-        walked_to: dict[str, float] = {}  # the walk's probability at each candidate fact's entities, per domain's walk
+        walked_to: dict[tuple[str, str], float] = {}  # (domain, entity key) -> that domain's walk's probability there
         for domain in domains:
             seeds = [f for f in facts if f.domain == domain][:settings.walk_seed_facts]
             keys = {key for f in candidates if f.domain == domain for key in (f.fact.head_key, f.fact.tail_key)}
@@ -136,7 +136,7 @@ class Retriever:
     # --- passages ------------------------------------------------------------------------------
     def _passages(self, domain: str, question: str, query: np.ndarray, links: list[EntityLink],
                   facts: list[RankedFact], supported: set[str], evidence: Evidence, fact_keys: set[str] = frozenset(),
-                  walked_to: dict[str, float] | None = None) -> list[Passage]:
+                  walked_to: dict[tuple[str, str], float] | None = None) -> list[Passage]:
         try:
             index = self.vectors.get(domain)
         except IndexUnavailable as exc:
@@ -161,7 +161,7 @@ class Retriever:
 
     def _walk(self, index: DomainIndex, links: list[EntityLink], facts: list[RankedFact],
               rankings: Mapping[str, tuple[float, Sequence[Hit]]], evidence: Evidence,
-              fact_keys: set[str] = frozenset(), walked_to: dict[str, float] | None = None) -> list[Hit]:
+              fact_keys: set[str] = frozenset(), walked_to: dict[tuple[str, str], float] | None = None) -> list[Hit]:
         """The graph walk's passages, best first (none for a version built without a graph)."""
         try:
             walk_graph = index.walk_graph
@@ -186,7 +186,7 @@ class Retriever:
         params = WalkParams(damping=settings.walk_damping, passage_seed_share=settings.walk_passage_seed_share)
         result = walk_graph.walk(entity_seeds, passage_seeds, params, top_entities=WALK_NODES_SHOWN, score_keys=fact_keys)
         if walked_to is not None:
-            walked_to.update(result.entity_scores)
+            walked_to.update({(index.domain, key): score for key, score in result.entity_scores.items()})
         hits = [index.hit_at(position, score) for position, score in result.chunk_scores[:settings.walk_candidates]]
         evidence.walk_nodes += result.top_entities
         evidence.walk_nodes += [WalkNode("passage", hit.chunk_id, hit.title, hit.score, hit.doc_id)
@@ -311,13 +311,15 @@ def spread_documents(passages: Sequence[Passage], per_document: int) -> list[Pas
     return leading + trailing
 
 
-def on_the_walks_path(facts: Sequence[RankedFact], walked_to: Mapping[str, float], weight: float) -> list[RankedFact]:
+def on_the_walks_path(facts: Sequence[RankedFact], walked_to: Mapping[tuple[str, str], float],
+                      weight: float) -> list[RankedFact]:
     """The facts again, each score raised by ``weight`` x how far the question's walk reached both
-    its ends: the smaller of its head's and tail's walk probability, over the largest such value
-    among the facts. A fact joining two entities the walk gathers at is on the path between the
+    its ends: the smaller of its head's and tail's probability in its domain's walk (``walked_to``:
+    (domain, entity key) -> probability), over the largest such value among the facts. A fact joining two entities the walk gathers at is on the path between the
     question's entities (the bridge of a multi-hop question); one whose far end the walk never
     reached is a neighbour of the first entity only."""
-    reach = {id(f): min(walked_to.get(f.fact.head_key, 0.0), walked_to.get(f.fact.tail_key, 0.0)) for f in facts}
+    reach = {id(f): min(walked_to.get((f.domain, f.fact.head_key), 0.0), walked_to.get((f.domain, f.fact.tail_key), 0.0))
+             for f in facts}
     top = max(reach.values(), default=0.0)
     if top <= 0:
         return list(facts)
