@@ -59,10 +59,6 @@ def one_thread_here() -> None:
     _state.held = True
 
 
-def policy_active() -> bool:
-    return _policy["active"]
-
-
 @lru_cache(maxsize=1)
 def _libgomp() -> ctypes.CDLL | None:
     """The libgomp torch loaded (FAISS brings another copy of its own, which is not torch's)."""

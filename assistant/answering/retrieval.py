@@ -123,7 +123,8 @@ class Retriever:
         walked_to: dict[tuple[str, str], float] = {}  # (domain, entity key) -> that domain's walk's probability there
         for domain in domains:
             seeds = [f for f in facts if f.domain == domain][:settings.walk_seed_facts]
-            keys = {key for f in candidates if f.domain == domain for key in (f.fact.head_key, f.fact.tail_key)}
+            keys = {key for f in candidates if f.domain == domain for key in (f.fact.head_key, f.fact.tail_key)
+                    if settings.walk_fact_weight > 0}  # asked of the walk only when the facts follow it
             passages += self._passages(domain, question, query, links[domain], seeds, supported, evidence,
                                        keys, walked_to)
         if settings.walk_fact_weight > 0 and walked_to:
