@@ -45,6 +45,8 @@ import time  # noqa: E402
 import tracemalloc  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 
+import numpy as np  # noqa: E402
+
 from bench.results import print_table, record  # noqa: E402
 
 DEFAULT_SIZES = (1, 2, 4)
@@ -136,6 +138,10 @@ class SizeRun:
     walk_nodes: int = 0
     walk_edges: int = 0
     walk_ms: float = 0.0  # one question's graph walk (Personalized PageRank), median over WALK_QUESTIONS
+    walk_edges_pushed: int = 0  # the walk's work: edges it pushed probability along, median
+    power_ms: float = 0.0  # the baseline: power iteration over the whole graph, on the same seeds
+    power_edges: int = 0  # its work: edges read (every edge, once per product), median
+    walk_same_top5: int = 0  # questions whose five best passages the two agree on
     error: str | None = None
 
 
@@ -182,14 +188,15 @@ def index_size(work: Path, documents: list[dict], size: int, embedder, reindex: 
     embedder.encode(texts)
     run.embed_alone_s = time.perf_counter() - started
     run.entity_keys, run.fusion_peak_mb = fusion_memory(extractions, embedder, settings)
-    run.walk_nodes, run.walk_edges, run.walk_ms = walk_cost(settings, embedder)
+    walk_cost(settings, embedder, run)
     return run
 
 
-def walk_cost(settings, embedder) -> tuple[int, int, float]:
-    """(nodes, edges, median ms) of the retriever's graph walk on the version's walk graph, seeded as
-    retrieval seeds it: the dense and BM25 candidates of each of the demo's first questions, scaled
-    within their lists (assistant/answering/retrieval.py). Only the walk is timed."""
+def walk_cost(settings, embedder, run: SizeRun) -> None:
+    """The retriever's graph walk on the version's walk graph, seeded as retrieval seeds it: the
+    dense and BM25 candidates of each of the demo's first questions, scaled within their lists
+    (assistant/answering/retrieval.py). Only the walk is timed, and beside it the baseline on the
+    same seeds: the walk before it pushed (power iteration over the whole graph)."""
     from assistant.answering.retrieval import scaled_scores
     from indexing.graph_walk import WalkParams
     from indexing.vector_store import VectorStore
@@ -197,7 +204,7 @@ def walk_cost(settings, embedder) -> tuple[int, int, float]:
     index = VectorStore(settings.domains_dir).get(DOMAIN)
     walk_graph = index.walk_graph
     params = WalkParams(damping=settings.walk_damping, passage_seed_share=settings.walk_passage_seed_share)
-    timings = []
+    timings, baseline, pushed, products, same = [], [], [], [], 0
     for question in demo_questions()[:WALK_QUESTIONS]:
         seeds: dict[int, float] = {}
         for ranking in (index.search(embedder.encode([question])[0], settings.dense_candidates),
@@ -206,9 +213,38 @@ def walk_cost(settings, embedder) -> tuple[int, int, float]:
                 position = index.position_of(hit.chunk_id)
                 seeds[position] = seeds.get(position, 0.0) + share
         started = time.perf_counter()
-        walk_graph.walk({}, seeds, params)
+        walked = walk_graph.walk({}, seeds, params, top_passages=settings.walk_candidates)
         timings.append(time.perf_counter() - started)
-    return walk_graph.size, walk_graph.adjacency.nnz // 2, 1000 * statistics.median(timings)
+        pushed.append(walked.edges_pushed)
+        started = time.perf_counter()
+        ranked, rounds = power_iteration(walk_graph, seeds, params)
+        baseline.append(time.perf_counter() - started)
+        products.append(rounds * walk_graph.adjacency.nnz)
+        same += [p for p, _ in walked.chunk_scores[:5]] == [p for p, _ in ranked[:5]]
+    run.walk_nodes, run.walk_edges = walk_graph.size, walk_graph.adjacency.nnz // 2
+    run.walk_ms, run.power_ms = 1000 * statistics.median(timings), 1000 * statistics.median(baseline)
+    run.walk_edges_pushed, run.power_edges = int(statistics.median(pushed)), int(statistics.median(products))
+    run.walk_same_top5 = same
+
+
+def power_iteration(walk_graph, passage_seeds: dict[int, float], params, iterations: int = 50,
+                    tolerance: float = 1e-7):
+    """The walk as it was before it pushed: (1 - d) reset + d P x over the whole graph until the L1
+    change is below ``tolerance``, then every passage ranked. Returns ((passage, probability)
+    best first, products)."""
+    nodes, weights = walk_graph._reset({}, passage_seeds, params.passage_seed_share)
+    reset = np.zeros(walk_graph.size)
+    reset[nodes] = weights
+    dangling = walk_graph.degree == 0
+    scores, d = reset.copy(), params.damping
+    for rounds in range(1, iterations + 1):
+        updated = (1 - d) * reset + d * (walk_graph.transition @ scores + scores[dangling].sum() * reset)
+        change = np.abs(updated - scores).sum()
+        scores = updated
+        if change < tolerance:
+            break
+    order = np.argsort(-scores[:len(walk_graph.chunk_ids)], kind="stable")
+    return [(int(i), float(scores[i])) for i in order if scores[i] > 0], rounds
 
 
 def demo_questions() -> list[str]:
@@ -286,8 +322,14 @@ def print_tables(runs: list[SizeRun]) -> None:
     growth += [[f"{r.size}x: indexing / embedding-alone speed", f"{r.embed_alone_s / r.seconds:.2f}"] for r in done]
     growth += [[f"{r.size}x: fusion peak traced memory, MB", f"{r.fusion_peak_mb:.1f}"] for r in done]
     growth.append(["graph walk, ms per question", f"{last.walk_ms / max(first.walk_ms, 1e-9):.2f}"])
-    growth += [[f"{r.size}x: graph walk, ms per question ({r.walk_nodes} nodes, {r.walk_edges} edges)",
-                f"{r.walk_ms:.2f}"] for r in done]
+    growth.append(["graph walk, edges pushed per question", f"{last.walk_edges_pushed / max(first.walk_edges_pushed, 1):.2f}"])
+    growth.append(["graph edges", f"{last.walk_edges / max(first.walk_edges, 1):.2f}"])
+    for r in done:
+        growth += [[f"{r.size}x: graph walk, ms per question ({r.walk_nodes} nodes, {r.walk_edges} edges)",
+                    f"{r.walk_ms:.2f}"],
+                   [f"{r.size}x: baseline, power iteration over the whole graph, ms", f"{r.power_ms:.2f}"],
+                   [f"{r.size}x: edges pushed / baseline's edges read", f"{r.walk_edges_pushed} / {r.power_edges}"],
+                   [f"{r.size}x: questions whose top 5 passages agree", f"{r.walk_same_top5} of {WALK_QUESTIONS}"]]
     print_table(f"Growth from {first.size}x to {last.size}x ({factor:.0f} times the text; linear is {factor:.1f})",
                 ["measure", "value"], growth, notes)
 
@@ -303,8 +345,10 @@ def record_runs(runs: list[SizeRun]) -> None:
                None if r is base else whole_base, "lower")
         record(GROUP, f"fusion, seconds, {r.size}x", r.stages.get("fuse", 0.0), "s",
                None if r is base else fuse_base, "lower")
+        record(GROUP, f"graph walk, power iteration (baseline), ms per question, {r.size}x", r.power_ms, "ms",
+               better="lower")
         record(GROUP, f"graph walk, ms per question, {r.size}x", r.walk_ms, "ms",
-               None if r is base else f"graph walk, ms per question, {base.size}x", "lower")
+               f"graph walk, power iteration (baseline), ms per question, {r.size}x", "lower")
     last = done[-1]
     if last.reindex_seconds:
         record(GROUP, f"re-index, one document changed, seconds, {last.size}x", last.reindex_seconds, "s",

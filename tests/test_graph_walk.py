@@ -63,26 +63,66 @@ def test_the_walk_reaches_a_document_only_a_shared_entity_links(walk_graph):
 
 def test_the_walk_equals_networkx_personalized_pagerank(walk_graph):
     seeds_entities, seeds_passages = {"metformin": 1.0, "pancreas": 0.5}, {2: 0.8}
-    params = WalkParams(damping=0.6, passage_seed_share=0.3, iterations=200, tolerance=1e-12)
+    params = WalkParams(damping=0.6, passage_seed_share=0.3, push_threshold=1e-13, max_rounds=200)
     result = walk_graph.walk(seeds_entities, seeds_passages, params)
-    reset = walk_graph._reset(seeds_entities, seeds_passages, params.passage_seed_share)
+    nodes, weights = walk_graph._reset(seeds_entities, seeds_passages, params.passage_seed_share)
     graph = nx.from_scipy_sparse_array(walk_graph.adjacency)
-    expected = nx.pagerank(graph, alpha=params.damping, personalization=dict(enumerate(reset)), tol=1e-12,
-                           max_iter=500, weight="weight")
+    expected = nx.pagerank(graph, alpha=params.damping, personalization=dict(zip(nodes.tolist(), weights)),
+                           tol=1e-13, max_iter=500, weight="weight")
     for position, score in result.chunk_scores:
         assert score == pytest.approx(expected[position], abs=1e-9)
-    assert sum(reset) == pytest.approx(1.0)
+    assert sum(weights) == pytest.approx(1.0)
 
 
 def test_a_name_many_chunks_share_weighs_less_than_a_specific_one():
     chunks = [_chunk(f"d{i}.md#0") for i in range(5)]
     mentions = [(c.id, "diabetes") for c in chunks] + [("d4.md#0", "sanger")]
     walk_graph = build_walk_graph(_graph(mentions, []), chunks)
-    reset = walk_graph._reset({"diabetes": 1.0, "sanger": 1.0}, {}, 0.5)
+    reset = dict(zip(*walk_graph._reset({"diabetes": 1.0, "sanger": 1.0}, {}, 0.5)))
     diabetes, sanger = (reset[walk_graph.entity_position[k]] for k in ("diabetes", "sanger"))
     assert sanger == pytest.approx(5 * diabetes)  # 1 chunk against 5: weight 1/1 against 1/5
     ranked = walk_graph.walk({"diabetes": 1.0, "sanger": 1.0}, {}, WalkParams()).chunk_scores
     assert ranked[0][0] == 4  # the chunk naming the specific entity wins
+
+
+def _with_a_chain(length: int):
+    """The metformin graph with a chain of ``length`` chunks hanging off heart.md: link i names
+    entity i and i + 1, so the chain is connected to the rest of the graph from one end."""
+    chain = [_chunk(f"chain{i}.md#0") for i in range(length)]
+    mentions = MENTIONS + [("heart.md#0", "c0"), ("insulin.md#0", "heart")]
+    mentions += [(chunk.id, key) for i, chunk in enumerate(chain) for key in (f"c{i}", f"c{i + 1}")]
+    return build_walk_graph(_graph(mentions, FACTS), CHUNKS + chain)
+
+
+def test_the_walks_work_follows_what_it_touches_not_the_graphs_size():
+    seeds = ({"metformin": 1.0}, {0: 1.0})
+    near, far = _with_a_chain(2_000), _with_a_chain(20_000)
+    walked_near, walked_far = near.walk(*seeds, WalkParams()), far.walk(*seeds, WalkParams())
+    assert walked_near.edges_pushed == walked_far.edges_pushed  # ten times the graph, the same work
+    assert walked_far.edges_pushed < near.adjacency.nnz / 10
+    assert walked_near.chunk_scores == walked_far.chunk_scores
+    reached = {near.chunk_ids[position] for position, _ in walked_near.chunk_scores}
+    assert "chain1.md#0" in reached and "chain1999.md#0" not in reached  # the probability fades along the chain
+
+
+def test_a_round_over_most_of_the_graph_is_one_product_with_the_same_result():
+    graph = _with_a_chain(50)
+    seeds = ({"metformin": 1.0, "c7": 0.5}, {0: 1.0, 30: 0.2})
+    one_by_one = graph.walk(*seeds, WalkParams(dense_share=2.0))  # never dense
+    products = graph.walk(*seeds, WalkParams(dense_share=0.0))  # every round dense
+    assert products.edges_pushed > one_by_one.edges_pushed
+    assert [p for p, _ in products.chunk_scores] == [p for p, _ in one_by_one.chunk_scores]
+    for (_, a), (_, b) in zip(products.chunk_scores, one_by_one.chunk_scores):
+        assert a == pytest.approx(b, rel=1e-9)
+
+
+def test_asking_for_the_best_passages_gives_the_head_of_the_whole_ranking():
+    graph = _with_a_chain(40)
+    seeds = ({"metformin": 1.0, "c20": 0.5}, {0: 1.0, 30: 0.2, 31: 0.2})
+    everything = graph.walk(*seeds, WalkParams()).chunk_scores
+    assert len(everything) > 8
+    for keep in (0, 1, 5, 8, len(everything), len(everything) + 3):
+        assert graph.walk(*seeds, WalkParams(), top_passages=keep).chunk_scores == everything[:keep]
 
 
 def test_no_seed_in_the_graph_means_no_walk(walk_graph):

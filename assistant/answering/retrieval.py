@@ -185,7 +185,8 @@ class Retriever:
                 if position is not None:
                     passage_seeds[position] = passage_seeds.get(position, 0.0) + weight * share
         params = WalkParams(damping=settings.walk_damping, passage_seed_share=settings.walk_passage_seed_share)
-        result = walk_graph.walk(entity_seeds, passage_seeds, params, top_entities=WALK_NODES_SHOWN, score_keys=fact_keys)
+        result = walk_graph.walk(entity_seeds, passage_seeds, params, top_entities=WALK_NODES_SHOWN,
+                                 score_keys=fact_keys, top_passages=settings.walk_candidates)
         if walked_to is not None:
             walked_to.update({(index.domain, key): score for key, score in result.entity_scores.items()})
         hits = [index.hit_at(position, score) for position, score in result.chunk_scores[:settings.walk_candidates]]
