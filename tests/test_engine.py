@@ -208,7 +208,7 @@ def test_generation_stops_at_the_token_limit_deadline_or_cancel(engine):
     threading.Thread(target=pieces.close).start()  # closed from another thread, as Gradio does
     assert _alone(engine, tokens=2)
     assert abandoned.result.stopped == "cancelled"
-    assert engine.occupancy() == {"running": 0, "waiting": 0, "recoveries": 0}
+    assert engine.occupancy() == {"running": 0, "starting": 0, "waiting": 0, "recoveries": 0}
 
 
 def test_a_stopping_criterion_ends_the_reply_before_the_token_that_met_it(engine):

@@ -12,10 +12,10 @@ import pytest
 
 import assistant.serving.decoding
 import assistant.serving.engine
-from assistant.serving.decoding import DecodeBatch
+from assistant.serving.decoding import DecodeBatch, PartialPrefill
 from assistant.serving.engine import Engine
 from assistant.serving.generation import EngineBusy, EngineStopped, GenerationFailed, RequestRejected
-from test_engine import MESSAGES, OTHER, WAIT_S, _settings, held
+from test_engine import MESSAGES, OTHER, WAIT_S, _alone, _settings, held
 
 LONG = [{"role": "user", "content": (
     "A central bank manages a country's currency, money supply and interest rates. It often supervises "
@@ -27,7 +27,7 @@ MAX_WAITING = 4
 
 @pytest.fixture(scope="module")
 def engine(base_model, tmp_path_factory):
-    """One prompt admitted per loop, short prefill chunks, a short wait for commands."""
+    """Short prefill chunks, one prompt token between two decode steps, a short wait for commands."""
     engine = Engine(_settings(base_model, tmp_path_factory.mktemp("faults"), engine_max_waiting=MAX_WAITING,
                               engine_prefill_tokens_per_step=1, engine_prefill_chunk_tokens=CHUNK,
                               engine_call_timeout_s=0.5), load_registered=False)
@@ -127,7 +127,8 @@ def test_a_failure_dropping_rows_fails_the_batch_and_the_engine_goes_on(engine, 
         remove(batch, leaving)
 
     monkeypatch.setattr(DecodeBatch, "remove", failing_remove)
-    with held(engine):  # one admitted per loop: the long one is decoding when the short one ends
+    monkeypatch.setattr(engine.settings, "engine_prefill_tokens_per_step", 10 ** 6)  # both join at once
+    with held(engine):  # the long one is decoding when the short one ends
         long = engine.submit(OTHER, max_new_tokens=40)
         short = engine.submit(MESSAGES, max_new_tokens=2)
     assert short.text() and short.result.stopped == "max_tokens"  # it had ended before the failure
@@ -195,9 +196,10 @@ def test_a_command_the_engine_does_not_run_in_time_times_out_and_is_withdrawn(en
 
 # --- item 3: no sleeping with work waiting -----------------------------------------------------------
 def test_a_burst_of_one_token_requests_is_never_slept_on(engine, monkeypatch):
-    """One prompt is admitted per loop here and each request ends on its first token, so the
-    batch is empty after every loop while requests still wait: the engine must not idle then."""
+    """One request is admitted per loop here and each ends on its first token, so the batch is
+    empty after every loop while requests still wait: the engine must not idle then."""
     monkeypatch.setattr(assistant.serving.engine, "IDLE_WAIT_S", 3600.0)
+    monkeypatch.setattr(engine.settings, "engine_max_batch", 1)
     with held(engine):
         burst = [engine.submit(MESSAGES, max_new_tokens=1) for _ in range(MAX_WAITING)]
     assert all(handle.wait(WAIT_S) for handle in burst)  # a bound against a hang only
@@ -229,6 +231,41 @@ def test_a_prompt_longer_than_a_chunk_decodes_like_transformers_generate(engine,
     assert max(passes) == CHUNK
 
 
+def test_a_newcomers_prompt_goes_in_parts_between_the_running_answers_steps(engine, monkeypatch):
+    """Chunked prefill (issue 38): while a row decodes, a newcomer's prompt goes through the model
+    at most engine_prefill_tokens_per_step tokens between two of its steps, and both answers are
+    what they are alone."""
+    alone_running, alone_newcomer = _alone(engine, MESSAGES, 24), _alone(engine, LONG, 8)
+    monkeypatch.setattr(engine.settings, "engine_prefill_tokens_per_step", CHUNK // 2)
+    advance, step, passes = PartialPrefill.advance, DecodeBatch.step, []
+
+    def counted_part(part, model, tokens):
+        went = advance(part, model, tokens)
+        passes.append((id(part), went))
+        return went
+
+    def counted_step(batch, model):
+        passes.append(("step", len(batch.rows)))
+        return step(batch, model)
+
+    monkeypatch.setattr(PartialPrefill, "advance", counted_part)
+    monkeypatch.setattr(DecodeBatch, "step", counted_step)
+    with held(engine):  # both start in the same loop: the first prompt whole (no row decodes yet), then parts
+        running = engine.submit(MESSAGES, max_new_tokens=24)
+        newcomer = engine.submit(LONG, max_new_tokens=8)
+    assert running.text() == alone_running and newcomer.text() == alone_newcomer
+    prompt = len(engine.encode(LONG))
+    prompts: dict[int, int] = {}  # each prefill's tokens in all
+    for who, tokens in passes:
+        if who != "step":
+            prompts[who] = prompts.get(who, 0) + tokens
+    assert sorted(prompts.values()) == sorted([prompt, len(engine.encode(MESSAGES))]) and prompt > 4 * CHUNK
+    parts = [i for i, (who, _) in enumerate(passes) if prompts.get(who) == prompt]
+    assert max(passes[i][1] for i in parts) == CHUNK // 2
+    assert all(passes[i + 1] == ("step", 1) for i in parts[:-1])  # the running answer's step between parts
+    assert engine.occupancy()["starting"] == 0
+
+
 @pytest.mark.parametrize("stop", ["cancelled", "timeout"])
 def test_a_cancel_or_the_deadline_stops_a_prefill_between_chunks(engine, monkeypatch, stop):
     forward, chunks, victims = assistant.serving.decoding.forward, [], []
@@ -249,7 +286,7 @@ def test_a_cancel_or_the_deadline_stops_a_prefill_between_chunks(engine, monkeyp
     assert victims[0].result.stopped == stop and victims[0].result.new_tokens == 0
     assert len(chunks) == 1  # of several: it stopped after the first
     victims.clear()
-    assert engine.occupancy() == {"running": 0, "waiting": 0, "recoveries": engine.stats.recoveries}
+    assert engine.occupancy() == {"running": 0, "starting": 0, "waiting": 0, "recoveries": engine.stats.recoveries}
     assert engine.submit(MESSAGES, max_new_tokens=2).text()
 
 

@@ -1,8 +1,8 @@
 """Decoding of many requests at once on one model: a batch of rows that share one KV cache.
 
-A newcomer is prefilled alone (its prompt through the model in chunks of a few hundred tokens, no
-padding, so its first token is what it would be on an idle server; between chunks the engine may
-stop it) and then merged into the running batch, its cache padded on the left to the batch's
+A newcomer is prefilled alone (its prompt through the model in parts, no padding, so its first
+token is what it would be on an idle server; between parts the engine decodes the running rows,
+or stops the newcomer) and then merged into the running batch, its cache padded on the left to the batch's
 length; each decode step is one forward pass for every row, each row
 with its own LoRA adapter (PEFT's mixed-adapter batches: ``adapter_names=[...]``, ``"__base__"``
 for a row without one). Finished rows leave at once and the columns no remaining row uses are
@@ -161,35 +161,78 @@ class Prefilled:
 PREFILL_CHUNK_TOKENS = 512
 
 
+class PartialPrefill:
+    """A newcomer's prompt going through the model a part at a time into one growing cache (each
+    part attends to the ones before it: a prompt in one part is exactly one forward pass, in
+    several the same up to floating-point rounding), so the engine can decode the running rows
+    between two parts."""
+
+    def __init__(self, model, prompt_ids: list[int], adapter: str | None):
+        self.adapter = adapter
+        self.ids = torch.tensor([prompt_ids], dtype=torch.long, device=model.device)
+        self.cache = new_cache(model)
+        self.done = 0  # prompt tokens already in the cache
+        self._logits: torch.Tensor | None = None
+
+    @property
+    def remaining(self) -> int:
+        return self.ids.shape[1] - self.done
+
+    def advance(self, model, tokens: int) -> int:
+        """The next ``tokens`` prompt tokens (at most what remains) through the model, in one
+        forward pass; returns how many went."""
+        end = min(self.done + tokens, self.ids.shape[1])
+        positions = torch.arange(self.done, end, dtype=torch.long, device=self.ids.device)[None]
+        self._logits = forward(model, self.ids[:, self.done:end], self.ids.new_ones((1, end)), self.cache,
+                               [self.adapter], positions)
+        went, self.done = end - self.done, end
+        return went
+
+    def result(self, vocabulary: int, first_token_choices: tuple[int, ...] = (),
+               temperature: float = 0.0) -> Prefilled:
+        """The prefilled newcomer, once nothing remains. The first token is chosen as in
+        :func:`next_tokens`, or is the likeliest of ``first_token_choices`` when given (a yes/no
+        question's "Yes", "No" or "Maybe")."""
+        if self.remaining or self._logits is None:
+            raise RuntimeError(f"the prompt is not prefilled yet ({self.remaining} tokens remain)")
+        logits, device = self._logits, self.ids.device
+        seen = torch.zeros((1, vocabulary), dtype=torch.bool, device=device)
+        seen[0, self.ids[0]] = True
+        if first_token_choices:
+            allowed = torch.full_like(logits, float("-inf"))
+            choices = torch.tensor(first_token_choices, dtype=torch.long, device=device)
+            allowed[0, choices] = logits[0, choices]
+            first = int(allowed.argmax(dim=-1)[0])
+        else:
+            first = int(next_tokens(logits, seen, [temperature])[0])
+        return Prefilled(self.cache, self.ids.shape[1], seen, first, bool(torch.isfinite(logits).all()))
+
+
 def prefill(model, prompt_ids: list[int], adapter: str | None, vocabulary: int,
             first_token_choices: tuple[int, ...] = (), temperature: float = 0.0, *,
             chunk_tokens: int = PREFILL_CHUNK_TOKENS, keep_going: Callable[[], bool] = lambda: True
             ) -> Prefilled | None:
-    """The prompt through the model, ``chunk_tokens`` at a time into one growing cache (each
-    chunk attends to the ones before it: a prompt of one chunk is exactly one forward pass, a
-    longer one the same up to floating-point rounding). ``keep_going()`` is asked before each
-    chunk; False stops there and returns None (the partial cache goes with it). The first token
-    is chosen as in :func:`next_tokens`, or is the likeliest of ``first_token_choices`` when
-    given (a yes/no question's "Yes", "No" or "Maybe")."""
-    device = model.device
-    ids = torch.tensor([prompt_ids], dtype=torch.long, device=device)
-    cache = new_cache(model)
-    for start in range(0, len(prompt_ids), chunk_tokens):
+    """The whole prompt through the model, ``chunk_tokens`` at a time (see PartialPrefill).
+    ``keep_going()`` is asked before each chunk; False stops there and returns None (the partial
+    cache goes with it)."""
+    part = PartialPrefill(model, prompt_ids, adapter)
+    while part.remaining:
         if not keep_going():
             return None
-        end = min(start + chunk_tokens, len(prompt_ids))
-        positions = torch.arange(start, end, dtype=torch.long, device=device)[None]
-        logits = forward(model, ids[:, start:end], ids.new_ones((1, end)), cache, [adapter], positions)
-    seen = torch.zeros((1, vocabulary), dtype=torch.bool, device=device)
-    seen[0, ids[0]] = True
-    if first_token_choices:
-        allowed = torch.full_like(logits, float("-inf"))
-        choices = torch.tensor(first_token_choices, dtype=torch.long, device=device)
-        allowed[0, choices] = logits[0, choices]
-        first = int(allowed.argmax(dim=-1)[0])
-    else:
-        first = int(next_tokens(logits, seen, [temperature])[0])
-    return Prefilled(cache, len(prompt_ids), seen, first, bool(torch.isfinite(logits).all()))
+        part.advance(model, chunk_tokens)
+    return part.result(vocabulary, first_token_choices, temperature)
+
+
+def greedy_tokens(model, prompt_ids: list[int], adapter: str | None, vocabulary: int,
+                  count: int) -> tuple[list[int], bool]:
+    """``count`` tokens decoded alone from a prompt, and whether the prompt's logits were finite
+    (an adapter's smoke test before it serves)."""
+    prefilled = prefill(model, prompt_ids, adapter, vocabulary)
+    if not prefilled.logits_finite:
+        return [], False
+    alone = DecodeBatch()
+    alone.add(Row(None, adapter, prefilled.length, prefilled.first_token), prefilled)
+    return [prefilled.first_token] + [alone.step(model)[0] for _ in range(count - 1)], True
 
 
 def _pad_left(tensor: torch.Tensor, columns: int, dim: int) -> torch.Tensor:

@@ -7,10 +7,12 @@ queue. They hold no lock and never touch the model. The engine's loop, on its ow
 
 1. runs queued commands (hot-load, unload, rollback: :meth:`Engine.call`) between steps;
 2. ends waiting requests that were cancelled or whose deadline passed (waiting counts);
-3. admits waiting requests while the batch has room (``engine_max_batch``), each prefilled alone
-   in chunks of ``engine_prefill_chunk_tokens`` (a cancel or the deadline stops it between
-   chunks), its first token streamed at once, then merged into the batch; at most
-   ``engine_prefill_tokens_per_step`` prompt tokens per loop so running answers keep moving;
+3. admits waiting requests while the batch has room (``engine_max_batch``, counting those being
+   prefilled) and prefills them alone, oldest first, in parts: while rows are decoding, at most
+   ``engine_prefill_tokens_per_step`` prompt tokens between two decode steps (chunked prefill:
+   the smaller the parts, the shorter a running answer's pauses, at a forward pass's fixed cost
+   each); with no row decoding, whole prompts in parts of ``engine_prefill_chunk_tokens``. A cancel or the deadline
+   stops a newcomer between parts. Its first token is streamed at once, then it joins the batch;
 4. decodes one token for every row in one forward pass (assistant/serving/decoding.py), each row with
    the adapter it started with, and drops rows that ended, hit their limit or deadline, or were
    cancelled (a closed tab) at the next step.
@@ -33,14 +35,15 @@ import threading
 import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
 from typing import Callable, TypeVar
 
 from adapters.base_model import BaseModel, training_device
 from assistant.serving.adapter_pool import AdapterLoadError, AdapterPool
-from assistant.serving.decoding import DecodeBatch, Row, column_major_weights, prefill
+from assistant.serving.command_queue import CommandQueue
+from assistant.serving.decoding import DecodeBatch, PartialPrefill, Row, column_major_weights, greedy_tokens
+from assistant.serving.engine_jobs import EngineJob, EngineStats
 from assistant.serving.engine_base import SMOKE_NEW_TOKENS, SMOKE_QUESTION, STOPPED, EngineBase, context_window_of
-from assistant.serving.generation import EngineStopped, GenerationHandle, GenerationRequest
+from assistant.serving.generation import EngineStopped, GenerationHandle
 from assistant.serving.waiting_line import WaitingLine
 from assistant.settings import Settings
 from indexing.openmp_threads import claims_the_team
@@ -52,49 +55,17 @@ STOP_WAIT_S = 10.0
 T = TypeVar("T")
 
 
-@dataclass
-class _Job:
-    """A request inside the engine: its handle and where it stands."""
-    handle: GenerationHandle
-    generated: int = 0
-    adapter: str | None = None
-    admitted: bool = False
-    steps: int = 0
-    rows_seen: int = 0
-    tokens: list[int] = field(default_factory=list)  # what it generated, for its stop_when
-
-    @property
-    def request(self) -> GenerationRequest:
-        return self.handle.request
-
-
-@dataclass
-class EngineStats:
-    """Totals since start, for benchmarks and the admin status."""
-    requests: int = 0
-    finished: dict[str, int] = field(default_factory=dict)  # stop reason -> count
-    refused: int = 0
-    prefill_s: float = 0.0
-    prefill_tokens: int = 0
-    decode_s: float = 0.0
-    decode_steps: int = 0
-    decode_rows: int = 0  # sum over steps of the rows in the batch
-    commands: int = 0
-    recoveries: int = 0  # errors outside any one request that failed a batch; the engine went on
-
-
 class Engine(EngineBase):
     def __init__(self, settings: Settings, base: BaseModel | None = None, *, load_registered: bool = True,
                  device: str | None = None):
         self.settings = settings
         self.stats = EngineStats()
-        self._waiting: WaitingLine[_Job] = WaitingLine(self.stats)
-        self._commands: collections.deque[tuple[Callable, Future]] = collections.deque()
-        self._commands_lock = threading.Lock()  # a command is queued only while the engine takes them
+        self._waiting: WaitingLine[EngineJob] = WaitingLine(self.stats)
+        self._commands = CommandQueue(STOPPED)
         self._wake, self._stopping, self._ready = threading.Event(), threading.Event(), threading.Event()
         self._startup_error: BaseException | None = None
         self._batch = DecodeBatch()  # the engine's thread only
-        self._admitting: _Job | None = None  # taken from the queue, not yet in the batch
+        self._prefilling: collections.deque[EngineJob] = collections.deque()  # admitted, not yet in the batch
         self._thread = threading.Thread(target=self._run, args=(base, load_registered, device or training_device()),
                                         name="engine", daemon=True)
         self._thread.start()
@@ -118,7 +89,7 @@ class Engine(EngineBase):
     def _enqueue(self, handle: GenerationHandle) -> None:
         if self._stopping.is_set() or not self.alive:  # the line closes when the thread ends; not yet
             raise EngineStopped(STOPPED)
-        self._waiting.join(_Job(handle), self.settings.engine_max_waiting, STOPPED)
+        self._waiting.join(EngineJob(handle), self.settings.engine_max_waiting, STOPPED)
         self._wake.set()
 
     def _wake_engine(self) -> None:
@@ -145,20 +116,17 @@ class Engine(EngineBase):
                                "it may still take effect") from None
 
     def call_later(self, command: Callable[[], T]) -> Future:
-        future: Future = Future()
-        with self._commands_lock:
-            if self._waiting.closed or self._stopping.is_set() or not self.alive:
-                future.set_exception(EngineStopped(STOPPED))
-                return future
-            self._commands.append((command, future))
+        accepting = not (self._waiting.closed or self._stopping.is_set() or not self.alive)
+        future = self._commands.put(command, accepting)
         self._wake.set()
         return future
 
     def occupancy(self) -> dict:
-        """What the engine is doing now: rows decoding, live requests waiting, and how many
-        times it has recovered from an error outside any one request (see the log)."""
-        return {"running": len(self._batch), "waiting": self._waiting.waiting(),
-                "recoveries": self.stats.recoveries}
+        """What the engine is doing now: requests admitted (decoding, or starting: their prompts
+        still being prefilled), live requests waiting, and how many times it has recovered from an
+        error outside any one request (see the log)."""
+        return {"running": len(self._batch) + len(self._prefilling), "starting": len(self._prefilling),
+                "waiting": self._waiting.waiting(), "recoveries": self.stats.recoveries}
 
     def close(self) -> None:
         """Stop the loop; running and waiting requests end as cancelled."""
@@ -204,53 +172,39 @@ class Engine(EngineBase):
 
     def _turn(self) -> None:
         self._wake.clear()
-        self._run_commands()
+        self.stats.commands += self._commands.run_all()
         self._end_waiting_that_ended()
         self._admit()
+        self._prefill()
         if self._batch.rows:
             self._step()
-        elif not self._commands and not self._waiting.has_work():
+        elif not self._commands and not self._waiting.has_work() and not self._prefilling:
             self._wake.wait(IDLE_WAIT_S)
 
     def _recover(self, exc: Exception) -> None:
         """An error outside any one request's guard (dropping rows, an adapter's unpin): the
-        batch's shared state may be half-changed, so its requests (and the one being admitted)
+        batch's shared state may be half-changed, so its requests (and those being prefilled)
         fail with the error; the engine starts a fresh batch and goes on."""
         log.exception("the serving engine recovered from an error; the requests in its batch failed")
         self.stats.recoveries += 1
-        involved = [row.owner for row in self._batch.rows] + ([self._admitting] if self._admitting else [])
-        self._batch, self._admitting = DecodeBatch(), None
+        involved = [row.owner for row in self._batch.rows] + list(self._prefilling)
+        self._batch, self._prefilling = DecodeBatch(), collections.deque()
         self._end_all(involved, "error", f"the serving engine failed ({type(exc).__name__}: {exc}); please try again")
         if not involved:  # a fault no request explains may come back at once: do not spin on it
             self._wake.wait(IDLE_WAIT_S)
-
-    def _run_commands(self) -> None:
-        while self._commands:
-            command, future = self._commands.popleft()
-            if not future.set_running_or_notify_cancel():  # its caller gave up waiting: withdrawn
-                continue
-            self.stats.commands += 1
-            try:
-                future.set_result(command())
-            except BaseException as exc:  # the caller gets it; the engine goes on
-                future.set_exception(exc)
 
     def _end_waiting_that_ended(self) -> None:
         for job in self._waiting.take_ended():
             self._finish(job, "cancelled" if job.request.cancel.is_set() else "timeout")
 
     def _admit(self) -> None:
-        budget = self.settings.engine_prefill_tokens_per_step
-        while len(self._batch) < self.settings.engine_max_batch and budget > 0:
+        while len(self._batch) + len(self._prefilling) < self.settings.engine_max_batch:
             job = self._waiting.next()
             if job is None:
                 break
-            budget -= len(job.request.prompt_ids)
-            self._admitting = job
-            self._start(job)
-            self._admitting = None
+            self._begin(job)
 
-    def _start(self, job: _Job) -> None:
+    def _begin(self, job: EngineJob) -> None:
         request, result = job.request, job.handle.result
         try:
             job.adapter = request.adapter if request.adapter is not None else self._pool.adapter_for(request.domain)
@@ -259,22 +213,61 @@ class Engine(EngineBase):
             self._finish(job, "error", str(exc))
             return
         job.admitted, result.adapter = True, job.adapter
-        started = time.monotonic()
-        result.queued_s = started - request.submitted
+        result.queued_s = time.monotonic() - request.submitted
         try:
-            prefilled = prefill(self._pool.model, request.prompt_ids, job.adapter, self._vocabulary,
-                                request.first_token_choices, request.temperature,
-                                chunk_tokens=self.settings.engine_prefill_chunk_tokens,
-                                keep_going=lambda: not request.ended())
+            job.prefill = PartialPrefill(self._pool.model, request.prompt_ids, job.adapter)
         except Exception as exc:
             log.exception("prefill failed")
             self._finish(job, "error", f"{type(exc).__name__}: {exc}")
             return
-        if prefilled is None:  # cancelled or out of time between two chunks
-            self._finish(job, "cancelled" if request.cancel.is_set() else "timeout")
+        self._prefilling.append(job)
+
+    def _prefill(self) -> None:
+        """Newcomers' prompts through the model, oldest first: parts of at most
+        engine_prefill_chunk_tokens, and while rows are decoding no more than
+        engine_prefill_tokens_per_step tokens before the next decode step."""
+        for job in [job for job in self._prefilling if job.request.ended()]:  # their places go back at once
+            self._prefilling.remove(job)
+            self._finish(job, "cancelled" if job.request.cancel.is_set() else "timeout")
+        budget = self.settings.engine_prefill_tokens_per_step
+        while self._prefilling and budget > 0:
+            job = self._prefilling[0]
+            if job.request.ended():
+                self._prefilling.popleft()
+                self._finish(job, "cancelled" if job.request.cancel.is_set() else "timeout")
+                continue
+            part = min(self.settings.engine_prefill_chunk_tokens, budget if self._batch.rows else job.prefill.remaining)
+            if self._batch.rows:
+                budget -= part
+            if self._prefill_part(job, part) and not job.prefill.remaining:
+                self._prefilling.popleft()
+                self._join(job)
+
+    def _prefill_part(self, job: EngineJob, tokens: int) -> bool:
+        """One forward pass of the newcomer's prompt; False when it failed (and has ended)."""
+        started = time.monotonic()
+        try:
+            job.prefill.advance(self._pool.model, tokens)
+        except Exception as exc:
+            log.exception("prefill failed")
+            self._prefilling.remove(job)
+            self._finish(job, "error", f"{type(exc).__name__}: {exc}")
+            return False
+        seconds = time.monotonic() - started
+        job.handle.result.prefill_s += seconds
+        self.stats.prefill_s += seconds
+        return True
+
+    def _join(self, job: EngineJob) -> None:
+        """A prefilled newcomer streams its first token and joins the batch."""
+        request, part = job.request, job.prefill
+        job.prefill = None
+        try:
+            prefilled = part.result(self._vocabulary, request.first_token_choices, request.temperature)
+        except Exception as exc:
+            log.exception("prefill failed")
+            self._finish(job, "error", f"{type(exc).__name__}: {exc}")
             return
-        result.prefill_s = time.monotonic() - started
-        self.stats.prefill_s += result.prefill_s
         self.stats.prefill_tokens += len(request.prompt_ids)
         if self._emit(job, prefilled.first_token):
             return
@@ -316,7 +309,7 @@ class Engine(EngineBase):
                 ended.append(row)
         batch.remove(ended)
 
-    def _emit(self, job: _Job, token: int) -> bool:
+    def _emit(self, job: EngineJob, token: int) -> bool:
         """Hand one new token to the caller; True when the request has ended with it."""
         result = job.handle.result
         job.generated += 1
@@ -343,7 +336,7 @@ class Engine(EngineBase):
             return True
         return False
 
-    def _finish(self, job: _Job, stopped: str, error: str = "") -> None:
+    def _finish(self, job: EngineJob, stopped: str, error: str = "") -> None:
         result = job.handle.result
         result.stopped, result.error, result.new_tokens = stopped, error, job.generated
         result.seconds = time.monotonic() - job.request.submitted
@@ -359,28 +352,20 @@ class Engine(EngineBase):
     def _smoke_test(self, pool: AdapterPool, name: str) -> None:
         """Finite logits and a few non-empty greedy tokens with the new adapter, decoded alone."""
         ids = self.encode([{"role": "user", "content": SMOKE_QUESTION}])
-        prefilled = prefill(pool.model, ids, name, self._vocabulary)
-        if not prefilled.logits_finite:
+        tokens, finite = greedy_tokens(pool.model, ids, name, self._vocabulary, SMOKE_NEW_TOKENS)
+        if not finite:
             raise AdapterLoadError("its logits are not finite (NaN or infinity)")
-        probe = DecodeBatch()
-        probe.add(Row(None, name, prefilled.length, prefilled.first_token), prefilled)
-        tokens = [prefilled.first_token] + [probe.step(pool.model)[0] for _ in range(SMOKE_NEW_TOKENS - 1)]
         if not self.tokenizer.decode(tokens, skip_special_tokens=True).strip():
             raise AdapterLoadError("it generates empty text")
 
     def _shut_down(self, stopped: str, error: str) -> None:
         """Refuse everything from now on, then end every request and command still held."""
-        held = [row.owner for row in self._batch.rows] + ([self._admitting] if self._admitting else [])
-        held += self._waiting.close()
-        self._batch, self._admitting = DecodeBatch(), None
+        held = [row.owner for row in self._batch.rows] + list(self._prefilling) + self._waiting.close()
+        self._batch, self._prefilling = DecodeBatch(), collections.deque()
         self._end_all(held, stopped, error)
-        with self._commands_lock:
-            commands, self._commands = list(self._commands), collections.deque()
-        for _, future in commands:
-            if future.set_running_or_notify_cancel():
-                future.set_exception(EngineStopped(STOPPED))
+        self._commands.close()
 
-    def _end_all(self, jobs: list[_Job], stopped: str, error: str) -> None:
+    def _end_all(self, jobs: list[EngineJob], stopped: str, error: str) -> None:
         for job in jobs:
             if not job.handle.done:
                 try:

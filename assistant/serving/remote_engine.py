@@ -34,7 +34,7 @@ from typing import Callable, TypeVar
 
 from adapters.base_model import BaseModel
 from assistant.serving.adapter_pool import AdapterLoadError, AdapterPool
-from assistant.serving.engine import EngineStats
+from assistant.serving.engine_jobs import EngineStats
 from assistant.serving.engine_base import SMOKE_NEW_TOKENS, SMOKE_QUESTION, STOPPED, EngineBase, context_window_of
 from assistant.serving.generation import EngineBusy, EngineStopped, GenerationHandle, GenerationRequest
 from assistant.settings import Settings
