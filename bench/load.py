@@ -32,7 +32,10 @@ client sees the first streamed piece), requests/s over the level's wall time, an
 memory (VmRSS) of the app process after the level. Then how each level's engine time splits
 per request (``/ask`` only, from the answer's timings): waiting for a place in the batch, its
 prompt's prefill (compute-bound on a CPU, one prompt at a time) and the decode steps it took
-part in (shared with the other rows). The headline is requests/s at each N over N=1, measured in
+part in (shared with the other rows); and the CPU a request costs by stage (``/ask`` only, from
+the answer's ``cpu``: its own thread's CPU seconds in routing, retrieval, the prompt, the opening,
+the stream and the finish) beside the whole app's CPU seconds per request (all its threads and
+the graph server, read from the process before and after the level). The headline is requests/s at each N over N=1, measured in
 the same run. Below: the app's RSS after the warm-up and after all the requests, the growth in
 total, per level and every ``--rss-every`` requests (a leak keeps climbing).
 
@@ -108,6 +111,24 @@ class LaunchedApp:
 
     def rss_mb(self) -> float:
         return resident_mb(self.process.pid)
+
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the app and its children (the graph server) have used so far."""
+        import psutil
+
+        try:
+            app = psutil.Process(self.process.pid)
+            processes = [app] + app.children(recursive=True)
+        except psutil.Error:
+            return float("nan")
+        total = 0.0
+        for process in processes:
+            try:
+                times = process.cpu_times()
+                total += times.user + times.system
+            except psutil.Error:  # a child that ended meanwhile
+                continue
+        return total
 
 
 @dataclass
@@ -219,6 +240,7 @@ class Outcome:
     error: str = ""
     first_token_s: float | None = None
     timings: dict = field(default_factory=dict)  # the answer's own (/ask): queue, prefill, decode, ...
+    cpu: dict = field(default_factory=dict)  # the answer's own (/ask): its thread's CPU seconds per stage
 
 
 @dataclass
@@ -227,6 +249,7 @@ class Level:
     outcomes: list[Outcome]
     wall_s: float
     rss_mb: float
+    app_cpu_s: float = float("nan")  # CPU seconds the app (all its threads and the graph server) used in the level
 
     @property
     def completed(self) -> list[Outcome]:
@@ -239,14 +262,14 @@ class Level:
 
 def ask_once(client, question: str, endpoint: str) -> Outcome:
     started = time.perf_counter()
-    first_token, timings = None, {}
+    first_token, timings, cpu = None, {}, {}
     try:
         if endpoint == "openai":
             error, first_token, timings = _openai_once(client, question, started)
         elif endpoint == "ask":
             answer = client.predict(question, "auto", api_name="/ask")
             error = answer.get("error") or ("empty answer" if not answer.get("text") else "")
-            timings = answer.get("timings", {})
+            timings, cpu = answer.get("timings", {}), answer.get("cpu", {})
             first_token = timings.get("first_token")
         else:
             history = None
@@ -257,7 +280,7 @@ def ask_once(client, question: str, endpoint: str) -> Outcome:
             error = "" if history and history[-1].get("content") else "empty answer"
     except Exception as exc:  # counted and shown, the other requests go on
         error = f"{type(exc).__name__}: {exc}"
-    return Outcome(time.perf_counter() - started, error, first_token, timings)
+    return Outcome(time.perf_counter() - started, error, first_token, timings, cpu)
 
 
 def _openai_once(client, question: str, started: float) -> tuple[str, float | None, dict]:
@@ -303,11 +326,12 @@ def session(url: str, questions: list[str], endpoint: str, trace: RssTrace | Non
 def run_level(app: LaunchedApp, sessions: int, per_session: int, questions: Iterator[str], endpoint: str,
               trace: RssTrace | None = None) -> Level:
     plans = [[next(questions) for _ in range(per_session)] for _ in range(sessions)]
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), app.cpu_s()
     with ThreadPoolExecutor(sessions) as pool:
         results = list(pool.map(lambda plan: session(app.url, plan, endpoint, trace), plans))
     wall_s = time.perf_counter() - started
-    return Level(sessions, [o for outcomes in results for o in outcomes], wall_s, app.rss_mb())
+    return Level(sessions, [o for outcomes in results for o in outcomes], wall_s, app.rss_mb(),
+                 app.cpu_s() - cpu_before)
 
 
 # --- output ------------------------------------------------------------------------------------------
@@ -338,6 +362,20 @@ def split_row(level: Level) -> list[str] | None:
     engine = mean["prefill"] + mean["decode"]
     return [str(level.sessions), f"{mean['queue']:.2f}", f"{mean['prefill']:.2f}", f"{mean['decode']:.2f}",
             f"{100 * mean['prefill'] / engine:.0f}%" if engine else "-", f"{mean['generate']:.2f}"]
+
+
+CPU_STAGES = ("route", "retrieve", "prompt", "opening", "stream", "finish")
+
+
+def cpu_row(level: Level) -> list[str] | None:
+    """Mean CPU seconds per request: each stage on the request's own thread, then the whole app's."""
+    timed = [o.cpu for o in level.completed if o.cpu]
+    if not timed:
+        return None
+    stages = [float(np.mean([t.get(stage, 0.0) for t in timed])) for stage in CPU_STAGES]
+    app = level.app_cpu_s / max(len(level.completed), 1)
+    return [str(level.sessions)] + [f"{value:.3f}" for value in stages] + [f"{sum(stages):.2f}", f"{app:.2f}",
+                                                                          f"{level.app_cpu_s / level.wall_s:.2f}"]
 
 
 def print_results(levels: list[Level], rss_before: float, trace: RssTrace, args: argparse.Namespace,
@@ -376,6 +414,14 @@ def print_results(levels: list[Level], rss_before: float, trace: RssTrace, args:
                      "prefill share", "generate (submit to last token)"], splits,
                     ["prefill is one prompt's forward pass: compute-bound on a CPU and run one prompt at a time, "
                      "while the decode steps of all rows run as one batch"])
+    cpu_rows = [row for level in levels if (row := cpu_row(level))]
+    if cpu_rows:
+        print_table(f"CPU per request by stage ({code}; mean CPU seconds; /ask's own per-stage accounting)",
+                    ["N sessions", *CPU_STAGES, "request thread", "whole app", "app cores busy"], cpu_rows,
+                    ["each stage: the CPU time of the request's own thread (the answer's cpu field); the model's "
+                     "prefill and decode run on the engine's thread and count only in the whole app's",
+                     "whole app: the app process's and its graph server's CPU seconds over the level / requests; "
+                     "app cores busy: those CPU seconds / the level's wall seconds"])
 
 
 def record_results(levels: list[Level], rss_before: float, endpoint: str) -> None:

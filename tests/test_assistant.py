@@ -173,6 +173,9 @@ def test_answers_are_grounded_in_the_graph_fact_with_provenance(pipeline, demo_e
     assert head in opening.text.lower() and tail in opening.text.lower() and answer.text.startswith(opening.text)
     assert len(answer.sentences) <= demo_env.settings.answer_max_sentences
     assert {"route", "retrieve", "attribute"} <= set(answer.timings)
+    # the request thread's CPU per stage: routing and retrieval embed the question and rank, so they use some
+    assert set(answer.cpu) == {"route", "retrieve", "prompt", "opening", "stream", "finish"}
+    assert answer.cpu["route"] > 0 and answer.cpu["retrieve"] > 0 and min(answer.cpu.values()) >= 0
 
 
 def test_abstained_question_uses_the_base_model_and_says_so(pipeline):

@@ -56,6 +56,10 @@ class Answer:
     bridge: Bridge | None = None  # a multi-hop question's second search (assistant/answering/bridge.py), when one was made
     timings: dict[str, float] = field(default_factory=dict)  # seconds: route, retrieve, prompt, generate, and
     # first_token (from the request, as the user waits)
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds of the request's own thread per stage:
+    # route, retrieve (with a bridge's second search), prompt, opening (the lead written before generating),
+    # stream (attribution while streaming, and what the caller does with each piece), finish. The model's
+    # work is on the engine's thread and not here.
     notes: list[str] = field(default_factory=list)
     degraded: bool = False  # the knowledge graph could not be used
     abstained: bool = False  # the router did not pick a domain
@@ -138,9 +142,11 @@ class ChatPipeline:
     def _answer(self, question: str, history: list[dict], forced: str | None, answer: Answer,
                 cancel: threading.Event | None, options: AnswerOptions, grounded_pieces: bool) -> Iterator[str]:
         clock = started = time.perf_counter()
+        cpu = time.thread_time()
         query = self.router.query_vector(question, history)
         route, domains = self._route(question, history, forced, answer, query)
         answer.timings["route"] = time.perf_counter() - clock
+        cpu = _spent(answer, "route", cpu)
         if not domains:
             answer.text = ("No domain has been indexed yet, so there is nothing to answer from. "
                            "Index a corpus first (assistant index --source PATH).")
@@ -155,11 +161,13 @@ class ChatPipeline:
         bridged = self._follow_bridge(question, domains, facts, passages, answer)
         if bridged is not None:
             facts, passages, answer.bridge = bridged.facts, bridged.passages, bridged.bridge
+        cpu = _spent(answer, "retrieve", cpu)
         clock = time.perf_counter()
         prompt = self.writer.prompt(question, answer.domain, facts, passages, history)
         answer.facts, answer.passages = facts[:prompt.facts_used], passages[:prompt.passages_used]
         answer.prompt, answer.prompt_tokens = prompt.messages, prompt.tokens
         answer.timings["prompt"] = time.perf_counter() - clock
+        cpu = _spent(answer, "prompt", cpu)
         try:  # the domain's active adapter when the engine starts the request (a hot-load may come first)
             draft = self.writer.begin(question, prompt, answer.facts, cancel=cancel,
                                       domain=None if options.base_model else answer.domain,
@@ -178,6 +186,7 @@ class ChatPipeline:
         except RequestRejected as exc:  # the request itself can never run as asked (HTTP 400)
             answer.text, answer.error, answer.refused = str(exc), str(exc), "invalid"
             return
+        cpu = _spent(answer, "opening", cpu)
         pieces = GroundedStream(self.writer, draft, options.stop) if grounded_pieces else draft
         try:
             for piece in pieces:
@@ -190,9 +199,11 @@ class ChatPipeline:
             answer.error = f"generation failed: {exc}"
             answer.text = (answer.text + "\n\n" if answer.text else "") + f"Sorry, the answer could not be written: {exc}."
             return
+        cpu = _spent(answer, "stream", cpu)
         clock = time.perf_counter()
         written = pieces.answer if grounded_pieces else draft.finish()
         answer.timings["attribute"] = time.perf_counter() - clock  # GroundedStream: attributed while streaming
+        _spent(answer, "finish", cpu)
         answer.text, answer.sentences = written.text, written.sentences
         if written.dropped:
             answer.notes.append(f"{written.dropped} sentence(s) that no evidence supports were left out")
@@ -270,3 +281,10 @@ def recent_turns(history: Sequence[dict], keep: int) -> list[dict]:
 def _encodable(text: str) -> str:
     """The text with lone surrogates (JSON can carry "\\ud800"; no tokenizer takes them) as "?"."""
     return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _spent(answer: Answer, stage: str, since: float) -> float:
+    """Add this thread's CPU seconds since ``since`` to the answer's ``stage``; returns now's reading."""
+    now = time.thread_time()
+    answer.cpu[stage] = answer.cpu.get(stage, 0.0) + now - since
+    return now

@@ -297,6 +297,7 @@ def answer_json(answer: Answer) -> dict:
         "walk": [{"kind": n.kind, "name": n.name, "score": round(n.score, 5), "doc_id": n.doc_id} for n in answer.walk],
         "bridge": {"entity": answer.bridge.entity, "query": answer.bridge.query} if answer.bridge else None,
         "timings": {k: round(v, 4) for k, v in answer.timings.items()},
+        "cpu": {k: round(v, 4) for k, v in answer.cpu.items()},
     }
 
 
