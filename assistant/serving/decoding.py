@@ -2,9 +2,9 @@
 
 A newcomer is prefilled alone (its prompt through the model in parts, no padding, so its first
 token is what it would be on an idle server; between parts the engine decodes the running rows,
-or stops the newcomer) and then merged into the running batch, its cache padded on the left to the batch's
-length; each decode step is one forward pass for every row, each row
-with its own LoRA adapter (PEFT's mixed-adapter batches: ``adapter_names=[...]``, ``"__base__"``
+or stops the newcomer) and then merged into the running batch, its cache padded on the left to
+the batch's length; each decode step is one forward pass for every row, each row with its own
+LoRA adapter (PEFT's mixed-adapter batches: ``adapter_names=[...]``, ``"__base__"``
 for a row without one). Finished rows leave at once and the columns no remaining row uses are
 cut from the front of the cache, so the cache is as long as the longest row alive, not the
 longest the batch ever saw.
