@@ -4,12 +4,13 @@ hybrid retrieval, grounding in graph facts with provenance, prompts, degraded mo
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
 
 from adapters import prompts
-from assistant.answering.pipeline import Answer, ChatPipeline
+from assistant.answering.pipeline import Answer, ChatPipeline, _spent, _thread_cpu
 from assistant.answering.retrieval import fuse_rankings, spread_documents
 from assistant.answering.router import Router
 from assistant.cli.main import main
@@ -176,6 +177,18 @@ def test_answers_are_grounded_in_the_graph_fact_with_provenance(pipeline, demo_e
     # the request thread's CPU per stage: routing and retrieval embed the question and rank, so they use some
     assert set(answer.cpu) == {"route", "retrieve", "prompt", "opening", "stream", "finish"}
     assert answer.cpu["route"] > 0 and answer.cpu["retrieve"] > 0 and min(answer.cpu.values()) >= 0
+
+
+def test_a_stage_that_resumed_on_another_thread_is_left_out_of_the_cpu_seconds():
+    answer, readings = Answer(""), []
+    elsewhere = threading.Thread(target=lambda: readings.append(_thread_cpu()))
+    elsewhere.start()
+    elsewhere.join()
+    mark = _spent(answer, "stream", readings[0])  # a streaming step that ran on another worker
+    assert answer.cpu == {}
+    sum(i * i for i in range(200_000))  # some work on this thread
+    _spent(answer, "finish", mark)
+    assert set(answer.cpu) == {"finish"} and answer.cpu["finish"] > 0
 
 
 def test_abstained_question_uses_the_base_model_and_says_so(pipeline):

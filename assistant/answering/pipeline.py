@@ -58,8 +58,8 @@ class Answer:
     # first_token (from the request, as the user waits)
     cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds of the request's own thread per stage:
     # route, retrieve (with a bridge's second search), prompt, opening (the lead written before generating),
-    # stream (attribution while streaming, and what the caller does with each piece), finish. The model's
-    # work is on the engine's thread and not here.
+    # stream (attribution while streaming, and what the caller does with each piece), finish; a stage that
+    # resumed on another thread is left out. The model's work is on the engine's thread and not here.
     notes: list[str] = field(default_factory=list)
     degraded: bool = False  # the knowledge graph could not be used
     abstained: bool = False  # the router did not pick a domain
@@ -142,7 +142,7 @@ class ChatPipeline:
     def _answer(self, question: str, history: list[dict], forced: str | None, answer: Answer,
                 cancel: threading.Event | None, options: AnswerOptions, grounded_pieces: bool) -> Iterator[str]:
         clock = started = time.perf_counter()
-        cpu = time.thread_time()
+        cpu = _thread_cpu()
         query = self.router.query_vector(question, history)
         route, domains = self._route(question, history, forced, answer, query)
         answer.timings["route"] = time.perf_counter() - clock
@@ -283,8 +283,15 @@ def _encodable(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
-def _spent(answer: Answer, stage: str, since: float) -> float:
-    """Add this thread's CPU seconds since ``since`` to the answer's ``stage``; returns now's reading."""
-    now = time.thread_time()
-    answer.cpu[stage] = answer.cpu.get(stage, 0.0) + now - since
+def _thread_cpu() -> tuple[int, float]:
+    return threading.get_ident(), time.thread_time()
+
+
+def _spent(answer: Answer, stage: str, since: tuple[int, float]) -> tuple[int, float]:
+    """Add this thread's CPU seconds since ``since`` (a :func:`_thread_cpu` reading) to the
+    answer's ``stage``; returns now's reading. A stage that resumed on another thread is not
+    counted: Gradio may run each step of a streaming handler on any of its workers."""
+    now = _thread_cpu()
+    if now[0] == since[0]:
+        answer.cpu[stage] = answer.cpu.get(stage, 0.0) + now[1] - since[1]
     return now
