@@ -35,8 +35,8 @@ prompt's prefill (compute-bound on a CPU, one prompt at a time) and the decode s
 part in (shared with the other rows); and the CPU a request costs by stage (``/ask`` only, from
 the answer's ``cpu``: its own thread's CPU seconds in routing, retrieval, the prompt, the opening,
 the stream and the finish) beside the whole app's CPU seconds per request (all its threads and
-the graph server, read from the process before and after the level). The headline is requests/s at each N over N=1, measured in
-the same run. Below: the app's RSS after the warm-up and after all the requests, the growth in
+the graph server, read from the process before and after the level). The headline is
+requests/s at each N over N=1, measured in the same run. Below: the app's RSS after the warm-up and after all the requests, the growth in
 total, per level and every ``--rss-every`` requests (a leak keeps climbing).
 
 ``--endpoint openai`` measures the OpenAI-compatible ``/v1/chat/completions`` (each session an
