@@ -123,8 +123,8 @@ class Retriever:
         walked_to: dict[tuple[str, str], float] = {}  # (domain, entity key) -> that domain's walk's probability there
         for domain in domains:
             seeds = [f for f in facts if f.domain == domain][:settings.walk_seed_facts]
-            keys = {key for f in candidates if f.domain == domain for key in (f.fact.head_key, f.fact.tail_key)
-                    if settings.walk_fact_weight > 0}  # asked of the walk only when the facts follow it
+            keys = ({key for f in candidates if f.domain == domain for key in (f.fact.head_key, f.fact.tail_key)}
+                    if settings.walk_fact_weight > 0 else set())  # asked of the walk only when the facts follow it
             passages += self._passages(domain, question, query, links[domain], seeds, supported, evidence,
                                        keys, walked_to)
         if settings.walk_fact_weight > 0 and walked_to:
@@ -189,7 +189,7 @@ class Retriever:
                                  score_keys=fact_keys, top_passages=settings.walk_candidates)
         if walked_to is not None:
             walked_to.update({(index.domain, key): score for key, score in result.entity_scores.items()})
-        hits = [index.hit_at(position, score) for position, score in result.chunk_scores[:settings.walk_candidates]]
+        hits = [index.hit_at(position, score) for position, score in result.chunk_scores]
         evidence.walk_nodes += result.top_entities
         evidence.walk_nodes += [WalkNode("passage", hit.chunk_id, hit.title, hit.score, hit.doc_id)
                                 for hit in hits[:WALK_NODES_SHOWN]]
@@ -317,9 +317,10 @@ def on_the_walks_path(facts: Sequence[RankedFact], walked_to: Mapping[tuple[str,
                       weight: float) -> list[RankedFact]:
     """The facts again, each score raised by ``weight`` x how far the question's walk reached both
     its ends: the smaller of its head's and tail's probability in its domain's walk (``walked_to``:
-    (domain, entity key) -> probability), over the largest such value among the facts. A fact joining two entities the walk gathers at is on the path between the
-    question's entities (the bridge of a multi-hop question); one whose far end the walk never
-    reached is a neighbour of the first entity only."""
+    (domain, entity key) -> probability), over the largest such value among the facts. A fact
+    joining two entities the walk gathers at is on the path between the question's entities (the
+    bridge of a multi-hop question); one whose far end the walk never reached is a neighbour of
+    the first entity only."""
     reach = {id(f): min(walked_to.get((f.domain, f.fact.head_key), 0.0), walked_to.get((f.domain, f.fact.tail_key), 0.0))
              for f in facts}
     top = max(reach.values(), default=0.0)
