@@ -8,7 +8,12 @@ Kinds of example (all in the chat format of adapters/prompts.py):
 - ``yesno``: "Does X r Y?" with evidence, half of them with a swapped, false object;
 - ``unanswerable``: evidence that does not hold the answer, answered with prompts.NO_ANSWER;
 - ``overview``: "What is <document title>?" answered with the document's opening, the domain's style;
-- ``user``: lines of a user JSONL file (``messages``, or ``prompt``/``completion``).
+- ``reading``: the product's own prompt for a question (what retrieval returns, the gold among
+  its distractors, or left out in a share of them), answered by quoting the evidence and then
+  answering (adapters/evidence_reading.py); for a sample of the fact questions and for every
+  labelled question of a user file, when the app lends its retrieval (an ``EvidenceReader``);
+- ``user``: lines of a user JSONL file (``messages``, or ``prompt``/``completion``; a labelled
+  question without retrieval is asked closed-book).
 
 Exact and near-duplicate examples are dropped, then examples are split by a hash of their
 *group* (all questions about one subject and relation share a group), so the split is fixed and
@@ -30,6 +35,7 @@ from tqdm import tqdm
 
 from adapters import prompts
 from adapters.dataset_files import META_FILE, TRAIN_FILE, VALIDATION_FILE
+from adapters.evidence_reading import EvidenceReader, LabelledQuestion, closed_book_example, reading_examples
 from adapters.example import DatasetError, Example, example_id
 from adapters.fact_wording import FactLine, fact_sentence
 from adapters.params import DatasetParams
@@ -59,6 +65,7 @@ class DatasetReport:
     facts_skipped: int = 0
     graph_error: str | None = None
     user_skipped: list[str] = field(default_factory=list)
+    reading_skipped: int = 0  # questions no evidence-reading example could be made for
     data_hash: str = ""
 
     def total(self, split: str) -> int:
@@ -75,6 +82,8 @@ class DatasetReport:
         if self.graph_error:
             lines.append(f"  graph unavailable, no fact questions: {self.graph_error}")
         lines += [f"  user file: {reason}" for reason in self.user_skipped]
+        if self.reading_skipped:
+            lines.append(f"  evidence-reading: {self.reading_skipped} question(s) without usable evidence left out")
         lines.append(f"  data hash {self.data_hash[:16]}")
         return "\n".join(lines)
 
@@ -82,8 +91,9 @@ class DatasetReport:
 # --- building ------------------------------------------------------------------------------
 
 def build_dataset(params: DatasetParams, domain: str, graph: GraphStore | None, user_files: Sequence[Path] = (),
-                  progress: bool = True) -> DatasetReport:
-    """Build, clean, split and write the domain's dataset; returns the report."""
+                  progress: bool = True, reader: EvidenceReader | None = None) -> DatasetReport:
+    """Build, clean, split and write the domain's dataset; returns the report. With ``reader``
+    (the app's retrieval) it holds evidence-reading examples too."""
     report = DatasetReport(domain, params.datasets_dir / domain)
     try:
         rows = VectorStore(params.domains_dir).get(domain).rows
@@ -102,10 +112,18 @@ def build_dataset(params: DatasetParams, domain: str, graph: GraphStore | None, 
     report.facts_used = len(askable)
     examples = fact_examples(domain, askable, chunks, progress=progress)
     examples += overview_examples(domain, rows)
+    labelled: list[LabelledQuestion] = []
     for path in user_files:
-        user, skipped = read_user_examples(domain, path)
-        examples += user
-        report.user_skipped += skipped
+        user = read_user_examples(domain, path)
+        examples += user.examples
+        labelled += user.questions
+        report.user_skipped += user.skipped
+    if reader is not None:
+        reading = [*corpus_questions(askable, chunks, params.dataset_reading_questions), *labelled]
+        made, report.reading_skipped = reading_examples(domain, reading, reader, rows, progress)
+        examples += made
+    else:
+        examples += [closed_book_example(domain, question) for question in labelled]
     examples = [e for e in examples if _well_formed(e)]
     examples, report.exact_duplicates, report.near_duplicates = drop_duplicates(examples)
     split_examples(examples, params.dataset_validation_percent)
@@ -241,6 +259,18 @@ def _unanswerable(domain: str, group: str, fact: Fact, unrelated: list[Fact], ch
     return Example(example_id(group, "unanswerable"), "unanswerable", group,
                    prompts.chat_messages(domain, fact_question(fact), evidence, prompts.NO_ANSWER),
                    prompts.NO_ANSWER, "text", [])
+
+
+def corpus_questions(facts: Sequence[Fact], chunks: dict[str, ChunkRow], limit: int) -> list[LabelledQuestion]:
+    """Up to ``limit`` fact questions (one per subject and relation, a fixed sample) with their
+    answers and the documents the facts were read in."""
+    by_group: dict[str, list[Fact]] = defaultdict(list)
+    for fact in facts:
+        by_group[_group(fact)].append(fact)
+    chosen = sorted(by_group, key=lambda group: _stable_int(group + "|reading"))[:limit]
+    return [LabelledQuestion(group, fact_question(by_group[group][0]), tuple(dict.fromkeys(f.tail for f in by_group[group])),
+                             tuple(dict.fromkeys(chunks[c].doc_id for f in by_group[group] for c in f.chunk_ids if c in chunks)))
+            for group in sorted(chosen)]
 
 
 def overview_examples(domain: str, rows: Sequence[ChunkRow]) -> list[Example]:

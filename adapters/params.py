@@ -20,6 +20,7 @@ class DatasetParams:
     dataset_validation_percent: int
     dataset_min_fact_confidence: float
     dataset_max_facts: int
+    dataset_reading_questions: int
 
 
 @dataclass(frozen=True)

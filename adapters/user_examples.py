@@ -1,5 +1,7 @@
-"""Examples a user brings: a JSONL file of ``{"messages": [...]}`` conversations or
-``{"prompt": ..., "completion": ...}`` pairs, put in the training chat format; bad lines are
+"""Examples a user brings: a JSONL file of ``{"messages": [...]}`` conversations,
+``{"prompt": ..., "completion": ...}`` pairs (put in the training chat format), or labelled
+questions ``{"question": ..., "answers": [...], "evidence_doc_ids": [...]}`` (the evaluation's
+format, turned into evidence-reading examples by adapters/evidence_reading.py); bad lines are
 skipped with their line number and reason, never the whole file."""
 
 from __future__ import annotations
@@ -8,15 +10,28 @@ import hashlib
 import json
 from pathlib import Path
 
+from dataclasses import dataclass, field
+
 from adapters import prompts
+from adapters.evidence_reading import MAX_ANSWER_CHARS, LabelledQuestion
 from adapters.example import DatasetError, Example, example_id
 from indexing.jsonl import numbered_lines, parse_json_line
 
+MAX_QUESTION_CHARS = 2000
 
-def read_user_examples(domain: str, path: Path) -> tuple[list[Example], list[str]]:
-    """Examples from a JSONL file of ``{"messages": [...]}`` or ``{"prompt": ..., "completion": ...}``;
-    bad lines are skipped with their line number and reason."""
-    examples, skipped = [], []
+
+@dataclass
+class UserFile:
+    examples: list[Example] = field(default_factory=list)  # conversations, ready to train on
+    questions: list[LabelledQuestion] = field(default_factory=list)  # labelled questions, to be given evidence
+    skipped: list[str] = field(default_factory=list)  # "<file>:<line>: <reason>"
+
+
+def read_user_examples(domain: str, path: Path) -> UserFile:
+    """Conversations and labelled questions from a JSONL file; bad lines are skipped with their
+    line number and reason."""
+    read = UserFile()
+    examples, skipped = read.examples, read.skipped
     try:
         handle = open(path, encoding="utf-8")
     except OSError as exc:
@@ -24,14 +39,33 @@ def read_user_examples(domain: str, path: Path) -> tuple[list[Example], list[str
     with handle:
         for number, line in numbered_lines(handle.read()):
             try:
-                messages = _user_messages(domain, parse_json_line(line))
+                row = parse_json_line(line)
+                if isinstance(row, dict) and "question" in row:
+                    read.questions.append(labelled_question(row, f"{path.name}:{number}"))
+                    continue
+                messages = _user_messages(domain, row)
             except (ValueError, TypeError, KeyError) as exc:  # BadJsonLine is a ValueError
                 skipped.append(f"{path.name}:{number}: {exc}")
                 continue
             prompt = json.dumps(messages[:-1], sort_keys=True)
             group = "user:" + hashlib.sha256(prompt.encode()).hexdigest()[:16]
             examples.append(Example(example_id(group, "user"), "user", group, messages, messages[-1]["content"], "text"))
-    return examples, skipped
+    return read
+
+
+def labelled_question(row: dict, where: str) -> LabelledQuestion:
+    """A ``{"question", "answers", "evidence_doc_ids"}`` row (``id`` and ``answer_type`` optional)."""
+    question, answers = row.get("question"), row.get("answers")
+    if not isinstance(question, str) or not question.strip() or len(question) > MAX_QUESTION_CHARS:
+        raise ValueError(f"'question' must be a non-empty string of at most {MAX_QUESTION_CHARS} characters")
+    if not isinstance(answers, list) or not answers or not all(
+            isinstance(a, str) and a.strip() and len(a) <= MAX_ANSWER_CHARS for a in answers):
+        raise ValueError(f"'answers' must be a non-empty list of strings of at most {MAX_ANSWER_CHARS} characters")
+    documents = row.get("evidence_doc_ids", [])
+    if not isinstance(documents, list) or not all(isinstance(d, str) for d in documents):
+        raise ValueError("'evidence_doc_ids' must be a list of document ids")
+    return LabelledQuestion(str(row.get("id") or where), question.strip(), tuple(a.strip() for a in answers),
+                            tuple(documents), str(row.get("answer_type") or ""))
 
 
 def _user_messages(domain: str, row: object) -> list[dict[str, str]]:

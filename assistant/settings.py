@@ -116,6 +116,8 @@ class Settings(BaseSettings):
     dataset_validation_percent: int = Field(default=15, ge=1, le=50, description="Share of fact groups held out for validation (fixed by a hash, not by chance).")
     dataset_min_fact_confidence: float = Field(default=0.6, ge=0, le=1, description="Weaker graph facts are not turned into training questions.")
     dataset_max_facts: int = Field(default=1500, ge=1, description="At most this many facts per domain become questions.")
+    dataset_reading_questions: int = Field(default=200, ge=0, description="Fact questions (a fixed sample) that also become evidence-reading examples: the chat's own retrieved evidence in the prompt, answered by quoting it (adapters/evidence_reading.py). Each is a prompt of up to train_max_tokens, so they cost most of a run's time; every labelled question of a user file becomes one too.")
+    dataset_reading_no_gold_percent: int = Field(default=20, ge=0, le=100, description="Share of evidence-reading examples whose gold evidence is taken out, answered with 'The evidence does not answer this.'")
 
     # --- adapter training (adapters/train.py) --------------------------------------------------
     lora_rank: int = Field(default=8, ge=1)
@@ -128,7 +130,7 @@ class Settings(BaseSettings):
     train_batch_size: int = Field(default=4, ge=1)
     train_epochs: float = Field(default=3.0, gt=0, description="Passes over the domain's training examples (about 200 steps each for a demo domain at batch 4; some 11 minutes per pass on 2 CPU cores). Early stopping may end a run sooner.")
     train_max_steps: int | None = Field(default=None, ge=1, description="At most this many optimizer steps per run (unset: as many as train_epochs takes).")
-    train_max_tokens: int = Field(default=384, ge=32, description="Longer examples are truncated from the prompt side.")
+    train_max_tokens: int = Field(default=768, ge=32, description="Longer examples are truncated from the prompt side. 768 holds an evidence-reading example (a prompt of the system line, about two retrieved passages and the question, and its answer); the other kinds are far shorter and batches are padded only to their longest example.")
     learning_rate: float = Field(default=1e-3, gt=0)
     warmup_steps: int = Field(default=8, ge=0)
     lr_decay_gamma: float = Field(default=0.7, gt=0, le=1, description="After warm-up the learning rate is multiplied by this every decay period.")
@@ -170,6 +172,7 @@ class Settings(BaseSettings):
     walk_fact_weight: float = Field(default=0.0, ge=0, description="After the walk, a graph fact's score rises by this much times how far the walk reached both its ends (the smaller of the two probabilities, over the best fact's): facts on the path between the question's entities rather than around the first one (0: off; the facts keep their similarity ranking). Off because at 0.4 the demo's multi-hop facts covered more evidence documents (0.758 -> 0.788, all of them 0.545 -> 0.606) but the answers got worse: multi-hop contains gold 0.333 -> 0.303, all 0.578 -> 0.570 (hub facts such as a truncated 'General Data Protection Regulation gives effect' opened answers); TAT-QA and PubMedQA unchanged.")
     walk_damping: float = Field(default=0.5, gt=0, lt=1, description="Probability that the walk follows an edge rather than restarting (Personalized PageRank).")
     fact_support_boost: float = Field(default=0.0, ge=0, description="A passage that supports a chosen graph fact gains this share of an extra first-place vote (0: off; `assistant eval` on the demo set measured 1.0 and 0.5 as lowering evidence recall@5).")
+    adapter_answers: bool = Field(default=True, description="Where an adapter serves the domain, it writes the answer itself from the evidence, and the lead written from the evidence (facts, a finding, table cells, a quote) is used only when the adapter's opening sentence fails the support check (assistant/answering/adapter_answers.py). Off: the lead opens every grounded answer and the model only continues it.")
     passages_per_answer: int = Field(default=5, ge=0, description="Passages the prompt gets at most. 5 (was 4) lets the one evidence list hold as many passages as the methods `assistant eval` compares it with at k=5, with the best fact after them.")
     passages_per_document: int = Field(default=1, ge=0, description="Chunks of one document ranked before other documents' (0: no limit); the rest follow. 1 raised multi-hop all-evidence@5 from 0.89 to 0.94 on the demo set.")
     facts_per_answer: int = Field(default=6, ge=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -91,7 +92,8 @@ def test_user_jsonl_lines_are_read_and_bad_lines_reported(tmp_path):
         "{broken",
         json.dumps({"prompt": "", "completion": "x"}),
     ]) + "\n")
-    examples, skipped = read_user_examples("medicine", path)
+    read = read_user_examples("medicine", path)
+    examples, skipped = read.examples, read.skipped
     assert [e.answer for e in examples] == ["The international normalized ratio.", "Hello."]
     assert examples[1].messages[0]["role"] == "system"
     assert [s.split(":")[1] for s in skipped] == ["3", "4", "5"]
@@ -134,3 +136,40 @@ def test_closed_book_subjects_are_names_or_terms_not_sentence_openers():
     assert not subject("Member countries")  # capitalised only because it opens the sentence
     assert not subject("Bank")  # "bank" is written in lower case too: a common noun
     assert not subject("act") and not subject("main remedy")  # points back into the passage
+
+
+def test_evidence_reading_examples_hold_the_chats_own_retrieved_evidence(settings, store, embedder):
+    from adapters.evidence_reading import READING_KIND
+    from assistant.answering.retrieval import Retriever
+    from assistant.answering.training_evidence import evidence_reader
+    from indexing.vector_store import VectorStore
+
+    assert index_source(settings.indexing_params, DEMO_CORPORA_DIR / "medicine", "medicine", progress=False,
+                        graph=store, embedder=embedder).ok
+    settings = settings.model_copy(update={"dataset_reading_questions": 60})
+    reader = evidence_reader(settings, "medicine", store, embedder)
+    built = build_dataset(settings.dataset_params, "medicine", store, progress=False, reader=reader)
+    examples = load_split(built.folder, "train") + load_split(built.folder, "validation")
+    reading = [e for e in examples if e.kind == READING_KIND]
+    assert 0.8 * settings.dataset_reading_questions <= len(reading) + built.reading_skipped
+    without_gold = [e for e in reading if e.answer == prompts.NO_ANSWER]
+    assert 0.05 < len(without_gold) / len(reading) < 0.4  # dataset_reading_no_gold_percent (20) of 60
+    vectors = VectorStore(settings.domains_dir)
+    chunk_text = {row.chunk_id: row.text for row in vectors.get("medicine").rows}
+    retriever = Retriever(settings, vectors, embedder, store)
+    for example in reading[:25]:
+        prompt_text = example.messages[1]["content"]
+        retrieved = [p.text for p in retriever.retrieve(example.question, ["medicine"]).passages]
+        gold_chunks = [chunk_text[chunk] for chunk in example.evidence]
+        if "Passages:\n" not in prompt_text:  # facts alone
+            continue
+        section = prompt_text.split("Passages:\n", 1)[1].split("\n\nQuestion: ")[0]
+        shown = [re.sub(r"^\[\d+\] [^:\n]*: ", "", item) for item in re.split(r"\n(?=\[\d+\] )", section)]
+        # every passage shown was retrieved for the question, or is the gold chunk put in, whole or cut
+        assert shown and all(any(text.removesuffix(" ...") in known for known in retrieved + gold_chunks)
+                             for text in shown)
+        assert reader.count_tokens(prompt_text) <= settings.train_max_tokens
+        target = example.messages[-1]["content"]
+        if example.answer != prompts.NO_ANSWER:  # a quote of a numbered item, cited with that number
+            number = int(target.rsplit("[", 1)[1].split("]")[0])
+            assert f"[{number}] " in prompt_text

@@ -246,9 +246,11 @@ class AdminService:
         from adapters.batches import TrainingError
         from adapters.dataset import build_dataset
         from adapters.train import planned_steps, train_adapter
+        from assistant.answering.training_evidence import evidence_reader
 
-        job.report(0.02, "building the dataset")
-        report = build_dataset(self.settings.dataset_params, domain, self.graph, progress=False)
+        job.report(0.02, "building the dataset (with evidence-reading examples from the chat's own retrieval)")
+        reader = evidence_reader(self.settings, domain, self.graph, embedder=self.pipeline.router.embedder)
+        report = build_dataset(self.settings.dataset_params, domain, self.graph, progress=False, reader=reader)
         if self.jobs.stopping.is_set():  # loading the model for training would only delay the shutdown
             raise JobStopped("stopped before training began")
         steps = planned_steps(self.settings.training_params, report.total("train"), max_steps)

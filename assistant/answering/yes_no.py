@@ -120,6 +120,19 @@ def decide(question: str, items: Sequence[EvidenceItem]) -> LabelDecision | None
     return LabelDecision(label, score, tuple(backing))
 
 
+def findings_backing(question: str, items: Sequence[EvidenceItem], label: str) -> list[Vote]:
+    """The evidence's findings that back ``label`` for ``question``, strongest first: the
+    sentences a "Yes"/"No" answer can give as its reason and pass the label check of
+    assistant/answering/attribution.py ("Maybe": the strongest findings either way). Used to
+    write adapters' training answers (assistant/answering/training_evidence.py)."""
+    votes = [vote for item in items for vote in _votes(question, item) if vote.reported]
+    sign = -1 if negated(question) else 1
+    wanted = {"Yes": 1, "No": -1}.get(label)
+    if wanted is not None:
+        votes = [vote for vote in votes if vote.value * sign * wanted > 0]
+    return sorted(votes, key=lambda vote: -abs(vote.value))
+
+
 def label_lead(question: str, items: Sequence[EvidenceItem], sentences: int = 1) -> Lead | None:
     """"Yes. <the finding it rests on> [n]." with up to ``sentences`` findings, strongest first
     (the label alone when no sentence backs it; the model then writes the rest)."""

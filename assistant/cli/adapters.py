@@ -80,18 +80,34 @@ def _change_serving_adapters(settings, action: str, target: str) -> int:
 
 
 def _build_dataset(settings, domain: str, user_files: list[str], progress: bool):
+    """The domain's dataset, with evidence-reading examples from the chat's own retrieval."""
     from adapters.dataset import build_dataset
     from indexing.graph_connection import GraphConnection, GraphError
     from indexing.graph_store import GraphStore
 
+    files = [Path(p) for p in user_files]
     try:
         connection = GraphConnection.open(settings.graph_params)
     except GraphError as exc:  # the dataset is still built from passages; the report says so
         print(f"warning: graph unavailable ({exc})", file=sys.stderr)
-        return build_dataset(settings.dataset_params, domain, None, [Path(p) for p in user_files], progress)
+        return build_dataset(settings.dataset_params, domain, None, files, progress,
+                             reader=_reader(settings, domain, None))
     with connection:
-        return build_dataset(settings.dataset_params, domain, GraphStore(connection, settings.domains_dir),
-                             [Path(p) for p in user_files], progress)
+        graph = GraphStore(connection, settings.domains_dir)
+        return build_dataset(settings.dataset_params, domain, graph, files, progress,
+                             reader=_reader(settings, domain, graph))
+
+
+def _reader(settings, domain: str, graph):
+    """The chat's retrieval in ``domain``, or None (no reading examples) when it has no index."""
+    from assistant.answering.training_evidence import evidence_reader
+    from indexing.vector_store import IndexUnavailable, VectorStore
+
+    try:
+        VectorStore(settings.domains_dir).get(domain)
+    except (IndexUnavailable, OSError, ValueError):
+        return None  # build_dataset says what is wrong with the index
+    return evidence_reader(settings, domain, graph)
 
 
 def cmd_dataset(args: argparse.Namespace) -> int:
