@@ -14,6 +14,9 @@
      cells shown (assistant/answering/table_answers.py, ``table_answers``);
    - the evidence sentence most likely to answer, quoted (assistant/answering/evidence_quotes.py,
      ``answer_quotes``), or nothing when none is close enough.
+   Where an adapter serves the domain (``adapter_answers``), the adapter writes its own answer
+   first and the lead is used only when that answer's opening fails the support check
+   (assistant/answering/adapter_answers.py); ``WrittenAnswer.answered_by`` says which.
 3. Generation on the serving engine stops when a sentence beyond the limit begins; a yes/no
    question without a lead (no evidence, or none that is a study's report) starts with the likeliest
    of "Yes", "No", "Maybe".
@@ -34,6 +37,7 @@ from typing import Callable, Iterator, Sequence
 
 from adapters import prompts
 from adapters.fact_wording import FactLine
+from assistant.answering.adapter_answers import ADAPTER, LEAD, opening_holds, opening_of
 from assistant.answering.attribution import AnswerSentence, attribute, render
 from assistant.answering.bridge import Bridge, chain_lead
 from assistant.answering.evidence_quotes import best_quote
@@ -42,8 +46,9 @@ from assistant.answering.retrieval import Passage, RankedFact
 from assistant.answering.sentences import SentenceLimit
 from assistant.answering.table_answers import table_lead
 from assistant.answering.yes_no import label_lead
+from assistant.serving.adapter_pool import AdapterLoadError
 from assistant.serving.engine_base import EngineBase
-from assistant.serving.generation import GenerationHandle, GenerationResult
+from assistant.serving.generation import EngineBusy, EngineStopped, GenerationHandle, GenerationResult, RequestRejected
 from assistant.settings import Settings
 
 LABEL_WORDS = ["Yes", "No", "Maybe"]
@@ -68,6 +73,7 @@ class WrittenAnswer:
     lead: Lead | None
     result: GenerationResult | None  # None: the lead said everything, nothing was generated
     evidence: list[prompts.EvidenceItem] = field(default_factory=list)
+    answered_by: str = ""  # ADAPTER or LEAD when the adapter was asked first (adapter_answers.py)
 
     @property
     def dropped(self) -> int:
@@ -88,10 +94,21 @@ class Draft:
     lead: Lead | None
     handle: GenerationHandle | None
     grounded: bool
+    # The adapter's own answer is in ``handle``, kept only when its opening holds
+    # (assistant/answering/adapter_answers.py); ``submit(prefix)`` starts the lead's continuation.
+    adapter_first: bool = False
+    submit: Callable[[str], GenerationHandle] | None = None
+    answered_by: str = ""  # ADAPTER or LEAD once an adapter_first draft has decided
     _streamed: bool = False
 
     def __iter__(self) -> Iterator[str]:
         self._streamed = True
+        if self.adapter_first:
+            yield from self._adapter_or_lead()
+        else:
+            yield from self._lead_then_model()
+
+    def _lead_then_model(self) -> Iterator[str]:
         ended = False
         try:
             if self.lead:
@@ -103,19 +120,55 @@ class Draft:
             if not ended and self.handle is not None:  # closed while the lead was out (a closed tab)
                 self.handle.cancel()
 
+    def _adapter_or_lead(self) -> Iterator[str]:
+        pieces = iter(self.handle)
+        finished = False
+        try:
+            text, opening = "", None
+            for piece in pieces:
+                text += piece
+                opening = opening_of(text, ended=False)
+                if opening is not None:
+                    break
+            if opening is None:
+                opening = opening_of(text, ended=True)
+            if self.lead is None or self.writer.holds(self.question, opening, self.prompt.evidence):
+                self.answered_by, self.lead = ADAPTER, None
+                yield text
+                yield from pieces
+                finished = True
+                return
+        finally:
+            if not finished:  # overruled, or the caller stopped reading: the adapter's generation ends
+                pieces.close()
+        self.answered_by, self.handle = LEAD, self._continue_lead()
+        yield from self._lead_then_model()
+
+    def _continue_lead(self) -> GenerationHandle | None:
+        """The model's continuation of the lead when it leaves room (None: the lead is the answer)."""
+        if self.lead is None or self.submit is None or self.writer.limit.full(self.lead.text):
+            return None
+        try:
+            return self.submit(self.lead.text)
+        except (EngineBusy, EngineStopped, AdapterLoadError, RequestRejected):
+            return None  # the lead alone is still a whole, cited answer
+
     def finish(self) -> WrittenAnswer:
-        if self.handle is not None and not self._streamed:
-            self.handle.text()
+        if not self._streamed:
+            for _ in self:
+                pass
         generated = self.handle.result.text if self.handle is not None else ""
         draft = (self.lead.text if self.lead else "") + generated
-        return self.writer.attribute(self.question, draft, self.prompt.evidence, self.lead,
-                                     self.handle.result if self.handle is not None else None, self.grounded)
+        written = self.writer.attribute(self.question, draft, self.prompt.evidence, self.lead,
+                                        self.handle.result if self.handle is not None else None, self.grounded)
+        written.answered_by = self.answered_by
+        return written
 
 
 class AnswerWriter:
     def __init__(self, settings: Settings, engine: EngineBase, encode: Callable[[list[str]], object]):
         self.settings, self.engine, self.encode = settings, engine, encode
-        self._limit = SentenceLimit(settings.answer_max_sentences)
+        self.limit = SentenceLimit(settings.answer_max_sentences)
 
     def prompt(self, question: str, domain: str | None, facts: Sequence[RankedFact], passages: Sequence[Passage],
                history: Sequence[dict] = ()) -> prompts.Prompt:
@@ -131,15 +184,28 @@ class AnswerWriter:
         the caller followed for a multi-hop question (assistant/answering/bridge.py). Raises EngineBusy."""
         grounded = bool(prompt.evidence)
         lead = self.lead(question, facts[:prompt.facts_used], prompt.evidence, bridge) if grounded else None
+        adapter_first = grounded and self.settings.adapter_answers and self._adapter_serves(adapter, domain)
+
+        def submit(prefix: str, choices: tuple[int, ...] = ()) -> GenerationHandle:
+            return self.engine.submit(prompt.messages, adapter=adapter, domain=domain, cancel=cancel,
+                                      max_new_tokens=max_new_tokens or self.settings.max_new_tokens,
+                                      timeout_s=self.settings.generation_timeout_s, answer_prefix=prefix,
+                                      stop_when=self.limit, first_token_choices=choices, temperature=temperature)
+
+        labels = self.engine.token_ids(LABEL_WORDS) if is_yes_no_question(question) else ()
         handle = None
-        if lead is None or not self._limit.full(lead.text):  # room for the model to add a sentence
-            choices = self.engine.token_ids(LABEL_WORDS) if lead is None and is_yes_no_question(question) else ()
-            handle = self.engine.submit(prompt.messages, adapter=adapter, domain=domain, cancel=cancel,
-                                        max_new_tokens=max_new_tokens or self.settings.max_new_tokens,
-                                        timeout_s=self.settings.generation_timeout_s,
-                                        answer_prefix=lead.text if lead else "", stop_when=self._limit,
-                                        first_token_choices=choices, temperature=temperature)
-        return Draft(self, question, prompt, lead, handle, grounded)
+        if adapter_first:
+            handle = submit("", labels)
+        elif lead is None or not self.limit.full(lead.text):  # room for the model to add a sentence
+            handle = submit(lead.text if lead else "", labels if lead is None else ())
+        return Draft(self, question, prompt, lead, handle, grounded, adapter_first, submit)
+
+    def _adapter_serves(self, adapter: str | None, domain: str | None) -> bool:
+        """Whether the answer would be an adapter's: one asked for, or the domain's active one."""
+        return adapter is not None or self.engine.pool.adapter_for(domain) is not None
+
+    def holds(self, question: str, opening: str, evidence: Sequence[prompts.EvidenceItem]) -> bool:
+        return opening_holds(opening, evidence, self.encode, question, self.settings.support_threshold)
 
     def lead(self, question: str, facts: Sequence[RankedFact], evidence: Sequence[prompts.EvidenceItem],
              bridge: Bridge | None = None) -> Lead | None:

@@ -91,4 +91,5 @@ class GroundedStream:
         handle = self.draft.handle
         text = " ".join(s.text for s in self._shown) or NO_ANSWER
         return WrittenAnswer(text, list(self._shown), list(self._attributed), self._text, self.draft.lead,
-                             handle.result if handle is not None else None, list(self.draft.prompt.evidence))
+                             handle.result if handle is not None else None, list(self.draft.prompt.evidence),
+                             self.draft.answered_by)

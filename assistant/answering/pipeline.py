@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
+from assistant.answering.adapter_answers import LEAD
 from assistant.answering.answer_writer import AnswerOptions, AnswerWriter
 from assistant.answering.attribution import AnswerSentence
 from assistant.answering.bridge import Bridge, Bridged, follow
@@ -50,6 +51,8 @@ class Answer:
     confidence: float = 0.0
     route: Route | None = None
     adapter: str | None = None  # the adapter that generated the text; None: the base model
+    answered_by: str = ""  # "adapter" (its own answer was kept) or "lead" (overruled by the evidence's lead)
+    # when the domain's adapter was asked first (adapter_answers); "" otherwise
     facts: list[RankedFact] = field(default_factory=list)  # numbered 1..len(facts) in the prompt
     passages: list[Passage] = field(default_factory=list)  # numbered after the facts
     walk: list[WalkNode] = field(default_factory=list)  # the graph walk's top entities and passages
@@ -204,7 +207,10 @@ class ChatPipeline:
         written = pieces.answer if grounded_pieces else draft.finish()
         answer.timings["attribute"] = time.perf_counter() - clock  # GroundedStream: attributed while streaming
         _spent(answer, "finish", cpu)
-        answer.text, answer.sentences = written.text, written.sentences
+        answer.text, answer.sentences, answer.answered_by = written.text, written.sentences, written.answered_by
+        if written.answered_by == LEAD:
+            answer.notes.append("the adapter's own answer did not pass the support check; the answer opens "
+                                "with what the evidence says instead")
         if written.dropped:
             answer.notes.append(f"{written.dropped} sentence(s) that no evidence supports were left out")
         hit_stop = grounded_pieces and pieces.hit_stop
