@@ -8,7 +8,8 @@ import pytest
 
 from adapters.answer_metrics import contains_answer
 from assistant.evaluation import metrics
-from assistant.evaluation.questions import QuestionsError, load_questions, spread_over_domains
+from assistant.evaluation.questions import (EvalQuestion, QuestionsError, load_questions, split_for_training,
+                                            spread_over_domains, write_questions)
 
 
 def test_answers_are_normalised_before_matching():
@@ -242,3 +243,31 @@ def test_questions_keep_their_answer_type(tmp_path):
             {"id": "2", "domain": "finance", "question": "q?", "answers": ["3"]}]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     assert [q.answer_type for q in load_questions(path)] == ["count", None]
+
+
+def test_a_paired_bootstrap_interval_brackets_the_mean_difference():
+    same = metrics.paired_bootstrap([1, 0, 1, 1], [0, 0, 1, 0])
+    assert same["n"] == 4 and same["difference"] == 0.5
+    assert 0.0 <= same["low"] <= 0.5 <= same["high"] <= 1.0
+    constant = metrics.paired_bootstrap([1.0] * 50, [0.5] * 50)  # every question differs by exactly 0.5
+    assert constant["low"] == constant["high"] == constant["difference"] == 0.5
+    assert metrics.paired_bootstrap([1, 0], [1, 0], seed=3) == metrics.paired_bootstrap([1, 0], [1, 0], seed=3)
+    assert metrics.paired_bootstrap([], [])["difference"] is None
+    with pytest.raises(ValueError):
+        metrics.paired_bootstrap([1, 0], [1])
+
+
+def _questions(domain: str, count: int) -> list[EvalQuestion]:
+    return [EvalQuestion(f"{domain}-{i:03d}", domain, f"question {i}?", ("yes",), (f"doc{i}",)) for i in range(count)]
+
+
+def test_a_training_split_is_seeded_per_domain_disjoint_and_blind_to_file_order(tmp_path):
+    questions = _questions("biomedical", 500) + _questions("finance", 10)
+    train, held_out = split_for_training(questions, 0.8, seed=0)
+    assert (len(train), len(held_out)) == (408, 102)
+    assert sum(q.domain == "finance" for q in train) == 8
+    assert not {q.id for q in train} & {q.id for q in held_out}
+    assert split_for_training(list(reversed(questions)), 0.8, seed=0)[1] == list(reversed(held_out))
+    assert {q.id for q in split_for_training(questions, 0.8, seed=1)[1]} != {q.id for q in held_out}
+    write_questions(train, tmp_path / "train.jsonl")
+    assert load_questions(tmp_path / "train.jsonl") == train  # a questions file, and a --user-file of labelled ones

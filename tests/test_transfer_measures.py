@@ -114,7 +114,8 @@ def test_the_report_shows_what_the_weights_and_the_retrieval_each_add():
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     # base closed-book, trained facts base / adapter, held-out base / adapter, contains with retrieval, F1 with it
     assert cells == ["law", "0.100", "0.050", "0.550", "0.020", "0.070", "0.400", "0.600", "0.200", "0.300"]
-    assert "| law | law-eval-s606 | 606 | 400 | no | 1900.0 s | 240.500 | 807 | 2.700 | 1.400 |" in text
+    # steps/s is read off the run's own record (606 steps in its 1,900 s is blank: the record has no seconds)
+    assert "| law | law-eval-s606 | 606 | 400 | no | 1900.0 s | – | 240.500 | 807 | 2.700 | 1.400 |" in text
     assert "the best (1.400) came at step 400; the warm start took 200 steps (0.500x)" in text
 
 
@@ -152,3 +153,18 @@ def test_a_domain_without_adapter_answers_fails_its_answer_goal():
     report = _report()  # no adapter_vs_base section: nothing was answered with the adapter
     check = next(c for c in goal_checks(report) if c["domain"] == "law")
     assert (check["value"], check["met"]) == (None, False)
+
+
+def test_the_paired_yes_no_goal_needs_the_gain_and_an_interval_above_zero():
+    report = _report()
+    report["adapter_vs_base"] = {}
+    report["paired"] = {"adapter_rag vs base_rag": {"treated": "adapter_rag", "control": "base_rag", "n": 100,
+                                                    "label_ok": {"n": 100, "difference": 0.06, "low": -0.01,
+                                                                 "high": 0.13}}}
+    check = next(c for c in goal_checks(report) if c["goal"].startswith("yes/no/maybe"))
+    assert (check["value"], check["met"]) == (0.06, False)  # the interval reaches below 0
+    report["paired"]["adapter_rag vs base_rag"]["label_ok"]["low"] = 0.01
+    assert next(c for c in goal_checks(report) if c["goal"].startswith("yes/no/maybe"))["met"]
+    report["goals"] = goal_checks(report)
+    text = summary_markdown(_with_answer_totals(report))
+    assert "| adapter + retrieval minus base model + retrieval | 100 | - | - | +0.060 [+0.010, +0.130] |" in text

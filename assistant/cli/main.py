@@ -70,16 +70,28 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if all(row.healthy for row in rows) else 1
 
 
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError("a share between 0 and 1, e.g. 0.8")
+    return value
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from assistant.evaluation.report import summary_markdown, write_report
     from assistant.evaluation.runner import EvalOptions, run_evaluation
     from assistant.evaluation.workspace import workspace_settings
 
+    if args.train_share is not None and not args.train_adapters:
+        print("error: --train-share splits the questions for --train-adapters; add it, or drop --train-share",
+              file=sys.stderr)
+        return 2
     settings = load_settings()
     options = EvalOptions(Path(args.corpus), Path(args.questions), k=args.k, limit=args.limit,
                           generate=not args.no_generate, train_adapters=args.train_adapters,
                           train_steps=args.train_steps, use_served_adapters=not args.no_served_adapters,
-                          max_new_tokens=args.max_new_tokens, progress=not args.quiet)
+                          max_new_tokens=args.max_new_tokens, progress=not args.quiet,
+                          train_share=args.train_share, split_seed=args.split_seed)
     out = Path(args.out) if args.out else workspace_settings(settings, options.corpus).data_dir / "report"
     report = run_evaluation(settings, options, save=lambda partial: write_report(partial, out, charts=False))
     written = write_report(report, out)
@@ -152,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="do not use the app's adapters for domains of the same name")
     evaluate.add_argument("--max-new-tokens", type=int, default=None,
                           help="answer token ceiling (default: the max_new_tokens setting; answers end at answer_max_sentences)")
+    evaluate.add_argument("--train-share", type=_share, default=None,
+                          help="with --train-adapters: train each domain's adapter on this share of its questions too "
+                               "(labelled evidence-reading examples) and score only the rest, e.g. 0.8")
+    evaluate.add_argument("--split-seed", type=int, default=0, help="seed of the --train-share split (default 0)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     adapters = sub.choices["adapters"]
     adapters.add_argument("action", choices=("list", "show", "validate", "remove", "load", "unload", "rollback"))

@@ -2,9 +2,11 @@
 AnswerWriter that the chat and ``/ask`` use: graph facts first, the sentence limit, attribution)
 on its serving engine, and scored.
 
-Three configurations per question (run_records.CONFIG_LABELS); the adapter configuration uses the
-routed domain's adapter, which is either the app's served adapter for a domain of the same name
-(copied into the workspace, never changed in place) or one trained by ``--train-adapters``.
+Four configurations per question (run_records.CONFIG_LABELS): the base model and, where the
+routed domain has one, its adapter, each with and without retrieval, compared pair by pair on
+the same questions with a bootstrap interval (scored_answers.paired_section). The adapter is
+the routed domain's: the app's served adapter for a domain of the same name (copied into the
+workspace, never changed in place) or one trained by ``--train-adapters``.
 Each answer is scored as served (the ``strict_grounding`` setting) and, from the same
 generation, with the other setting, so one run measures both.
 """
@@ -19,8 +21,9 @@ from tqdm import tqdm
 
 from adapters.registry import AdapterInvalid, AdapterRegistry
 from assistant.answering.answer_writer import AnswerWriter
-from assistant.evaluation.run_records import ADAPTER_RAG, BASE_RAG, CLOSED_BOOK, CONFIG_LABELS, EvalOptions, QuestionRun
-from assistant.evaluation.scored_answers import answer_many, score_config
+from assistant.evaluation.run_records import (ADAPTER_CLOSED, ADAPTER_RAG, BASE_RAG, CLOSED_BOOK, CONFIG_LABELS,
+                                              EvalOptions, QuestionRun)
+from assistant.evaluation.scored_answers import answer_many, paired_section, score_config
 from assistant.evaluation.transfer import train_domain_adapters, transfer_section
 from assistant.evaluation.workspace import Workspace
 from assistant.serving.adapter_pool import AdapterLoadError, AdapterPool
@@ -63,7 +66,7 @@ def _answer_all(writer: AnswerWriter, workspace: Workspace, runs: Sequence[Quest
     for run in runs:
         work += [(CLOSED_BOOK, run, None, False), (BASE_RAG, run, None, True)]
         if adapter := pool.adapter_for(run.routed):
-            work.append((ADAPTER_RAG, run, adapter, True))
+            work += [(ADAPTER_RAG, run, adapter, True), (ADAPTER_CLOSED, run, adapter, False)]
     answers = answer_many(writer, [(run, adapter, grounded) for _, run, adapter, grounded in work],
                           options.max_new_tokens)
     for (config, run, _, _), answer in zip(work, tqdm(answers, total=len(work), desc="answer", unit="answer",
@@ -72,6 +75,7 @@ def _answer_all(writer: AnswerWriter, workspace: Workspace, runs: Sequence[Quest
     section["answers"] = {config: score_config(runs, config) for config in CONFIG_LABELS}
     paired = [run for run in runs if ADAPTER_RAG in run.answers]  # the adapter's questions only
     section["adapter_vs_base"] = {config: score_config(paired, config) for config in (BASE_RAG, ADAPTER_RAG)}
+    section["paired"] = paired_section(runs)
     checkpoint("answers", section)
     if options.train_adapters:
         section["transfer"] = transfer_section(workspace, writer, runs, section["training"], options)

@@ -145,3 +145,20 @@ def mean(values: Iterable[float]) -> float | None:
 
 def _share(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
+
+
+def paired_bootstrap(treated: Sequence[float], control: Sequence[float], samples: int = 2000, seed: int = 0,
+                     level: float = 0.95) -> dict:
+    """The mean of ``treated`` − ``control`` over the same questions (paired by position) and its
+    percentile bootstrap interval: the questions are resampled with replacement ``samples`` times
+    (seeded, so a report is reproducible)."""
+    if len(treated) != len(control):
+        raise ValueError("paired scores must cover the same questions")
+    if not treated:
+        return {"n": 0, "difference": None, "low": None, "high": None}
+    differences = np.asarray(treated, dtype=float) - np.asarray(control, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = differences[rng.integers(0, len(differences), (samples, len(differences)))].mean(axis=1)
+    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return {"n": len(differences), "difference": round(float(differences.mean()), 4),
+            "low": round(float(low), 4), "high": round(float(high), 4)}

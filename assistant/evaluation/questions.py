@@ -8,10 +8,13 @@ a silently skipped question would change every number in the report.
 
 from __future__ import annotations
 
+import json
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
 from adapters.round_robin import round_robin
+from indexing.atomic_files import write_text_atomic
 from indexing.corpus import CorpusError, normalise_domain
 from indexing.jsonl import BadJsonLine, numbered_lines, parse_json_line
 
@@ -86,3 +89,27 @@ def spread_over_domains(questions: list[EvalQuestion], limit: int | None) -> lis
     for question in questions:
         by_domain.setdefault(question.domain, []).append(question)
     return round_robin((by_domain[domain] for domain in sorted(by_domain)), limit)
+
+
+def split_for_training(questions: list[EvalQuestion], train_share: float,
+                       seed: int) -> tuple[list[EvalQuestion], list[EvalQuestion]]:
+    """A seeded split: ``train_share`` of each domain's questions to train adapters on, the rest
+    held out to score. Fixed by the seed and the question ids, whatever the file's order, so a
+    score is never reported on a question its adapter was trained on."""
+    train, held_out = [], []
+    for domain in sorted({q.domain for q in questions}):
+        members = sorted((q for q in questions if q.domain == domain), key=lambda q: q.id)
+        random.Random(f"{seed}|{domain}").shuffle(members)
+        cut = round(len(members) * train_share)
+        train += members[:cut]
+        held_out += members[cut:]
+    order = {q.id: i for i, q in enumerate(questions)}
+    return sorted(train, key=lambda q: order[q.id]), sorted(held_out, key=lambda q: order[q.id])
+
+
+def write_questions(questions: list[EvalQuestion], path: Path) -> None:
+    """The questions as a questions.jsonl (also a --user-file of labelled questions for training)."""
+    rows = [{"id": q.id, "domain": q.domain, "question": q.question, "answers": list(q.answers),
+             "evidence_doc_ids": list(q.evidence_doc_ids), **({"answer_type": q.answer_type} if q.answer_type else {})}
+            for q in questions]
+    write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))

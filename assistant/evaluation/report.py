@@ -32,12 +32,18 @@ def summary_markdown(report: dict) -> str:
              f"{report['n_questions']} questions from {report['questions_file']}; workspace {report['workspace']}"
              f" ({'index reused' if report['reused_index'] else 'indexed in this run'}).",
              _routing(report["routing"]), _retrieval(report["retrieval"])]
+    if "split" in report:
+        split = report["split"]
+        parts.insert(2, f"Split (seed {split['seed']}): {split['train']} questions trained the adapters "
+                        f"({split['train_file']}); the {split['held_out']} others are held out, and only they are scored.")
     if not report.get("complete", True):
         done = ", ".join(report.get("stages_done", [])) or "none"
         parts.insert(2, f"**Partial report**: the run has not finished (or was stopped); stages done: {done}.")
     if "answers" in report:
         parts.append(_answers(report["answers"], report.get("adapters", {}), report.get("adapter_notes", [])))
         parts.append(_paired(report.get("adapter_vs_base", {})))
+        if report.get("paired"):
+            parts.append(_intervals(report["paired"]))
     if "training" in report:
         parts.append(_training(report["training"], report.get("answers", {})))
     if "transfer" in report:
@@ -185,6 +191,20 @@ def _paired(section: dict) -> str:
             + table(["configuration", "n", "EM", "F1", "contains gold"], rows))
 
 
+def _intervals(section: dict) -> str:
+    """Paired differences on the same questions with their bootstrap intervals."""
+    rows = []
+    for entry in section.values():
+        cells = []
+        for metric in ("contains", "f1", "label_ok"):
+            scored = entry.get(metric)
+            cells.append("-" if not scored or scored["difference"] is None else
+                         f"{scored['difference']:+.3f} [{scored['low']:+.3f}, {scored['high']:+.3f}]")
+        rows.append([f"{CONFIG_LABELS[entry['treated']]} minus {CONFIG_LABELS[entry['control']]}", entry["n"], *cells])
+    return ("### Paired differences (95% bootstrap interval)\n\n"
+            + table(["comparison", "n", "contains gold", "F1", "yes/no/maybe accuracy"], rows))
+
+
 def _training(section: dict, answers: dict) -> str:
     cost, added = [], []
     for domain, entry in section["domains"].items():
@@ -192,7 +212,8 @@ def _training(section: dict, answers: dict) -> str:
         base, adapter = scores.get("base", {}), scores.get("adapter", {})
         cost.append([domain, entry["adapter"], run.get("steps", entry.get("steps")), run.get("best_step"),
                      "yes" if run.get("stopped_early") else "no",
-                     "reused" if entry["reused"] else f"{entry['seconds']} s", run.get("tokens_per_second"),
+                     "reused" if entry["reused"] else f"{entry['seconds']} s", _steps_per_second(run),
+                     run.get("tokens_per_second"),
                      entry.get("dataset", {}).get("train"), base.get("val_loss"), adapter.get("val_loss")])
         recall = scores.get("fact_recall", {})
         by_config = {config: answers.get(config, {}).get("by_domain", {}).get(domain, {})
@@ -203,7 +224,8 @@ def _training(section: dict, answers: dict) -> str:
                       by_config[BASE_RAG].get("contains"), by_config[ADAPTER_RAG].get("contains"),
                       by_config[BASE_RAG].get("f1"), by_config[ADAPTER_RAG].get("f1")])
     return ("## Adapters trained from each domain's corpus\n\n"
-            + table(["domain", "adapter", "steps", "best step", "stopped early", "time", "tokens/s", "train examples",
+            + table(["domain", "adapter", "steps", "best step", "stopped early", "time", "steps/s", "tokens/s",
+                     "train examples",
                      "held-out answer loss base", "held-out answer loss adapter"], cost)
             + "\n\n### What the weights and the retrieval each add\n\n"
             + table(["domain", "base closed-book (eval questions)", "trained facts base", "trained facts adapter",
@@ -212,6 +234,11 @@ def _training(section: dict, answers: dict) -> str:
             + "\n\nContains gold unless marked F1. Trained / held-out facts: closed-book answers to the dataset's "
               "fact questions whose facts were in the adapter's training data / in no form of it (the split is by "
               "subject and relation). Held-out answer loss: on the dataset's validation questions.")
+
+
+def _steps_per_second(run: dict) -> float | None:
+    steps, seconds = run.get("steps"), run.get("seconds")
+    return round(steps / seconds, 3) if steps and seconds else None
 
 
 def _transfer(section: dict) -> str:

@@ -18,8 +18,11 @@ METHOD_LABELS = {"bm25": "BM25 only", "dense": "dense (FAISS) only", "hybrid": "
                  "fused": "fused (weighted RRF of dense, BM25 and the walk)", "full": "full (passages + as many facts, up to 2k items)",
                  "answer": "answer (the prompt's evidence list)"}
 CLOSED_BOOK, BASE_RAG, ADAPTER_RAG = "base_closed_book", "base_rag", "adapter_rag"
+ADAPTER_CLOSED = "adapter_closed_book"
 CONFIG_LABELS = {CLOSED_BOOK: "base model, no retrieval", BASE_RAG: "base model + retrieval",
-                 ADAPTER_RAG: "adapter + retrieval"}
+                 ADAPTER_RAG: "adapter + retrieval", ADAPTER_CLOSED: "adapter, no retrieval"}
+# Paired comparisons on the same questions: (treated, control).
+PAIRS = ((ADAPTER_RAG, BASE_RAG), (ADAPTER_CLOSED, CLOSED_BOOK), (ADAPTER_RAG, ADAPTER_CLOSED))
 
 
 @dataclass
@@ -35,6 +38,11 @@ class EvalOptions:
     use_served_adapters: bool = True  # copy the app's active adapter of a same-named domain
     max_new_tokens: int | None = None  # None: the product's max_new_tokens (answers end at their sentence limit)
     progress: bool = True
+    # With ``train_share``, a seeded share of each domain's questions (split_seed) trains the adapters as
+    # labelled evidence-reading examples and only the rest is answered and scored.
+    train_share: float | None = None
+    split_seed: int = 0
+    train_questions: Path | None = None  # the training share, written by the run
 
 
 @dataclass

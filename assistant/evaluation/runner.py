@@ -24,6 +24,7 @@ measured.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from datetime import datetime, timezone
@@ -38,7 +39,8 @@ from assistant.answering.retrieval import Passage, RankedFact, Retriever
 from assistant.answering.router import Router
 from assistant.evaluation import metrics
 from assistant.evaluation.answering import answer_all
-from assistant.evaluation.questions import EvalQuestion, load_questions, spread_over_domains
+from assistant.evaluation.questions import (EvalQuestion, load_questions, split_for_training, spread_over_domains,
+                                            write_questions)
 from assistant.evaluation.run_records import METHOD_LABELS, METHODS, EvalOptions, QuestionRun
 from assistant.evaluation.transfer_goals import goal_checks
 from assistant.evaluation.workspace import Workspace, open_workspace
@@ -49,10 +51,14 @@ from indexing.vector_store import IndexUnavailable, VectorStore
 
 def run_evaluation(app: Settings, options: EvalOptions, save: Callable[[dict], object] | None = None) -> dict:
     """Everything the report holds, as one JSON-ready dict; ``save`` gets it after each stage."""
-    questions = spread_over_domains(load_questions(options.questions), options.limit)
+    questions = load_questions(options.questions)
+    split: dict | None = None
     embedder = get_embedder(app.embedder, app.embed_batch_size)
     workspace = open_workspace(app, options.corpus, progress=options.progress, embedder=embedder)
     try:
+        if options.train_share is not None:
+            questions, split, options = _split(questions, workspace, options)
+        questions = spread_over_domains(questions, options.limit)
         sentence_vectors = CachedEncoder(embedder)  # one cache for the bridge's openings and the answers
         runs = retrieve_all(workspace, questions, options, embedder, sentence_vectors)
         report = {
@@ -64,6 +70,8 @@ def run_evaluation(app: Settings, options: EvalOptions, save: Callable[[dict], o
             "retrieval": retrieval_section(runs, options.k),
             "complete": False, "stages_done": [],
         }
+        if split is not None:
+            report["split"] = split
 
         def checkpoint(stage: str, section: dict) -> None:
             report.update(section)
@@ -80,6 +88,20 @@ def run_evaluation(app: Settings, options: EvalOptions, save: Callable[[dict], o
         return report
     finally:
         workspace.close()
+
+
+def _split(questions: list[EvalQuestion], workspace: Workspace,
+           options: EvalOptions) -> tuple[list[EvalQuestion], dict, EvalOptions]:
+    """The held-out questions to answer, the split's record, and the options naming the file of
+    the training share (labelled questions the adapters train on)."""
+    train, held_out = split_for_training(questions, options.train_share, options.split_seed)
+    path = workspace.settings.data_dir / "splits" / \
+        f"{Path(options.questions).stem}-train{options.train_share:g}-seed{options.split_seed}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_questions(train, path)
+    record = {"train_share": options.train_share, "seed": options.split_seed, "train": len(train),
+              "held_out": len(held_out), "train_file": str(path)}
+    return held_out, record, dataclasses.replace(options, train_questions=path)
 
 
 def _add_run_tables(report: dict, runs: Sequence[QuestionRun], k: int) -> None:

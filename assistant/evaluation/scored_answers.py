@@ -11,7 +11,7 @@ from typing import Iterator, Sequence
 from adapters.answer_metrics import contains_answer
 from assistant.answering.answer_writer import AnswerWriter, Draft, WrittenAnswer
 from assistant.evaluation import metrics
-from assistant.evaluation.run_records import CONFIG_LABELS, QuestionRun
+from assistant.evaluation.run_records import CONFIG_LABELS, PAIRS, QuestionRun
 
 SAMPLES_PER_CONFIG = 5
 GROUNDINGS = {"strict": True, "lenient": False}
@@ -46,6 +46,7 @@ def _scored(draft: Draft, run: QuestionRun) -> dict:
     written = draft.finish()
     result = written.result
     served = {"adapter": result.adapter if result else None, "seconds": result.seconds if result else 0.0,
+              "answered_by": written.answered_by,
               "stopped": result.stopped if result else "facts", "lead": written.lead.kind if written.lead else None,
               **_text_scores(written.text, run), "sentences": [s.as_record() for s in written.sentences],
               "draft": written.draft}
@@ -94,6 +95,9 @@ def score_config(runs: Sequence[QuestionRun], config: str) -> dict:
     section["draft"] = metrics.faithfulness([r.answers[config]["draft_counts"] for r in answered])
     section["opened_with"] = {kind: metrics.mean(float(r.answers[config]["lead"] == kind) for r in answered)
                               for kind in metrics.LEAD_KINDS}
+    asked_first = [r.answers[config].get("answered_by") for r in answered if r.answers[config].get("answered_by")]
+    if asked_first:  # the adapter wrote first: how often its own answer was kept
+        section["answered_by"] = {"n": len(asked_first), "adapter": metrics.mean(float(b == "adapter") for b in asked_first)}
     section["by_grounding"] = {name: scores([r.answers[config]["grounding"][name] for r in answered])
                                for name in GROUNDINGS}
     section["by_domain"] = {d: served([r for r in answered if r.question.domain == d])
@@ -123,3 +127,24 @@ def _label_distribution(answered: Sequence[QuestionRun], config: str) -> dict | 
         return None
     gold, predicted = zip(*pairs)
     return metrics.label_distribution(gold, predicted)
+
+
+PAIRED_METRICS = ("contains", "f1", "label_ok")
+
+
+def paired_section(runs: Sequence[QuestionRun]) -> dict:
+    """Each pair of configurations (run_records.PAIRS) on the questions both answered: the mean
+    difference of contains-gold, F1 and yes/no/maybe accuracy with a paired bootstrap interval."""
+    section = {}
+    for treated, control in PAIRS:
+        both = [run for run in runs if treated in run.answers and control in run.answers]
+        if not both:
+            continue
+        entry: dict = {"treated": treated, "control": control, "n": len(both)}
+        for metric in PAIRED_METRICS:
+            scored = [(run.answers[treated][metric], run.answers[control][metric]) for run in both
+                      if run.answers[treated][metric] is not None and run.answers[control][metric] is not None]
+            if scored:
+                entry[metric] = metrics.paired_bootstrap([t for t, _ in scored], [c for _, c in scored])
+        section[f"{treated} vs {control}"] = entry
+    return section

@@ -1,5 +1,7 @@
 """``--train-adapters``: an adapter per domain trained from that domain's corpus (its index and
-graph, never the questions), and the transfer rows.
+graph, with evidence-reading examples from the eval's own retrieval), plus, with ``--train-share``,
+the training share of the questions as labelled examples (never the questions it scores), and
+the transfer rows.
 
 Each domain's adapter trains for ``train_epochs`` passes over its dataset (or ``--train-steps``).
 Its training record (steps, seconds, tokens/s, the validation losses) and its closed-book recall
@@ -28,6 +30,7 @@ from adapters.dataset import build_dataset
 from adapters.dataset_files import META_FILE, combine_datasets, dataset_hash
 from adapters.train import planned_steps, train_adapter
 from assistant.answering.answer_writer import AnswerWriter
+from assistant.answering.training_evidence import evidence_reader
 from assistant.evaluation import metrics
 from assistant.evaluation.run_records import BASE_RAG, EvalOptions, QuestionRun
 from assistant.evaluation.scored_answers import answer_many
@@ -43,7 +46,9 @@ def train_domain_adapters(workspace: Workspace, pool: AdapterPool, domains: Sequ
     for domain in domains:
         if domain not in workspace.domains:
             continue
-        report = build_dataset(settings.dataset_params, domain, workspace.graph, progress=options.progress)
+        user_files = [options.train_questions] if options.train_questions else []
+        report = build_dataset(settings.dataset_params, domain, workspace.graph, user_files, progress=options.progress,
+                               reader=evidence_reader(settings, domain, workspace.graph))
         steps = planned_steps(settings.training_params, report.total("train"), options.train_steps)
         name = f"{domain}-eval-s{steps}"
         entry = _train_or_reuse(workspace, pool, domain, name, steps, None, options)

@@ -6,6 +6,8 @@ The goals (what "the adapters learnt the domain" means for this product):
   the same questions, by at least ``CONTAINS_GAIN`` on contains-gold and ``F1_RATIO`` times on F1;
 - per domain, the adapter answers at least ``TRAINED_RECALL`` of the closed-book questions about
   facts it was trained on (the base is near 0);
+- on yes/no/maybe questions, the adapter with retrieval is right ``YESNO_GAIN`` more often than the
+  base model with the same retrieval, paired, with the bootstrap interval above 0;
 - a warm start from another domain's adapter reaches the from-scratch run's best validation loss
   in at most ``WARM_STEPS_RATIO`` of its steps.
 
@@ -21,6 +23,7 @@ CONTAINS_GAIN = 0.10
 F1_RATIO = 1.5
 TRAINED_RECALL = 0.5
 WARM_STEPS_RATIO = 0.7
+YESNO_GAIN = 0.05
 
 
 def goal_checks(report: dict) -> list[dict]:
@@ -43,6 +46,11 @@ def goal_checks(report: dict) -> list[dict]:
         recalled = _trained_recall(report["training"]["domains"][domain])
         checks.append(_check("closed-book recall of trained facts, adapter", domain, recalled,
                              f">= {TRAINED_RECALL}", recalled is not None and recalled >= TRAINED_RECALL))
+    labels = report.get("paired", {}).get(f"{ADAPTER_RAG} vs {BASE_RAG}", {}).get("label_ok")
+    if labels and labels.get("n"):
+        met = labels["difference"] >= YESNO_GAIN and labels["low"] > 0
+        checks.append(_check("yes/no/maybe accuracy: adapter + retrieval minus base + retrieval (paired)", None,
+                             labels["difference"], f">= +{YESNO_GAIN:.2f}, interval above 0", met))
     reach = report.get("transfer", {}).get("convergence", {})
     if "scratch_steps" in reach:
         ratio = reach.get("ratio")
