@@ -118,6 +118,8 @@ def build_dataset(params: DatasetParams, domain: str, graph: GraphStore | None, 
         examples += user.examples
         labelled += user.questions
         report.user_skipped += user.skipped
+        if user.other_domains:
+            report.user_skipped.append(f"{path.name}: {user.other_domains} labelled question(s) of other domains left out")
     if reader is not None:
         reading = [*corpus_questions(askable, chunks, params.dataset_reading_questions), *labelled]
         made, report.reading_skipped = reading_examples(domain, reading, reader, rows, progress)

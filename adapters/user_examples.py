@@ -1,8 +1,9 @@
 """Examples a user brings: a JSONL file of ``{"messages": [...]}`` conversations,
 ``{"prompt": ..., "completion": ...}`` pairs (put in the training chat format), or labelled
 questions ``{"question": ..., "answers": [...], "evidence_doc_ids": [...]}`` (the evaluation's
-format, turned into evidence-reading examples by adapters/evidence_reading.py); bad lines are
-skipped with their line number and reason, never the whole file."""
+format, turned into evidence-reading examples by adapters/evidence_reading.py; one whose
+``domain`` is another's is left out and counted); bad lines are skipped with their line number
+and reason, never the whole file."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from adapters import prompts
 from adapters.evidence_reading import MAX_ANSWER_CHARS, LabelledQuestion
 from adapters.example import DatasetError, Example, example_id
+from indexing.corpus import normalise_domain
 from indexing.jsonl import numbered_lines, parse_json_line
 
 MAX_QUESTION_CHARS = 2000
@@ -25,6 +27,7 @@ class UserFile:
     examples: list[Example] = field(default_factory=list)  # conversations, ready to train on
     questions: list[LabelledQuestion] = field(default_factory=list)  # labelled questions, to be given evidence
     skipped: list[str] = field(default_factory=list)  # "<file>:<line>: <reason>"
+    other_domains: int = 0  # labelled questions of another domain (a multi-domain questions file), left out
 
 
 def read_user_examples(domain: str, path: Path) -> UserFile:
@@ -41,7 +44,11 @@ def read_user_examples(domain: str, path: Path) -> UserFile:
             try:
                 row = parse_json_line(line)
                 if isinstance(row, dict) and "question" in row:
-                    read.questions.append(labelled_question(row, f"{path.name}:{number}"))
+                    question = labelled_question(row, f"{path.name}:{number}")
+                    if row.get("domain") and normalise_domain(str(row["domain"])) != domain:
+                        read.other_domains += 1
+                    else:
+                        read.questions.append(question)
                     continue
                 messages = _user_messages(domain, row)
             except (ValueError, TypeError, KeyError) as exc:  # BadJsonLine is a ValueError

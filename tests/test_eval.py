@@ -161,14 +161,24 @@ def test_eval_with_trained_adapters_reports_fact_recall_transfer_and_the_mixed_a
     (2 steps teach nothing); that each is measured, on the right questions, is."""
     monkeypatch.setenv("ASSISTANT_DATA_DIR", str(demo_env.settings.data_dir))
     for name, value in (("EVAL_MAX_EXAMPLES", "2"), ("EVAL_MAX_NEW_TOKENS", "4"), ("EVAL_EVERY_STEPS", "1"),
-                        ("LORA_TARGET_MODULES", '["q_proj", "v_proj"]')):
+                        ("LORA_TARGET_MODULES", '["q_proj", "v_proj"]'), ("DATASET_READING_QUESTIONS", "10")):
         monkeypatch.setenv(f"ASSISTANT_{name}", value)
     out = tmp_path / "report"
     code = cli.main(["eval", "--corpus", str(DEMO_CORPORA_DIR), "--questions", str(DEMO_QUESTIONS), "--limit", "6",
-                     "--train-adapters", "--train-steps", "2", "--no-served-adapters", "--max-new-tokens", "8",
-                     "--quiet", "--out", str(out)])
+                     "--train-adapters", "--train-steps", "2", "--train-share", "0.8", "--no-served-adapters",
+                     "--max-new-tokens", "8", "--quiet", "--out", str(out)])
     assert code == 0
     report = json.loads((out / REPORT_JSON).read_text())
+    # the split: 80% of each domain's 45 questions trained the adapters, only held-out ones were scored
+    split = report["split"]
+    assert (split["train"], split["held_out"], split["seed"]) == (108, 27, 0)
+    trained_on = {json.loads(line)["id"] for line in Path(split["train_file"]).read_text().splitlines()}
+    assert len(trained_on) == 108 and not trained_on & {row["id"] for row in report["per_question"]}
+    dataset = Path(report["workspace"]) / "datasets" / "law" / "train.jsonl"
+    reading = [json.loads(line) for line in dataset.read_text().splitlines() if '"kind": "reading"' in line]
+    assert any(row["group"].startswith("question:") for row in reading)  # the labelled questions, with evidence
+    assert all({"adapter_rag", "adapter_closed_book"} <= set(row["answers"]) for row in report["per_question"])
+    assert report["paired"]["adapter_rag vs base_rag"]["n"] == 6
     assert report["stages_done"] == ["routing and retrieval", "adapters trained", "answers", "transfer"]
     domains = report["training"]["domains"]
     assert set(domains) == {"finance", "law", "medicine"}

@@ -128,10 +128,14 @@ def test_labelled_questions_in_a_user_file_are_read_and_bad_ones_reported(tmp_pa
         json.dumps({"question": "No answers?", "answers": []}),
         json.dumps({"question": "Bad documents", "answers": ["x"], "evidence_doc_ids": "trial"}),
         json.dumps({"prompt": "What is INR?", "completion": "A ratio."}),
+        json.dumps({"question": "What is a bond?", "answers": ["a loan"], "domain": "finance"}),
+        json.dumps({"question": "What is INR?", "answers": ["a ratio"], "domain": "Medicine"}),
     ]) + "\n")
     read = read_user_examples("medicine", path)
     assert [(q.id, q.question, q.answers, q.evidence_doc_ids, q.label) for q in read.questions] == [
         ("a", "Does it work?", ("yes",), ("trial",), "Yes"),
-        ("labelled.jsonl:2", "What reverses warfarin?", ("Vitamin K",), (), None)]
+        ("labelled.jsonl:2", "What reverses warfarin?", ("Vitamin K",), (), None),
+        ("labelled.jsonl:7", "What is INR?", ("a ratio",), (), None)]
+    assert read.other_domains == 1  # the finance question is not medicine's
     assert [e.answer for e in read.examples] == ["A ratio."]
     assert [s.split(":")[1] for s in read.skipped] == ["3", "4"]
