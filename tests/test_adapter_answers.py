@@ -34,7 +34,7 @@ def served(base_model, embedder, tmp_path_factory):
     root = tmp_path_factory.mktemp("adapter-answers")
     (root / "data" / "models").mkdir(parents=True)
     (root / "data" / "models" / base_model.path.name).symlink_to(base_model.path)
-    settings = load_settings(data_dir=root / "data", _env_file=None, max_new_tokens=40)
+    settings = load_settings(data_dir=root / "data", _env_file=None, max_new_tokens=40, adapter_answers=True)
     engine = Engine(settings)
     engine.load_adapter(write_lora_adapter(base_model, root / "plain", "medicine", seed=1, scale=0.0))
     engine.load_adapter(write_lora_adapter(base_model, root / "rambling", "finance", seed=3, scale=0.3))
@@ -92,6 +92,7 @@ def test_streaming_shows_only_the_answer_that_was_kept(served):
 
 
 def test_without_an_adapter_or_with_the_setting_off_the_lead_opens_as_before(served):
+    assert not load_settings(_env_file=None).adapter_answers  # off unless asked (see the setting)
     settings, engine, encode = served
     lead = Lead(LEAD_TEXT, (1,), None, kind="quote")
     for writer, domain in ((FixedLead(settings, engine, encode, lead), "law"),  # no adapter serves law
