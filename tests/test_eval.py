@@ -154,6 +154,7 @@ def test_eval_scores_what_the_product_answers_with_citations_and_support(demo_en
 
 
 @pytest.mark.slow  # five short training runs and their answers: minutes of CPU, in `make test-all`
+@pytest.mark.timeout(1500)  # about 10 minutes on a busy 2-core machine, with evidence-reading datasets to build
 def test_eval_with_trained_adapters_reports_fact_recall_transfer_and_the_mixed_adapter(demo_env, tmp_path, monkeypatch):
     """`--train-adapters` on the demo set with 2 steps per adapter: each domain's adapter with its
     training cost and closed-book recall of trained and held-out facts; the transfer rows with a
