@@ -158,6 +158,18 @@ class DomainIndex:
     def _positions(self) -> dict[str, int]:
         return {row.chunk_id: i for i, row in enumerate(self.rows)}
 
+    def document_positions(self, doc_id: str) -> list[int]:
+        """The positions of a document's chunks, in the document's order (a document's chunks are
+        written together, in order)."""
+        return self._document_positions.get(doc_id, [])
+
+    @cached_property
+    def _document_positions(self) -> dict[str, list[int]]:
+        positions: dict[str, list[int]] = {}
+        for i, row in enumerate(self.rows):
+            positions.setdefault(row.doc_id, []).append(i)
+        return positions
+
     def hit_at(self, position: int, score: float) -> Hit:
         row = self.rows[position]
         return Hit(row.chunk_id, row.doc_id, row.title, row.text, score, self.domain, self.version)

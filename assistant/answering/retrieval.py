@@ -33,6 +33,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from assistant.answering.document_window import read_on
 from assistant.settings import Settings
 from indexing.embedding import CachedEncoder, Embedder
 from indexing.entity_linking import EntityLink
@@ -63,6 +64,7 @@ class Passage:
     lexical_rank: int | None
     supports_fact: bool = False
     walk_rank: int | None = None  # 1-based rank in the graph walk's list
+    read_on: tuple[str, ...] = ()  # the document's other chunks joined to this one (document_window.py)
 
 
 @dataclass(frozen=True)
@@ -129,12 +131,25 @@ class Retriever:
                                        keys, walked_to)
         if settings.walk_fact_weight > 0 and walked_to:
             facts = on_the_walks_path(candidates, walked_to, settings.walk_fact_weight)[:settings.facts_per_answer]
-        ranked = spread_documents(sorted(passages, key=lambda p: -p.score), settings.passages_per_document)
+        ranked = self._read_on(spread_documents(sorted(passages, key=lambda p: -p.score),
+                                                settings.passages_per_document))
         evidence.ranked = merge_evidence(facts, ranked[:settings.passages_per_answer], settings.fact_weight,
                                          settings.rrf_k, settings.evidence_per_answer)
         return evidence
 
     # --- passages ------------------------------------------------------------------------------
+    def _read_on(self, ranked: list[Passage]) -> list[Passage]:
+        """The best passage with its document's next chunks joined to it (best_document_chunks);
+        the chunks it took in leave the rest of the list."""
+        if not ranked or self.settings.best_document_chunks <= 1:
+            return ranked
+        try:
+            best = read_on(ranked[0], self.vectors.get(ranked[0].domain), self.settings.best_document_chunks)
+        except IndexUnavailable:
+            return ranked
+        taken = set(best.read_on)
+        return [best] + [p for p in ranked[1:] if p.chunk_id not in taken]
+
     def _passages(self, domain: str, question: str, query: np.ndarray, links: list[EntityLink],
                   facts: list[RankedFact], supported: set[str], evidence: Evidence, fact_keys: set[str] = frozenset(),
                   walked_to: dict[tuple[str, str], float] | None = None) -> list[Passage]:
