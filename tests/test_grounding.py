@@ -174,6 +174,39 @@ def test_leads_respect_the_sentence_limit_and_yes_no_questions_are_recognised():
     assert not is_yes_no_question("Is it true which court decided?")
 
 
+def test_a_fact_parsed_across_a_tables_rows_does_not_open_the_answer():
+    """TAT-QA: "devices sell 15,343\nActive users" came from rows read as a sentence."""
+    rows = [FactLine(1, "devices", "sell", "15,343\nActive users"), FactLine(2, "Revenue | 2019", "include", "fees")]
+    assert lead_for("How many devices were sold?", rows, max_sentences=2) is None
+    assert lead_for("What does revenue include?", rows, max_sentences=2) is None
+
+
+def test_a_fact_without_the_year_asked_for_gives_way_to_the_sentence_that_has_it(encode):
+    """The demo's "Supreme Court decided case [5]." for "In which year ... Marbury v. Madison?"."""
+    from assistant.answering.answer_writer import opening
+    from assistant.settings import Settings
+
+    evidence = number_evidence(["Supreme Court decide landmark case"],
+                               [("Marbury v. Madison", "The Supreme Court decided Marbury v. Madison in 1803. "
+                                                       "The opinion was written by John Marshall.")])
+    line = FactLine(1, "Supreme Court", "decide", "landmark case")
+    question = "In which year did the Supreme Court decide Marbury v. Madison?"
+    assert lead_for(question, [line], 2).text == "Supreme Court decided landmark case [1]."
+    lead = opening(Settings(), encode, question, [_ranked(line)], evidence)
+    assert lead.kind == "quote" and "1803 [2]" in lead.text
+    # not asked for a number, a year or a cause, the fact still opens the answer
+    named = opening(Settings(), encode, "What did the Supreme Court decide?", [_ranked(line)], evidence)
+    assert named.kind == "facts" and named.text == "Supreme Court decided landmark case [1]."
+
+
+def _ranked(line: FactLine):
+    from assistant.answering.retrieval import RankedFact
+    from indexing.graph_store import Fact
+
+    return RankedFact(Fact(line.head, line.head.lower(), line.relation, line.tail, line.tail.lower(), 1.0, 1, ("c#1",),
+                           ("d",), False, 1), "law", 1.0)
+
+
 # --- quoting the evidence when no fact answers ------------------------------------------------------
 
 QUOTED = number_evidence(

@@ -40,7 +40,7 @@ from adapters.fact_wording import FactLine
 from assistant.answering.adapter_answers import ADAPTER, LEAD, opening_holds, opening_of
 from assistant.answering.attribution import AnswerSentence, attribute, render
 from assistant.answering.bridge import Bridge, chain_lead
-from assistant.answering.evidence_quotes import best_quote
+from assistant.answering.evidence_quotes import best_quote, holds_answer_type
 from assistant.answering.fact_answers import Lead, is_yes_no_question, lead_for
 from assistant.answering.retrieval import Passage, RankedFact
 from assistant.answering.sentences import SentenceLimit
@@ -234,8 +234,9 @@ def opening(settings: Settings, encode: Callable[[list[str]], object], question:
             return chained
     lines = [FactLine(i + 1, f.fact.head, f.fact.relation, f.fact.tail) for i, f in enumerate(facts)]
     found = lead_for(question, lines, settings.answer_max_sentences) if settings.facts_first else None
-    if found is not None:
+    if found is not None and holds_answer_type(question, found.text):
         return found
+    found = None  # a fact about the question's words that lacks the number, year or cause asked for
     if is_yes_no_question(question):
         return label_lead(question, evidence, settings.answer_max_sentences) if settings.evidence_labels else None
     if settings.table_answers:

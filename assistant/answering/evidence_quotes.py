@@ -153,6 +153,14 @@ def _score(typed: bool, asked: set[str], sentence: str, similarity: float, title
     return score
 
 
+def holds_answer_type(question: str, text: str) -> bool:
+    """Whether ``text`` holds what ``question`` asks for when it asks for a number, a year or a
+    reason (a number or year the question does not already name, a word giving a cause); any
+    text does for other questions."""
+    kind = answer_type(question)
+    return kind not in ("number", "year", "reason") or _holds(kind, question, content_words(question), text)
+
+
 def _holds(kind: str, question: str, asked: set[str], sentence: str) -> bool:
     if kind == "reason":
         return bool(_CAUSE.search(sentence.lower()))

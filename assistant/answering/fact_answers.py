@@ -77,6 +77,8 @@ def lead_for(question: str, facts: Sequence[FactLine], max_sentences: int) -> Le
     yes_no = is_yes_no_question(question)
     groups: list[_Group] = []
     for fact in facts:
+        if _spans_table_lines(fact):
+            continue
         side = _answered_side(fact, asked, stems, yes_no)
         if side is None:
             continue
@@ -112,6 +114,14 @@ class _Group:
     def add(self, answer: str, fact: FactLine) -> None:
         first, numbers = self.answers.get(answer, (fact, []))
         self.answers[answer] = (first, numbers + [fact.number])
+
+
+def _spans_table_lines(fact: FactLine) -> bool:
+    """A side running across a line break or a cell border was parsed from a table's rows as if
+    they were a sentence ("devices sell 15,343\nActive users"): cells, not a subject or an object.
+    On TAT-QA such facts opened answers and none held the answer; the table reading
+    (table_answers.py) reads those rows by their columns."""
+    return any("\n" in side or "|" in side for side in (fact.head, fact.tail))
 
 
 def _answered_side(fact: FactLine, asked: str, stems: set[str], yes_no: bool) -> str | None:
