@@ -100,3 +100,26 @@ def test_without_an_adapter_or_with_the_setting_off_the_lead_opens_as_before(ser
                             "medicine")):
         written = writer.begin(QUESTION, _prompt(engine, domain), [], domain=domain).finish()
         assert written.answered_by == "" and written.draft.startswith(LEAD_TEXT)
+
+
+def test_a_yes_no_openings_reason_must_report_a_finding_not_restate_the_aim(embedder):
+    """On PubMedQA the support check let "Yes. <the study's aim> [n]." through: the aim shares
+    the question's words."""
+    from assistant.answering.adapter_answers import opening_holds
+    from assistant.answering.yes_no import states_the_question
+
+    evidence = prompts.number_evidence([], [("PMID 1", "OBJECTIVE: This study aimed to determine whether statins "
+                                                       "reduce stroke risk in the elderly. RESULTS: Statins reduced "
+                                                       "stroke risk in the elderly significantly (p < 0.01).")])
+    question = "Do statins reduce stroke risk in the elderly?"
+    encode = CachedEncoder(embedder)
+    aim = "Yes. This study aimed to determine whether statins reduce stroke risk in the elderly [1]."
+    found = "Yes. Statins reduced stroke risk in the elderly significantly (p < 0.01) [1]."
+    assert not opening_holds(aim, evidence, encode, question, 0.55)
+    assert opening_holds(found, evidence, encode, question, 0.55)
+    # not a yes/no question: an aim sentence is judged by its support alone
+    assert opening_holds("This study aimed to determine whether statins reduce stroke risk in the elderly [1].",
+                         evidence, encode, "What did the study aim to determine?", 0.55)
+    assert states_the_question("METHODS: We enrolled 200 patients.")
+    assert states_the_question("The purpose of this study was to compare two scanners.")
+    assert not states_the_question("There was no significant difference between the groups (P = 0.07).")

@@ -83,6 +83,12 @@ _DEFINED = re.compile(r"\(([A-Za-z][A-Za-z0-9-]{1,9})\)")
 _LONG_FORM_CHARACTERS = 120  # looked back over for the words an abbreviation stands for
 
 
+# An aim in its usual words; a literal alternation, so one linear pass.
+_AIM = re.compile(r"\b(?:aim(?:ed|s)? (?:was |is |were )?(?:to|at)|sought to|(?:objective|purpose|goal)s? (?:of|was|is|were)|"
+                  r"(?:was|were) designed to|to (?:determine|assess|evaluate|investigate|examine|compare|explore) "
+                  r"(?:whether|if|the))\b", re.IGNORECASE)
+
+
 @dataclass(frozen=True)
 class Vote:
     value: float  # > 0 for "Yes", < 0 for "No"
@@ -247,6 +253,16 @@ def _polarity(sentence: str, share: float) -> float:
     if share >= PLAIN_STATEMENT_SHARE:
         return -1.0 if negated(sentence) else PLAIN_STATEMENT_VOTE
     return 0.0
+
+
+def states_the_question(sentence: str) -> bool:
+    """Whether a sentence only states what a study asks or did (under a background, aims or
+    methods heading, or in an aim's words: "This study aimed to determine whether ..."), so it
+    cannot be the reason for a label."""
+    heading, body = heading_split(sentence)
+    if heading is not None and _section(heading) in ("question", "methods"):
+        return True
+    return bool(_AIM.search(body))
 
 
 def _section(heading: str) -> str | None:
