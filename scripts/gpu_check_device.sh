@@ -9,9 +9,13 @@
 # so it runs as two calls on the same warm machine (it is given back 30 s after a call):
 #   bash scripts/gpu_check_device.sh prepare   # carry .whl .gpu1: install wheels, keep part_aa in $WORK
 #   bash scripts/gpu_check_device.sh run       # carry .gpu2 (.whl too is optional): join, verify, benchmark
+#   bash scripts/gpu_check_device.sh train     # carry .gpu2 .gpu_data: train one adapter per carried dataset
+#                                              # (issue 36; scripts/gpu_train_files.sh makes .gpu_data here)
 # Each stage takes whatever its own call carried and fails with a message when something from an
 # earlier call is missing. `run` logs to $OUT/gpu_check.log and records rows to
-# $OUT/gpu_check_results.jsonl. Environment: STEPS (300), BATCH (8), MODES (nf4,bf16),
+# $OUT/gpu_check_results.jsonl; `train` logs to $OUT/gpu_train.log and writes $OUT/adapters/<domain>-gpu and
+# $OUT/gpu_train_results.jsonl (STEPS: steps per adapter, default the settings' epochs; BATCH 16;
+# TRAIN_TIMEOUT 540). Environment of `run`: STEPS (300), BATCH (8), MODES (nf4,bf16),
 # BENCH_TIMEOUT (seconds for the benchmark, 330), PY (python3), WORK (/tmp/gpu_check), SITE (/tmp/site).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -122,11 +126,39 @@ EOF
   return "$rc"
 }
 
+train() {  # issue 36's GPU path: the carried datasets (.gpu_data/datasets, from scripts/gpu_train_files.sh), one adapter each
+  mkdir -p "$WORK" || die "cannot create $WORK"
+  install_wheels || [ -f "$SITE/.gpu_check_wheels" ] \
+    || die "no wheels in $SITE and none carried: run 'prepare' first or carry .whl in this call"
+  keep_part part_aa .gpu1/part_aa || true
+  keep_part part_ab .gpu2/part_ab || true
+  assemble_gguf
+  compgen -G ".gpu_data/datasets/*/train.jsonl" >/dev/null \
+    || die "no datasets in .gpu_data/datasets/: make them with scripts/gpu_train_files.sh and carry .gpu_data"
+  export PYTHONPATH=$SITE:$WORK/pkgs:$ROOT${PYTHONPATH:+:$PYTHONPATH}
+  export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+  export HF_HOME=$WORK/hf ASSISTANT_DATA_DIR=$WORK/data ASSISTANT_BASE_MODEL=packaged:SmolLM2-135M-Instruct
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || say "(no nvidia-smi)"
+  rm -rf "$WORK/data/adapters" "$WORK/data/training"  # a fresh registry each time: names do not collide
+  local rc
+  say "scripts/gpu_train_device.py --batch ${BATCH:-16} ${STEPS:+--max-steps $STEPS} (timeout ${TRAIN_TIMEOUT:-540} s)"
+  timeout -k 10 "${TRAIN_TIMEOUT:-540}" "$PY" scripts/gpu_train_device.py --datasets .gpu_data/datasets --out "$OUTDIR" \
+    --batch "${BATCH:-16}" ${STEPS:+--max-steps "$STEPS"}
+  rc=$?
+  [ "$rc" -eq 124 ] && say "training ran past TRAIN_TIMEOUT=${TRAIN_TIMEOUT:-540} s and was stopped; finished adapters are in $OUTDIR/adapters"
+  say "done, exit $rc"
+  return "$rc"
+}
+
 case "${1:-}" in
   prepare) prepare ;;
+  train)
+    mkdir -p "$OUTDIR" || die "cannot create $OUTDIR"
+    train 2>&1 | tee -a "$OUTDIR/gpu_train.log"
+    exit "${PIPESTATUS[0]}" ;;
   run)
     mkdir -p "$OUTDIR" || die "cannot create $OUTDIR"
     run 2>&1 | tee -a "$OUTDIR/gpu_check.log"
     exit "${PIPESTATUS[0]}" ;;
-  *) echo "usage: $0 prepare|run" >&2; exit 2 ;;
+  *) echo "usage: $0 prepare|run|train" >&2; exit 2 ;;
 esac

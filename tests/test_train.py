@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import shutil
 
 import pytest
 import torch
@@ -170,3 +172,31 @@ def test_a_kill_between_the_renames_of_a_checkpoint_swap_keeps_the_previous_chec
     assert (target / "state.json").read_text() == "step 40"
     recover_swap(tmp_path / "best")  # nothing to recover: nothing happens
     assert not (tmp_path / "best").exists()
+
+
+@pytest.mark.slow  # a training and its evaluation (about a minute alone, four beside other runs)
+def test_the_gpu_scripts_trainer_trains_each_carried_dataset_and_reports_its_cost(tiny_settings, base_model, tmp_path,
+                                                                                    monkeypatch):
+    """scripts/gpu_train_device.py (what `gpu_check_device.sh train` runs on the device) on this CPU:
+    one adapter per dataset folder, copied out valid, a row of cost each, and a broken dataset
+    reported without stopping the others."""
+    spec = importlib.util.spec_from_file_location("gpu_train_device", "scripts/gpu_train_device.py")
+    device = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(device)
+    carried = tmp_path / "carried"
+    shutil.copytree(tiny_settings.datasets_dir / "medicine", carried / "medicine")
+    (carried / "law").mkdir()
+    (carried / "law" / "train.jsonl").write_text("")  # a half-copied dataset: its training fails
+    for name, value in {"DATA_DIR": str(tiny_settings.data_dir), "EVAL_MAX_EXAMPLES": "2", "EVAL_MAX_NEW_TOKENS": "4",
+                        "LORA_RANK": "4", "LORA_ALPHA": "8", "LORA_TARGET_MODULES": '["q_proj", "v_proj"]'}.items():
+        monkeypatch.setenv(f"ASSISTANT_{name}", value)
+    out = tmp_path / "out"
+    assert device.main(["--datasets", str(carried), "--out", str(out), "--batch", "2", "--max-steps", "2"]) == 1
+    rows = {row["domain"]: row for row in map(json.loads, (out / "gpu_train_results.jsonl").read_text().splitlines())}
+    assert "validation.jsonl is missing" in rows["law"]["error"]
+    medicine = rows["medicine"]
+    assert medicine["steps"] == 2 and medicine["batch"] == 2 and medicine["steps_per_second"] > 0
+    assert medicine["tokens_per_second"] > 0 and set(medicine["trained_fact_recall"]) == {"base", "adapter"}
+    info = validate_adapter(out / "adapters" / "medicine-gpu", base_model)
+    assert info.name == "medicine-gpu" and info.domain == "medicine" and info.rank == 4
+    assert device.main(["--datasets", str(tmp_path / "none"), "--out", str(out)]) == 2
