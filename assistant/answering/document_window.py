@@ -15,17 +15,12 @@ documents for the questions that need two.
 The window is the best chunk, then the chunks after it, then the ones before it, up to
 ``best_document_chunks`` in all, joined in the document's order. Chunks overlap (each starts
 with the end of the one before, indexing/chunking.py), so the repeated words are dropped where
-the two meet.
+the two meet. Retrieval (``Retriever._read_on``) applies it to the best passage.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import TYPE_CHECKING, Sequence
-
-if TYPE_CHECKING:  # retrieval imports this module
-    from assistant.answering.retrieval import Passage
-    from indexing.vector_store import DomainIndex
+from typing import Sequence
 
 MIN_OVERLAP_CHARS = 20  # a shorter match where two chunks meet is chance, not the chunker's overlap
 MAX_OVERLAP_CHARS = 4000  # the chunker's overlap is a few sentences; nothing longer is looked for
@@ -70,17 +65,3 @@ def join_chunks(texts: Sequence[str]) -> str:
         if rest:
             joined += ("\n" if "\n" in joined[-200:] or "\n" in rest[:200] else " ") + rest
     return joined
-
-
-def read_on(passage: Passage, index: DomainIndex, chunks: int) -> Passage:
-    """``passage`` with its document's next chunks (then earlier ones) joined to it, ``chunks`` in
-    all; the chunk ids it took in are its ``read_on``. Unchanged when its document has one chunk."""
-    best = index.position_of(passage.chunk_id)
-    if best is None:
-        return passage
-    window = window_positions(index.document_positions(passage.doc_id), best, chunks)
-    if len(window) == 1:
-        return passage
-    rows = [index.rows[position] for position in window]
-    return dataclasses.replace(passage, text=join_chunks([row.text for row in rows]),
-                               read_on=tuple(row.chunk_id for row in rows if row.chunk_id != passage.chunk_id))

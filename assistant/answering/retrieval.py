@@ -24,6 +24,7 @@ needs no graph server and still runs from the passages), and the graph is left a
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import threading
@@ -33,7 +34,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from assistant.answering.document_window import read_on
+from assistant.answering.document_window import join_chunks, window_positions
 from assistant.settings import Settings
 from indexing.embedding import CachedEncoder, Embedder
 from indexing.entity_linking import EntityLink
@@ -143,11 +144,19 @@ class Retriever:
         the chunks it took in leave the rest of the list."""
         if not ranked or self.settings.best_document_chunks <= 1:
             return ranked
+        first = ranked[0]
         try:
-            best = read_on(ranked[0], self.vectors.get(ranked[0].domain), self.settings.best_document_chunks)
+            index = self.vectors.get(first.domain)
         except IndexUnavailable:
             return ranked
-        taken = set(best.read_on)
+        at = index.position_of(first.chunk_id)
+        window = [] if at is None else window_positions(index.document_positions(first.doc_id), at,
+                                                        self.settings.best_document_chunks)
+        if len(window) <= 1:
+            return ranked
+        rows = [index.rows[position] for position in window]
+        taken = tuple(row.chunk_id for row in rows if row.chunk_id != first.chunk_id)
+        best = dataclasses.replace(first, text=join_chunks([row.text for row in rows]), read_on=taken)
         return [best] + [p for p in ranked[1:] if p.chunk_id not in taken]
 
     def _passages(self, domain: str, question: str, query: np.ndarray, links: list[EntityLink],
