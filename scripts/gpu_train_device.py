@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _train_one(train_adapter, settings, dataset: Path, args) -> dict:
     domain = dataset.name
-    examples = sum(1 for _ in open(dataset / "train.jsonl", encoding="utf-8"))
+    with open(dataset / "train.jsonl", encoding="utf-8") as lines:
+        examples = sum(1 for _ in lines)
     row: dict = {"domain": domain, "examples": examples, "batch": args.batch}
     started = time.perf_counter()
     try:
