@@ -67,9 +67,10 @@ def _alone(engine: Engine, messages=MESSAGES, tokens: int = 20, **choice) -> str
     return engine.submit(messages, max_new_tokens=tokens, **choice).text()
 
 
-def test_the_engine_decodes_like_transformers_generate(engine):
+def test_the_engine_decodes_like_transformers_generate(engine, monkeypatch):
     import torch
 
+    monkeypatch.setattr(engine.settings, "engine_prefill_dtype", "float32")  # generate's own precision
     ids = engine.encode(MESSAGES)
     with torch.inference_mode():  # the reference runs on this thread: the engine is idle meanwhile
         expected = engine.pool.model.generate(torch.tensor([ids]), max_new_tokens=24, do_sample=False,
@@ -108,7 +109,10 @@ def test_a_sampled_request_leaves_the_greedy_rows_beside_it_unchanged(engine):
     assert greedy.result.mean_batch > 1.5
 
 
-def test_batched_requests_with_different_adapters_get_what_they_get_alone(engine, adapters):
+@pytest.mark.parametrize("prefill_dtype", ["float32", "bfloat16"])
+def test_batched_requests_with_different_adapters_get_what_they_get_alone(engine, adapters, monkeypatch,
+                                                                          prefill_dtype):
+    monkeypatch.setattr(engine.settings, "engine_prefill_dtype", prefill_dtype)  # decode steps: float32 either way
     engine.load_adapter(adapters["medicine"])
     engine.load_adapter(adapters["finance"])
     plan = [(MESSAGES, {"domain": "medicine"}), (OTHER, {"domain": "finance"}), (MESSAGES, {}), (OTHER, {})]

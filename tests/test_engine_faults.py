@@ -210,6 +210,7 @@ def test_a_burst_of_one_token_requests_is_never_slept_on(engine, monkeypatch):
 def test_a_prompt_longer_than_a_chunk_decodes_like_transformers_generate(engine, monkeypatch):
     import torch
 
+    monkeypatch.setattr(engine.settings, "engine_prefill_dtype", "float32")  # generate's own precision
     ids = engine.encode(LONG)
     assert len(ids) > 3 * CHUNK
     with torch.inference_mode():  # the reference runs on this thread: the engine is idle meanwhile
