@@ -13,7 +13,10 @@ asks to explain a different demo passage; the long ones carry the passage's docu
 the prompt length), then released, so all B start together; the engine's own counters give the
 decode time and the tokens decoded in it (a row that reaches its end token leaves, so the table
 shows the mean rows per step actually decoded). Prefill (each prompt's forward pass) is timed
-apart: it is compute-bound and does not batch.
+apart: it is compute-bound and does not batch. A last table times the long prompts' prefill in
+float32 and in bfloat16 (``engine_prefill_dtype``), alternating, one prompt at a time: the
+headline is float32 seconds / bfloat16 seconds (on a CPU without bfloat16 matrix units "auto"
+keeps float32, and the bfloat16 row shows why).
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batches", default="1,2,4,8")
     parser.add_argument("--new-tokens", type=int, default=48)
     parser.add_argument("--long-tokens", type=int, default=900, help="prompt length of the long case")
+    parser.add_argument("--rounds", type=int, default=6, help="long prompts prefilled in each precision")
     args = parser.parse_args(argv)
     batches = [int(b) for b in args.batches.split(",")]
 
@@ -93,6 +97,7 @@ def main(argv: list[str] | None = None) -> None:
             for label, long_tokens in (("short prompts", None), (f"~{args.long_tokens}-token prompts", args.long_tokens)):
                 rows = [run_batch(engine, prompts(engine, b, long_tokens), args.new_tokens) for b in batches]
                 report(label, rows, args, engine)
+            report_precisions(compare_precisions(engine, prompts(engine, args.rounds, args.long_tokens)), args)
         finally:
             engine.close()
 
@@ -113,6 +118,39 @@ def report(label: str, rows: list[dict], args, engine) -> None:
     for r in rows:
         record(group, f"decode tokens/s, batch {r['batch']}", r["decode_tokens_per_s"], "tokens/s",
                baseline=None if r is first else f"decode tokens/s, batch {first['batch']}", better="higher")
+
+
+PRECISIONS = ("float32", "bfloat16")
+
+
+def compare_precisions(engine, messages: list[list[dict]]) -> dict[str, list[float]]:
+    """Each prompt prefilled (one new token) in both precisions in turn, the order swapped every
+    round so that neither always runs second; seconds of prefill per prompt."""
+    seconds: dict[str, list[float]] = {precision: [] for precision in PRECISIONS}
+    for round_number, message in enumerate(messages):
+        order = PRECISIONS if round_number % 2 == 0 else PRECISIONS[::-1]
+        for precision in order:
+            engine.settings.engine_prefill_dtype = precision  # read by the engine for each new request
+            handle = engine.submit(message, max_new_tokens=1, timeout_s=WAIT_S)
+            handle.text()
+            seconds[precision].append(handle.result.prefill_s)
+    engine.settings.engine_prefill_dtype = "auto"
+    return seconds
+
+
+def report_precisions(seconds: dict[str, list[float]], args) -> None:
+    import statistics
+
+    median = {precision: statistics.median(values) for precision, values in seconds.items()}
+    table = [[precision, str(len(values)), f"{median[precision]:.3f}", f"{min(values):.3f}", f"{max(values):.3f}",
+              f"{median['float32'] / median[precision]:.2f}x"] for precision, values in seconds.items()]
+    print_table(f"Prefill of ~{args.long_tokens}-token prompts by precision (engine_prefill_dtype; decode steps float32)",
+                ["precision", "prompts", "p50 s", "min s", "max s", "speed vs float32"], table,
+                ["the same prompts in both precisions, alternating which runs first"])
+    record("serving engine, prefill precision", "prefill s per prompt, float32", median["float32"], "s",
+           better="lower")
+    record("serving engine, prefill precision", "prefill s per prompt, bfloat16", median["bfloat16"], "s",
+           baseline="prefill s per prompt, float32", better="lower")
 
 
 if __name__ == "__main__":
