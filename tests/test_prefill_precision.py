@@ -1,6 +1,7 @@
 """A prompt's forward pass in bfloat16 on a CPU with bfloat16 matrix units (issue 38): the
-precision is chosen as documented, the prefill's matrix products really run in bfloat16, the cache
-the decode steps read is float32 again, and the first token agrees with a float32 prefill."""
+precision is chosen as documented, the prefill's matrix products really run in bfloat16 but for
+the prompt's last position, the cache the decode steps read is float32 again, and the logits that
+choose the first token are close to a float32 prefill's."""
 
 from __future__ import annotations
 
@@ -53,8 +54,10 @@ def served(base_model):
 
 
 def _prefill(model, ids: list[int], fast_dtype, parts: int = 1):
-    seen: set[torch.dtype] = set()
-    hook = model.model.layers[0].self_attn.q_proj.register_forward_hook(lambda m, i, out: seen.add(out.dtype))
+    """The prefilled prompt, its last logits, and each forward pass's (dtype, tokens) in a projection."""
+    seen: list[tuple[torch.dtype, int]] = []
+    hook = model.model.layers[0].self_attn.q_proj.register_forward_hook(
+        lambda m, i, out: seen.append((out.dtype, out.shape[1])))
     try:
         with torch.inference_mode():
             part = PartialPrefill(model, ids, None, fast_dtype)
@@ -68,29 +71,35 @@ def _prefill(model, ids: list[int], fast_dtype, parts: int = 1):
 
 
 @pytest.mark.parametrize("parts", [1, 3])
-def test_a_bfloat16_prefill_computes_in_bfloat16_and_leaves_a_float32_cache(served, parts):
+def test_a_bfloat16_prefill_computes_in_bfloat16_but_the_last_position_and_leaves_a_float32_cache(served, parts):
     model, tokenizer = served
     messages = prompts.chat_messages("medicine", QUESTIONS[0], EVIDENCE)
     ids = tokenizer(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True),
                     add_special_tokens=False)["input_ids"]
     fast, _, fast_seen = _prefill(model, ids, torch.bfloat16, parts)
     exact, _, exact_seen = _prefill(model, ids, None, parts)
-    assert fast_seen == {torch.bfloat16} and exact_seen == {torch.float32}
+    assert {dtype for dtype, _ in fast_seen[:-1]} == {torch.bfloat16} and fast_seen[-1] == (torch.float32, 1)
+    assert len(fast_seen) == parts + 1 and sum(tokens for _, tokens in fast_seen) == len(ids)
+    assert {dtype for dtype, _ in exact_seen} == {torch.float32} and len(exact_seen) == parts
     for layer in fast.cache.layers:
         assert layer.keys.dtype == layer.values.dtype == torch.float32
         assert layer.get_seq_length() == len(ids)
     assert fast.length == exact.length == len(ids) and torch.equal(fast.seen, exact.seen)
 
 
-def test_a_bfloat16_prefill_starts_the_answer_as_float32_does(served):
-    """The same first token on grounded prompts, and logits within bfloat16's rounding."""
+def test_a_bfloat16_prefill_gives_float32_logits_close_to_a_float32_prefill(served):
+    """The first token's logits come from a float32 pass, not bfloat16's grid (0.125 apart near
+    30, which turned close choices into ties), with the same likeliest token and logits within a
+    small share of their spread. (Which token wins after the repetition penalty may still differ
+    where two tokens are that close.)"""
     model, tokenizer = served
     for question in QUESTIONS:
         messages = prompts.chat_messages("medicine", question, EVIDENCE)
         ids = tokenizer(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True),
                         add_special_tokens=False)["input_ids"]
-        fast, fast_logits, _ = _prefill(model, ids, torch.bfloat16)
-        exact, exact_logits, _ = _prefill(model, ids, None)
-        assert fast.first_token == exact.first_token, question
+        _, fast_logits, _ = _prefill(model, ids, torch.bfloat16)
+        _, exact_logits, _ = _prefill(model, ids, None)
+        assert not torch.equal(fast_logits, fast_logits.to(torch.bfloat16).float()), question
+        assert int(fast_logits.argmax()) == int(exact_logits.argmax()), question
         spread = float(exact_logits.max() - exact_logits.min())
-        assert float((fast_logits - exact_logits).abs().max()) < 0.1 * spread, question
+        assert float((fast_logits - exact_logits).abs().max()) < 0.05 * spread, question
