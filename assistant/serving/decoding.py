@@ -170,7 +170,7 @@ PREFILL_CHUNK_TOKENS = 512
 def fast_prefill_dtype(setting: str, model) -> torch.dtype | None:
     """The lower precision a prompt's forward pass runs its matrix products in, or None (the
     model's own). "auto" means bfloat16 for a float32 model on a CPU with native bfloat16 matrix
-    units (AMX or AVX512-BF16): a ~1,000-token prompt then takes ~0.55 s instead of ~1.2 s here
+    units (AMX or AVX512-BF16): a ~940-token prompt then takes 0.44 s instead of 0.87 s here
     (bench/engine_decode.py prints both), while a decode step, a matrix-vector product bound by
     memory, gains nothing and stays float32, which also keeps a row's tokens independent of the
     rows beside it. Without such units bfloat16 is emulated and slower, so "auto" keeps float32."""
