@@ -15,8 +15,8 @@ the default base model on CPU and no adapters.
   retrieve, prompt, time to first token (from the start of generation, and from the start of the
   request), generate, and tokens/s. One untimed question and one retrieval per domain warm the
   caches first (centroids, BM25 indexes, entity catalogs, the model's first forward pass).
-  Table 1b sends the same prompts to the same engine alone and compares decode speed and the whole
-  answer's time with it (bench/decode_in_pipeline.py: issue 38's single-user goals).
+  Table 1b replays the pipeline's submissions on the same engine alone and compares decode speed
+  and the whole answer's time with it (bench/decode_in_pipeline.py: issue 38's single-user goals).
 * Table 2 reports, over every demo question, whether any of the top ``--k`` passages comes from
   one of the question's ``evidence_doc_ids``: for the dense (FAISS) list, the BM25 list and their
   reciprocal rank fusion (``assistant.answering.retrieval.fuse_rankings``), with the candidate counts and
@@ -142,16 +142,19 @@ def warm_up(pipeline) -> float:
 
 # --- table 1: latency per stage ---------------------------------------------------------------
 
-def answer_questions(pipeline, questions: list[dict]) -> list:
-    answers = []
+def answer_questions(pipeline, questions: list[dict], log) -> tuple[list, list]:
+    """The answers, and what each submitted to the engine (``log``: a decode_in_pipeline.SubmissionLog)."""
+    answers, submissions = [], []
+    log.taken()
     for question in questions:
         answer = pipeline.respond(question["question"])
         answers.append(answer)
+        submissions.append(log.taken())
         t = answer.timings
         print(f"  {question['id']}: routed to {answer.domain}, {answer.new_tokens} tokens, "
               f"retrieve {t.get('retrieve', 0):.2f}s, generate {t.get('generate', 0):.2f}s"
               f"{', ERROR ' + answer.error if answer.error else ''}", flush=True)
-    return answers
+    return answers, submissions
 
 
 def time_to_first_token(answer) -> float | None:
@@ -410,10 +413,11 @@ def main(argv: list[str] | None = None) -> None:
             pipeline = build_pipeline(demo)
             warm_up_s = warm_up(pipeline)
             timed_questions = spread_over_domains(questions, args.questions)
-            answers = answer_questions(pipeline, timed_questions)
+            log = decode_in_pipeline.SubmissionLog(pipeline.engine)
+            answers, submissions = answer_questions(pipeline, timed_questions, log)
             outcomes = retrieve_all(pipeline, questions)
             latency_table(answers, timed_questions, demo.settings, warm_up_s)
-            decode_in_pipeline.report(decode_in_pipeline.pair_with_engine_alone(pipeline.engine, answers))
+            decode_in_pipeline.report(decode_in_pipeline.pair_with_engine_alone(log, answers, submissions))
             hit_rate_table(outcomes, demo.settings, args.k)
             routing_table(outcomes, demo.settings)
             retrieval_time_table(pipeline, questions)
