@@ -7,7 +7,8 @@ Run from the repository root (``make bench`` does)::
     .venv/bin/python bench/engine_decode.py [--batches 1,2,4,8] [--new-tokens 48] [--long-tokens 900]
 
 The default base model is converted into a temporary data dir (./data is never touched) and
-served by ``assistant.serving.engine.Engine`` as the app serves it (float32 on CPU, CUDA when there is
+served by ``assistant.serving.engine.Engine`` as the app serves it (float32 on CPU, its prompts
+prefilled in bfloat16 where the CPU multiplies in it natively; CUDA when there is
 one). For each batch size B, the engine's thread is held while B requests are submitted (each
 asks to explain a different demo passage; the long ones carry the passage's document repeated to
 the prompt length), then released, so all B start together; the engine's own counters give the
