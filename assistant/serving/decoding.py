@@ -222,7 +222,7 @@ class PartialPrefill:
         if fast_end > start:
             self._forward(model, fast_end, self.fast_dtype)
         if end > fast_end:
-            for layer in self.cache.layers:
+            for layer in self.cache.layers:  # autocast left some layers' keys or values in its dtype
                 layer.convert(self._model_dtype)
             self._forward(model, end, None)
         return end - start
@@ -242,8 +242,6 @@ class PartialPrefill:
         if self.remaining or self._logits is None:
             raise RuntimeError(f"the prompt is not prefilled yet ({self.remaining} tokens remain)")
         logits, device = self._logits, self.ids.device
-        for layer in self.cache.layers:  # autocast leaves some layers' keys or values in its dtype
-            layer.convert(self._model_dtype)
         seen = torch.zeros((1, vocabulary), dtype=torch.bool, device=device)
         seen[0, self.ids[0]] = True
         if first_token_choices:
