@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO))
 
 import argparse  # noqa: E402
 import os  # noqa: E402
+import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -140,8 +141,6 @@ def compare_precisions(engine, messages: list[list[dict]]) -> dict[str, list[flo
 
 
 def report_precisions(seconds: dict[str, list[float]], args) -> None:
-    import statistics
-
     median = {precision: statistics.median(values) for precision, values in seconds.items()}
     table = [[precision, str(len(values)), f"{median[precision]:.3f}", f"{min(values):.3f}", f"{max(values):.3f}",
               f"{median['float32'] / median[precision]:.2f}x"] for precision, values in seconds.items()]
